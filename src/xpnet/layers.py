@@ -1,0 +1,157 @@
+"""Layers as forward/backward pairs, written against the Python array API.
+
+Each ``*_forward`` returns ``(out, cache)`` and each ``*_backward`` takes the upstream
+gradient and that cache.  Samples are rows.  Every array may carry a leading model axis
+of M models trained in lockstep:
+
+- activations ``(M, n, d)``; a network input shared by all models may be ``(n, d)``;
+- dense weights ``(M, d_in, d_out)``, biases and batch-norm ``gamma``/``beta``
+  ``(M, 1, d)``;
+- per-model scalars ``(M,)``.
+
+Reductions over samples use ``axis=-2`` so the same code serves M = 1 and M > 1.
+The namespace comes from the arrays themselves, so NumPy, CuPy and array_api_strict
+all run this file unchanged.
+"""
+
+from __future__ import annotations
+
+from xpnet.backend import namespace_of
+
+
+def dense_forward(x, W, b=None):
+    """Affine map ``x @ W + b``.
+
+    Args:
+        x: ``(M, n, d_in)`` or shared ``(n, d_in)``.
+        W: ``(M, d_in, d_out)``.
+        b: ``(M, 1, d_out)`` or None (a layer followed by batch norm needs no bias).
+
+    Returns:
+        ``out`` of shape ``(M, n, d_out)`` and the cache ``(x, W)``.
+    """
+    out = x @ W
+    if b is not None:
+        out = out + b
+    return out, (x, W)
+
+
+def dense_backward(dout, cache, need_dx=True, need_db=True):
+    """Gradients of the affine map.
+
+    Args:
+        dout: ``(M, n, d_out)``.
+        cache: from :func:`dense_forward`.
+        need_dx: False for the first layer, whose input gradient nobody uses
+            (it is the most expensive product of the step).
+        need_db: False when the layer has no bias.
+
+    Returns:
+        ``(dx, dW, db)``: ``dx`` ``(M, n, d_in)`` or None, ``dW`` ``(M, d_in, d_out)``,
+        ``db`` ``(M, 1, d_out)`` or None.
+    """
+    xp = namespace_of(dout)
+    x, W = cache
+    # For a shared 2-D input, (d_in, n) @ (M, n, d_out) broadcasts to (M, d_in, d_out).
+    dW = xp.linalg.matrix_transpose(x) @ dout
+    db = xp.sum(dout, axis=-2, keepdims=True) if need_db else None
+    dx = dout @ xp.linalg.matrix_transpose(W) if need_dx else None
+    return dx, dW, db
+
+
+def batchnorm_forward(s, gamma, beta, running_mean, running_var, *, train=True,
+                      momentum=0.9, eps=1e-5):
+    """Batch normalisation over the samples of each model.
+
+    Train mode normalises with the batch mean and (biased) batch variance, as the
+    DD2424 reports do, and returns updated running averages
+    ``running = momentum * running + (1 - momentum) * batch``.  Eval mode normalises
+    with the running averages and returns them unchanged.
+
+    Args:
+        s: ``(M, n, d)`` pre-activations.
+        gamma, beta: ``(M, 1, d)`` scale and shift.
+        running_mean, running_var: ``(M, 1, d)``.
+
+    Returns:
+        ``out`` ``(M, n, d)``, ``cache``, ``new_running_mean``, ``new_running_var``.
+    """
+    xp = namespace_of(s)
+    if train:
+        mean = xp.mean(s, axis=-2, keepdims=True)
+        centred = s - mean
+        var = xp.mean(centred * centred, axis=-2, keepdims=True)
+        new_mean = momentum * running_mean + (1.0 - momentum) * mean
+        new_var = momentum * running_var + (1.0 - momentum) * var
+    else:
+        centred = s - running_mean
+        var = running_var
+        new_mean, new_var = running_mean, running_var
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    s_hat = centred * inv_std
+    out = gamma * s_hat + beta
+    return out, (s_hat, gamma, inv_std), new_mean, new_var
+
+
+def batchnorm_backward(dout, cache):
+    """Gradients of train-mode batch norm.
+
+    Args:
+        dout: ``(M, n, d)``.
+        cache: from :func:`batchnorm_forward` with ``train=True``.
+
+    Returns:
+        ``(ds, dgamma, dbeta)`` with shapes ``(M, n, d)``, ``(M, 1, d)``, ``(M, 1, d)``.
+    """
+    xp = namespace_of(dout)
+    s_hat, gamma, inv_std = cache
+    n = dout.shape[-2]
+    dbeta = xp.sum(dout, axis=-2, keepdims=True)
+    dgamma = xp.sum(dout * s_hat, axis=-2, keepdims=True)
+    # d/ds of gamma * (s - mean) / std, with mean and std depending on s:
+    # ds = gamma * inv_std * (dout - mean(dout) - s_hat * mean(dout * s_hat)).
+    ds = (gamma * inv_std) * (dout - dbeta / n - s_hat * (dgamma / n))
+    return ds, dgamma, dbeta
+
+
+def relu_forward(s):
+    """``max(s, 0)`` elementwise; returns ``(out, cache)`` with ``out`` shaped like ``s``."""
+    xp = namespace_of(s)
+    out = xp.maximum(s, 0.0)
+    return out, out
+
+
+def relu_backward(dout, cache):
+    """Pass the gradient where the unit was active; ``dout`` and the result share a shape."""
+    xp = namespace_of(dout)
+    out = cache
+    return xp.where(out > 0.0, dout, 0.0)
+
+
+def softmax_cross_entropy(scores, y_onehot):
+    """Mean cross-entropy of a softmax classifier and its gradient.
+
+    Args:
+        scores: ``(M, n, C)`` class scores.
+        y_onehot: ``(n, C)`` shared or ``(M, n, C)`` one-hot labels.
+
+    Returns:
+        ``loss`` ``(M,)``, the mean over samples per model, and
+        ``dscores`` ``(M, n, C)``, its gradient.
+    """
+    xp = namespace_of(scores)
+    n = scores.shape[-2]
+    shifted = scores - xp.max(scores, axis=-1, keepdims=True)
+    exp = xp.exp(shifted)
+    sum_exp = xp.sum(exp, axis=-1, keepdims=True)
+    log_probs = shifted - xp.log(sum_exp)
+    loss = -xp.sum(y_onehot * log_probs, axis=(-2, -1)) / n
+    dscores = (exp / sum_exp - y_onehot) / n
+    return loss, dscores
+
+
+def softmax(scores):
+    """Row-wise softmax of ``(..., n, C)`` scores."""
+    xp = namespace_of(scores)
+    exp = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
+    return exp / xp.sum(exp, axis=-1, keepdims=True)

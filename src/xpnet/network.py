@@ -1,0 +1,329 @@
+"""A K-layer fully connected network with optional batch norm, for M models at once.
+
+Layer ``l`` (1-based) maps ``d_{l-1} -> d_l`` with weights ``W{l}`` ``(M, d_{l-1}, d_l)``.
+Hidden layers are ``dense -> [batch norm] -> ReLU``; the output layer is dense and feeds
+a softmax cross-entropy.  A dense layer followed by batch norm has no bias (batch norm's
+``beta`` plays that role and a bias there would have zero gradient); other dense layers
+have ``b{l}`` ``(M, 1, d_l)``.  Batch-norm layers have ``gamma{l}``, ``beta{l}`` and the
+running averages ``mean{l}``, ``var{l}``, all ``(M, 1, d_l)``.
+
+Cost of model m = mean cross-entropy + ``lam[m] * sum_l ||W{l}[m]||^2``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from xpnet import layers
+from xpnet.backend import Backend, get_backend, to_numpy
+from xpnet.errors import CheckpointError, XpnetError
+from xpnet.init import INITS, layer_weights
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of a network: ``d_in -> hidden[0] -> ... -> n_classes``."""
+
+    d_in: int = 3072
+    hidden: tuple[int, ...] = (50, 50)
+    n_classes: int = 10
+    batch_norm: bool = True
+    init: str = "he"
+    bn_momentum: float = 0.9
+    bn_eps: float = 1e-5
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.d_in < 1 or self.n_classes < 2 or any(h < 1 for h in self.hidden):
+            raise XpnetError("Layer sizes must be positive and n_classes at least 2.")
+        if self.init not in INITS:
+            raise XpnetError(f"Unknown init {self.init!r}; use one of: {', '.join(INITS)}.")
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return (self.d_in, *self.hidden, self.n_classes)
+
+    @property
+    def n_layers(self) -> int:
+        """K, the number of dense layers."""
+        return len(self.hidden) + 1
+
+    def has_bn(self, layer: int) -> bool:
+        """Whether 1-based ``layer`` is followed by batch norm."""
+        return self.batch_norm and layer < self.n_layers
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _per_model(value, M, name) -> np.ndarray:
+    """Broadcast a scalar or length-M sequence to a float64 host array ``(M,)``."""
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.size == 1:
+        arr = np.full(M, arr[0])
+    if arr.shape != (M,):
+        raise XpnetError(f"{name} must be a scalar or have one value per model ({M}).")
+    return arr
+
+
+class Network:
+    """M networks of one architecture, trained in lockstep on the leading model axis.
+
+    Build one with :meth:`Network.create`.  ``params`` and ``buffers`` are dicts of
+    device arrays named as in the module docstring; ``lam`` is the device ``(M,)``
+    array of L2 strengths.
+    """
+
+    def __init__(self, config: NetworkConfig, params: dict, buffers: dict, lam,
+                 backend: Backend, seeds=None):
+        self.config = config
+        self.params = params
+        self.buffers = buffers
+        self.backend = backend
+        self.xp = backend.xp
+        self.lam_host = np.asarray(to_numpy(lam), dtype=np.float64).reshape(-1)
+        self.n_models = int(self.lam_host.shape[0])
+        self.dtype = params["W1"].dtype
+        self.lam = backend.asarray(self.lam_host, dtype=self.dtype)
+        self.seeds = None if seeds is None else [int(s) for s in np.asarray(seeds).reshape(-1)]
+
+    # ----------------------------------------------------------------- creation
+    @classmethod
+    def create(cls, config: NetworkConfig, *, n_models: int | None = None, seeds=0,
+               lam=0.0, sigma=None, device: str | Backend = "cpu",
+               dtype: str = "float32") -> "Network":
+        """Initialise M models.
+
+        Args:
+            seeds: int or ``(M,)``; model m's weights come from ``default_rng(seeds[m])``.
+            lam: L2 strength, scalar or ``(M,)``.
+            sigma: weight std for ``init="normal"``, scalar or ``(M,)``.
+            n_models: M; by default the length of the longest of seeds, lam, sigma.
+        """
+        backend = device if isinstance(device, Backend) else get_backend(device)
+        lengths = [np.size(v) for v in (seeds, lam, sigma) if v is not None]
+        M = int(n_models or max(lengths))
+        seeds_arr = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        if seeds_arr.size == 1:
+            seeds_arr = np.full(M, seeds_arr[0])
+        if seeds_arr.shape != (M,):
+            raise XpnetError(f"seeds must be one int or one per model ({M}).")
+        lam_arr = _per_model(lam, M, "lam")
+        if np.any(lam_arr < 0) or not np.all(np.isfinite(lam_arr)):
+            raise XpnetError("lam must be finite and non-negative.")
+        sigma_arr = None if sigma is None else _per_model(sigma, M, "sigma")
+        if config.init == "normal" and sigma_arr is None:
+            raise XpnetError("init='normal' needs sigma, for example sigma=1e-3.")
+
+        rngs = [np.random.default_rng(int(s)) for s in seeds_arr]
+        dt = backend.dtype(dtype)
+        params, buffers = {}, {}
+        sizes = config.sizes
+        for l in range(1, config.n_layers + 1):
+            d_in, d_out = sizes[l - 1], sizes[l]
+            W = layer_weights(rngs, config.init, d_in, d_out, sigma_arr)
+            params[f"W{l}"] = backend.asarray(W, dtype=dt)
+            if config.has_bn(l):
+                params[f"gamma{l}"] = backend.asarray(np.ones((M, 1, d_out)), dtype=dt)
+                params[f"beta{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
+                buffers[f"mean{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
+                buffers[f"var{l}"] = backend.asarray(np.ones((M, 1, d_out)), dtype=dt)
+            else:
+                params[f"b{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
+        return cls(config, params, buffers, lam_arr, backend, seeds_arr)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, X, *, train: bool = True, update_stats: bool = True,
+                params: dict | None = None):
+        """Scores for a batch.
+
+        Args:
+            X: shared ``(n, d_in)`` or per-model ``(M, n, d_in)`` inputs.
+            train: batch statistics (True) or running averages (False) in batch norm.
+            update_stats: in train mode, fold the batch statistics into the running
+                averages (False for gradient checks).
+            params: parameters to use instead of ``self.params``.
+
+        Returns:
+            ``scores`` ``(M, n, n_classes)`` and the list of per-layer caches.
+        """
+        p = self.params if params is None else params
+        cfg = self.config
+        K = cfg.n_layers
+        h, caches = X, []
+        for l in range(1, K + 1):
+            s, dense_cache = layers.dense_forward(h, p[f"W{l}"], p.get(f"b{l}"))
+            if l == K:
+                caches.append((dense_cache, None, None))
+                return s, caches
+            bn_cache = None
+            if cfg.has_bn(l):
+                s, bn_cache, mean, var = layers.batchnorm_forward(
+                    s, p[f"gamma{l}"], p[f"beta{l}"], self.buffers[f"mean{l}"],
+                    self.buffers[f"var{l}"], train=train, momentum=cfg.bn_momentum,
+                    eps=cfg.bn_eps)
+                if train and update_stats:
+                    self.buffers[f"mean{l}"], self.buffers[f"var{l}"] = mean, var
+            h, relu_cache = layers.relu_forward(s)
+            caches.append((dense_cache, bn_cache, relu_cache))
+        raise AssertionError("unreachable")
+
+    def regularisation(self, params: dict | None = None):
+        """``lam * sum_l ||W_l||^2`` per model, shape ``(M,)``."""
+        xp = self.xp
+        p = self.params if params is None else params
+        total = None
+        for l in range(1, self.config.n_layers + 1):
+            W = p[f"W{l}"]
+            sq = xp.sum(W * W, axis=(-2, -1))
+            total = sq if total is None else total + sq
+        return self.lam * total
+
+    def train_cost(self, X, Y):
+        """Train-mode (batch-statistics) cost ``(M,)`` without touching running averages."""
+        scores, _ = self.forward(X, train=True, update_stats=False)
+        loss, _ = layers.softmax_cross_entropy(scores, Y)
+        return loss + self.regularisation()
+
+    # ----------------------------------------------------------------- backward
+    def loss_and_gradients(self, X, Y, *, update_stats: bool = True,
+                           params: dict | None = None):
+        """Train-mode loss, cost and gradients of every parameter.
+
+        Args:
+            X: ``(n, d_in)`` or ``(M, n, d_in)``.
+            Y: one-hot labels ``(n, C)`` or ``(M, n, C)``.
+
+        Returns:
+            ``(loss, cost, grads)``: loss and cost ``(M,)``; grads a dict keyed like
+            ``params`` with arrays of the same shapes.
+        """
+        p = self.params if params is None else params
+        scores, caches = self.forward(X, train=True, update_stats=update_stats, params=p)
+        loss, dout = layers.softmax_cross_entropy(scores, Y)
+        cost = loss + self.regularisation(p)
+        grads = self._backward(dout, caches, p)
+        return loss, cost, grads
+
+    def _backward(self, dout, caches, p):
+        K = self.config.n_layers
+        lam2 = 2.0 * self.lam[:, None, None]
+        grads = {}
+        for l in range(K, 0, -1):
+            dense_cache, bn_cache, relu_cache = caches[l - 1]
+            if relu_cache is not None:
+                dout = layers.relu_backward(dout, relu_cache)
+            if bn_cache is not None:
+                dout, grads[f"gamma{l}"], grads[f"beta{l}"] = layers.batchnorm_backward(
+                    dout, bn_cache)
+            has_b = f"b{l}" in p
+            dout, dW, db = layers.dense_backward(dout, dense_cache, need_dx=l > 1,
+                                                 need_db=has_b)
+            grads[f"W{l}"] = dW + lam2 * p[f"W{l}"]
+            if has_b:
+                grads[f"b{l}"] = db
+        return grads
+
+    # --------------------------------------------------------------- evaluation
+    def evaluate(self, X, y, Y, *, chunk: int = 10000):
+        """Eval-mode loss, cost and accuracy over a whole set, in chunks of samples.
+
+        Args:
+            X: ``(N, d_in)`` inputs; y: ``(N,)`` integer labels; Y: ``(N, C)`` one-hot.
+
+        Returns:
+            dict of device arrays ``loss``, ``cost``, ``accuracy``, each ``(M,)``.
+        """
+        xp = self.xp
+        N = X.shape[0]
+        loss_sum, correct = None, None
+        for start in range(0, N, chunk):
+            stop = min(start + chunk, N)
+            scores, _ = self.forward(X[start:stop, ...], train=False)
+            loss, _ = layers.softmax_cross_entropy(scores, Y[start:stop, ...])
+            hits = xp.sum(xp.astype(xp.argmax(scores, axis=-1) == y[start:stop], self.dtype),
+                          axis=-1)
+            part = loss * (stop - start)
+            loss_sum = part if loss_sum is None else loss_sum + part
+            correct = hits if correct is None else correct + hits
+        loss = loss_sum / N
+        return {"loss": loss, "cost": loss + self.regularisation(), "accuracy": correct / N}
+
+    def predict(self, X, *, chunk: int = 10000):
+        """Eval-mode class predictions ``(M, N)`` for inputs ``(N, d_in)``."""
+        xp = self.xp
+        parts = [xp.argmax(self.forward(X[s:s + chunk, ...], train=False)[0], axis=-1)
+                 for s in range(0, X.shape[0], chunk)]
+        return xp.concat(parts, axis=-1)
+
+    # ------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every array as host NumPy, plus the config, for :meth:`save`."""
+        state = {f"param/{k}": to_numpy(v) for k, v in self.params.items()}
+        state.update({f"buffer/{k}": to_numpy(v) for k, v in self.buffers.items()})
+        state["lam"] = self.lam_host
+        meta = {"config": self.config.to_dict(), "seeds": self.seeds, "format": 1}
+        state["meta"] = np.array(json.dumps(meta))
+        return state
+
+    def save(self, path) -> None:
+        """Write a ``.npz`` checkpoint atomically (no pickle inside)."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ckpt-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **self.state_dict())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path, device: str | Backend = "cpu", dtype: str | None = None) -> "Network":
+        """Load a checkpoint written by :meth:`save` onto ``device``, without pickle."""
+        backend = device if isinstance(device, Backend) else get_backend(device)
+        try:
+            with np.load(os.fspath(path), allow_pickle=False) as f:
+                state = {k: f[k] for k in f.files}
+            meta = json.loads(str(state.pop("meta")))
+            config = NetworkConfig(**meta["config"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(
+                f"{path} is not a readable xpnet checkpoint ({exc}); pass a file written "
+                "by Network.save.") from None
+        dt = backend.dtype(dtype) if dtype else None
+        params, buffers = {}, {}
+        for key, value in state.items():
+            kind, _, name = key.partition("/")
+            if kind == "param":
+                params[name] = backend.asarray(value, dtype=dt)
+            elif kind == "buffer":
+                buffers[name] = backend.asarray(value, dtype=dt)
+        net = cls(config, params, buffers, state["lam"], backend, meta.get("seeds"))
+        expected = cls.create(config, n_models=net.n_models, device="cpu", dtype="float64")
+        for name, value in expected.params.items():
+            if name not in params or tuple(params[name].shape) != tuple(value.shape):
+                raise CheckpointError(
+                    f"{path} does not match its own config at {name}; the file is damaged.")
+        return net
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Network(sizes={c.sizes}, batch_norm={c.batch_norm}, init={c.init!r}, "
+                f"n_models={self.n_models}, device={self.backend.name!r}, dtype={self.dtype})")
+
+
+def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Host one-hot encoding ``(n, n_classes)`` float64 of integer labels ``(n,)``."""
+    y = np.asarray(y)
+    out = np.zeros((y.shape[0], n_classes))
+    out[np.arange(y.shape[0]), y] = 1.0
+    return out
