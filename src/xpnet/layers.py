@@ -10,8 +10,9 @@ of M models trained in lockstep:
 - per-model scalars ``(M,)``.
 
 Reductions over samples use ``axis=-2`` so the same code serves M = 1 and M > 1.
-The namespace comes from the arrays themselves, so NumPy, CuPy and array_api_strict
-all run this file unchanged.
+The namespace comes from the arrays themselves (or an ``xp`` argument, which saves the
+look-up in the training step), so NumPy, CuPy and array_api_strict all run this file
+unchanged.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def dense_forward(x, W, b=None):
     return out, (x, W)
 
 
-def dense_backward(dout, cache, need_dx=True, need_db=True):
+def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None):
     """Gradients of the affine map.
 
     Args:
@@ -50,7 +51,7 @@ def dense_backward(dout, cache, need_dx=True, need_db=True):
         ``(dx, dW, db)``: ``dx`` ``(M, n, d_in)`` or None, ``dW`` ``(M, d_in, d_out)``,
         ``db`` ``(M, 1, d_out)`` or None.
     """
-    xp = namespace_of(dout)
+    xp = xp or namespace_of(dout)
     x, W = cache
     # For a shared 2-D input, (d_in, n) @ (M, n, d_out) broadcasts to (M, d_in, d_out).
     dW = xp.linalg.matrix_transpose(x) @ dout
@@ -60,7 +61,7 @@ def dense_backward(dout, cache, need_dx=True, need_db=True):
 
 
 def batchnorm_forward(s, gamma, beta, running_mean, running_var, *, train=True,
-                      momentum=0.9, eps=1e-5):
+                      momentum=0.9, eps=1e-5, xp=None):
     """Batch normalisation over the samples of each model.
 
     Train mode normalises with the batch mean and (biased) batch variance, as the
@@ -76,11 +77,12 @@ def batchnorm_forward(s, gamma, beta, running_mean, running_var, *, train=True,
     Returns:
         ``out`` ``(M, n, d)``, ``cache``, ``new_running_mean``, ``new_running_var``.
     """
-    xp = namespace_of(s)
+    xp = xp or namespace_of(s)
     if train:
-        mean = xp.mean(s, axis=-2, keepdims=True)
+        inv_n = 1.0 / s.shape[-2]  # sum * (1/n): NumPy's mean has Python-level overhead
+        mean = xp.sum(s, axis=-2, keepdims=True) * inv_n
         centred = s - mean
-        var = xp.mean(centred * centred, axis=-2, keepdims=True)
+        var = xp.sum(centred * centred, axis=-2, keepdims=True) * inv_n
         new_mean = momentum * running_mean + (1.0 - momentum) * mean
         new_var = momentum * running_var + (1.0 - momentum) * var
     else:
@@ -93,7 +95,7 @@ def batchnorm_forward(s, gamma, beta, running_mean, running_var, *, train=True,
     return out, (s_hat, gamma, inv_std), new_mean, new_var
 
 
-def batchnorm_backward(dout, cache):
+def batchnorm_backward(dout, cache, xp=None):
     """Gradients of train-mode batch norm.
 
     Args:
@@ -103,7 +105,7 @@ def batchnorm_backward(dout, cache):
     Returns:
         ``(ds, dgamma, dbeta)`` with shapes ``(M, n, d)``, ``(M, 1, d)``, ``(M, 1, d)``.
     """
-    xp = namespace_of(dout)
+    xp = xp or namespace_of(dout)
     s_hat, gamma, inv_std = cache
     n = dout.shape[-2]
     dbeta = xp.sum(dout, axis=-2, keepdims=True)
@@ -114,21 +116,21 @@ def batchnorm_backward(dout, cache):
     return ds, dgamma, dbeta
 
 
-def relu_forward(s):
+def relu_forward(s, xp=None):
     """``max(s, 0)`` elementwise; returns ``(out, cache)`` with ``out`` shaped like ``s``."""
-    xp = namespace_of(s)
+    xp = xp or namespace_of(s)
     out = xp.maximum(s, 0.0)
     return out, out
 
 
-def relu_backward(dout, cache):
+def relu_backward(dout, cache, xp=None):
     """Pass the gradient where the unit was active; ``dout`` and the result share a shape."""
-    xp = namespace_of(dout)
+    xp = xp or namespace_of(dout)
     out = cache
     return xp.where(out > 0.0, dout, 0.0)
 
 
-def softmax_cross_entropy(scores, y_onehot):
+def softmax_cross_entropy(scores, y_onehot, xp=None):
     """Mean cross-entropy of a softmax classifier and its gradient.
 
     Args:
@@ -139,7 +141,7 @@ def softmax_cross_entropy(scores, y_onehot):
         ``loss`` ``(M,)``, the mean over samples per model, and
         ``dscores`` ``(M, n, C)``, its gradient.
     """
-    xp = namespace_of(scores)
+    xp = xp or namespace_of(scores)
     n = scores.shape[-2]
     shifted = scores - xp.max(scores, axis=-1, keepdims=True)
     exp = xp.exp(shifted)

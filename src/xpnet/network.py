@@ -154,6 +154,7 @@ class Network:
             ``scores`` ``(M, n, n_classes)`` and the list of per-layer caches.
         """
         p = self.params if params is None else params
+        xp = self.xp
         cfg = self.config
         K = cfg.n_layers
         h, caches = X, []
@@ -167,10 +168,10 @@ class Network:
                 s, bn_cache, mean, var = layers.batchnorm_forward(
                     s, p[f"gamma{l}"], p[f"beta{l}"], self.buffers[f"mean{l}"],
                     self.buffers[f"var{l}"], train=train, momentum=cfg.bn_momentum,
-                    eps=cfg.bn_eps)
+                    eps=cfg.bn_eps, xp=xp)
                 if train and update_stats:
                     self.buffers[f"mean{l}"], self.buffers[f"var{l}"] = mean, var
-            h, relu_cache = layers.relu_forward(s)
+            h, relu_cache = layers.relu_forward(s, xp=xp)
             caches.append((dense_cache, bn_cache, relu_cache))
         raise AssertionError("unreachable")
 
@@ -202,33 +203,47 @@ class Network:
 
         Returns:
             ``(loss, cost, grads)``: loss and cost ``(M,)``; grads a dict keyed like
-            ``params`` with arrays of the same shapes.
+            ``params`` with arrays of the same shapes, the L2 term included.
         """
         p = self.params if params is None else params
-        scores, caches = self.forward(X, train=True, update_stats=update_stats, params=p)
-        loss, dout = layers.softmax_cross_entropy(scores, Y)
-        cost = loss + self.regularisation(p)
-        grads = self._backward(dout, caches, p)
-        return loss, cost, grads
-
-    def _backward(self, dout, caches, p):
-        K = self.config.n_layers
+        loss, grads = self.loss_and_data_gradients(X, Y, update_stats=update_stats, params=p)
         lam2 = 2.0 * self.lam[:, None, None]
+        for l in range(1, self.config.n_layers + 1):
+            grads[f"W{l}"] = grads[f"W{l}"] + lam2 * p[f"W{l}"]
+        return loss, loss + self.regularisation(p), grads
+
+    def loss_and_data_gradients(self, X, Y, *, update_stats: bool = True,
+                                params: dict | None = None, scale=None):
+        """Loss ``(M,)`` and gradients of the loss alone, without the L2 term.
+
+        The training step uses this and lets the optimiser apply the decay in place,
+        which saves several passes over the largest weight matrix per step.
+
+        Args:
+            scale: optional per-model factor ``(M, 1, 1)`` multiplied into every
+                gradient.  Back-propagation is linear in the score gradient, so scaling
+                that small ``(M, n, C)`` array by ``-eta`` yields ready-made updates.
+        """
+        p = self.params if params is None else params
+        xp = self.xp
+        scores, caches = self.forward(X, train=True, update_stats=update_stats, params=p)
+        loss, dout = layers.softmax_cross_entropy(scores, Y, xp=xp)
+        if scale is not None:
+            dout = dout * scale
         grads = {}
-        for l in range(K, 0, -1):
+        for l in range(self.config.n_layers, 0, -1):
             dense_cache, bn_cache, relu_cache = caches[l - 1]
             if relu_cache is not None:
-                dout = layers.relu_backward(dout, relu_cache)
+                dout = layers.relu_backward(dout, relu_cache, xp=xp)
             if bn_cache is not None:
                 dout, grads[f"gamma{l}"], grads[f"beta{l}"] = layers.batchnorm_backward(
-                    dout, bn_cache)
+                    dout, bn_cache, xp=xp)
             has_b = f"b{l}" in p
-            dout, dW, db = layers.dense_backward(dout, dense_cache, need_dx=l > 1,
-                                                 need_db=has_b)
-            grads[f"W{l}"] = dW + lam2 * p[f"W{l}"]
+            dout, grads[f"W{l}"], db = layers.dense_backward(
+                dout, dense_cache, need_dx=l > 1, need_db=has_b, xp=xp)
             if has_b:
                 grads[f"b{l}"] = db
-        return grads
+        return loss, grads
 
     # --------------------------------------------------------------- evaluation
     def evaluate(self, X, y, Y, *, chunk: int = 10000):
@@ -246,7 +261,7 @@ class Network:
         for start in range(0, N, chunk):
             stop = min(start + chunk, N)
             scores, _ = self.forward(X[start:stop, ...], train=False)
-            loss, _ = layers.softmax_cross_entropy(scores, Y[start:stop, ...])
+            loss, _ = layers.softmax_cross_entropy(scores, Y[start:stop, ...], xp=xp)
             hits = xp.sum(xp.astype(xp.argmax(scores, axis=-1) == y[start:stop], self.dtype),
                           axis=-1)
             part = loss * (stop - start)
