@@ -3,8 +3,8 @@
 Read top to bottom: move the data to the device once; per epoch draw the batch order
 on the host and send it over; per step gather the batch on the device, compute
 gradients, update.  Nothing in the step reads a value back to the host: divergence is
-tracked on the device (a model whose batch loss is non-finite stops updating and its
-step is kept), and metrics are gathered only at a fixed number of points per cycle.
+tracked on the device (a model whose batch loss is non-finite, or absurdly large, stops
+updating and its step is kept), and metrics are gathered only at a fixed number of points per cycle.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def gather(xp, data, idx, n_models: int):
 def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit | None = None,
           *, batch_size: int = 100, momentum: float = 0.0, evals_per_cycle: int = 10,
           train_eval_size: int | None = 10000, shuffle_seeds=None, progress: bool = True,
-          desc: str = "train") -> History:
+          divergence_loss: float = 1e4, desc: str = "train") -> History:
     """Train ``net`` (all its M models) in place and return its :class:`History`.
 
     Args:
@@ -139,6 +139,10 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         train_eval_size: evaluate training metrics on the first this-many training
             samples (None: all); keeps recording cheap on 45,000 images.
         shuffle_seeds: per-model seeds for batch orders; default ``net.seeds``.
+        divergence_loss: a model whose batch loss is non-finite or above this is marked
+            diverged at that step and stops updating.  A cross-entropy of 1e4 means the
+            true class scores 1e4 below the best one: such a model is not training, even
+            if float32 has not overflowed yet (say, weights drawn with sigma = 10).
     """
     xp = net.xp
     M = net.n_models
@@ -191,7 +195,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             # A non-finite loss is a non-finite cost (the L2 term is finite while W is).
             # The failing step's update may leave non-finite weights: they are no longer
             # meaningful, and the model's recorded figures stop at its last finite ones.
-            finite = xp.isfinite(loss)
+            finite = loss <= divergence_loss  # False for NaN and inf too
             diverged_step = xp.where(alive & ~finite, t, diverged_step)
             alive = alive & finite
 

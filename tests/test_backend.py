@@ -1,0 +1,55 @@
+"""Device selection and its user-facing errors."""
+
+import builtins
+import sys
+
+import numpy as np
+import pytest
+
+from xpnet.backend import get_backend, to_numpy
+from xpnet.errors import BackendError
+
+
+def test_cpu_and_strict_backends():
+    assert get_backend("cpu").name == "cpu"
+    be = get_backend("strict")
+    x = be.asarray(np.arange(3.0))
+    np.testing.assert_array_equal(to_numpy(x), [0.0, 1.0, 2.0])
+
+
+def test_unknown_device_is_one_sentence():
+    with pytest.raises(BackendError, match="Unknown device 'tpu'; use one of: cpu, cuda."):
+        get_backend("tpu")
+
+
+def test_cuda_without_cupy_says_what_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_cupy(name, *args, **kwargs):
+        if name == "cupy" or name.startswith("cupy."):
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    with pytest.raises(BackendError) as err:
+        get_backend("cuda")
+    message = str(err.value)
+    assert 'pip install "xpnet[cuda12]"' in message and "--device cpu" in message
+    assert "\n" not in message
+
+
+def test_cuda_with_cupy_but_no_gpu(monkeypatch):
+    import types
+
+    fake = types.ModuleType("cupy")
+
+    class Runtime:
+        @staticmethod
+        def getDeviceCount():
+            raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    fake.cuda = types.SimpleNamespace(runtime=Runtime)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(BackendError, match="no usable NVIDIA GPU"):
+        get_backend("cuda")

@@ -1,0 +1,90 @@
+"""Layer forward/backward pairs on every backend of the namespace matrix."""
+
+import numpy as np
+import pytest
+
+from xpnet import layers
+from xpnet.backend import to_numpy
+
+
+def _arrays(backend, *host):
+    return [backend.asarray(a, dtype="float64") for a in host]
+
+
+def test_dense_forward_backward_shapes_and_values(backend):
+    rng = np.random.default_rng(0)
+    x, W, b, dout = (rng.standard_normal(s) for s in [(2, 5, 4), (2, 4, 3), (2, 1, 3),
+                                                       (2, 5, 3)])
+    xd, Wd, bd, doutd = _arrays(backend, x, W, b, dout)
+    out, cache = layers.dense_forward(xd, Wd, bd)
+    np.testing.assert_allclose(to_numpy(out), x @ W + b, rtol=1e-12)
+    dx, dW, db = layers.dense_backward(doutd, cache)
+    np.testing.assert_allclose(to_numpy(dx), dout @ W.transpose(0, 2, 1), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(dW), x.transpose(0, 2, 1) @ dout, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(db), dout.sum(axis=1, keepdims=True), rtol=1e-12)
+
+
+def test_dense_shared_input_broadcasts_over_models(backend):
+    rng = np.random.default_rng(1)
+    x, W, dout = rng.standard_normal((5, 4)), rng.standard_normal((3, 4, 2)), \
+        rng.standard_normal((3, 5, 2))
+    xd, Wd, doutd = _arrays(backend, x, W, dout)
+    out, cache = layers.dense_forward(xd, Wd)
+    assert tuple(out.shape) == (3, 5, 2)
+    dx, dW, db = layers.dense_backward(doutd, cache, need_dx=False, need_db=False)
+    assert dx is None and db is None
+    for m in range(3):
+        np.testing.assert_allclose(to_numpy(dW)[m], x.T @ dout[m], rtol=1e-12)
+
+
+def test_batchnorm_train_normalises_and_updates_running_stats(backend):
+    rng = np.random.default_rng(2)
+    s = rng.standard_normal((2, 50, 4)) * 3.0 + 1.5
+    gamma, beta = np.ones((2, 1, 4)), np.zeros((2, 1, 4))
+    rm, rv = np.zeros((2, 1, 4)), np.ones((2, 1, 4))
+    out, _, new_m, new_v = layers.batchnorm_forward(*_arrays(backend, s, gamma, beta, rm, rv),
+                                                     train=True, momentum=0.9, eps=0.0)
+    out = to_numpy(out)
+    np.testing.assert_allclose(out.mean(axis=1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(out.var(axis=1), 1.0, rtol=1e-10)
+    np.testing.assert_allclose(to_numpy(new_m), 0.1 * s.mean(axis=1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(new_v), 0.9 + 0.1 * s.var(axis=1, keepdims=True),
+                               rtol=1e-12)
+
+
+def test_batchnorm_eval_uses_running_stats(backend):
+    s = np.arange(12, dtype=float).reshape(1, 3, 4)
+    gamma, beta = np.full((1, 1, 4), 2.0), np.full((1, 1, 4), 0.5)
+    rm, rv = np.full((1, 1, 4), 1.0), np.full((1, 1, 4), 4.0)
+    out, _, m2, v2 = layers.batchnorm_forward(*_arrays(backend, s, gamma, beta, rm, rv),
+                                               train=False, eps=0.0)
+    np.testing.assert_allclose(to_numpy(out), 2.0 * (s - 1.0) / 2.0 + 0.5)
+    np.testing.assert_allclose(to_numpy(m2), rm)
+    np.testing.assert_allclose(to_numpy(v2), rv)
+
+
+def test_relu_pair(backend):
+    s = np.array([[[-1.0, 0.0, 2.0]]])
+    out, cache = layers.relu_forward(*_arrays(backend, s))
+    np.testing.assert_array_equal(to_numpy(out), [[[0.0, 0.0, 2.0]]])
+    grad = layers.relu_backward(*_arrays(backend, np.ones((1, 1, 3))), cache)
+    np.testing.assert_array_equal(to_numpy(grad), [[[0.0, 0.0, 1.0]]])
+
+
+def test_softmax_cross_entropy_matches_direct_formula(backend):
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal((2, 6, 4)) * 5
+    y = rng.integers(0, 4, 6)
+    Y = np.eye(4)[y]
+    loss, dscores = layers.softmax_cross_entropy(*_arrays(backend, scores, Y))
+    p = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+    np.testing.assert_allclose(to_numpy(loss), -np.log(p[:, np.arange(6), y]).mean(-1),
+                               rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(dscores), (p - Y) / 6, rtol=1e-10, atol=1e-15)
+
+
+def test_softmax_cross_entropy_is_stable_for_huge_scores(backend):
+    scores = np.array([[[1e4, 0.0, -1e4]]])
+    loss, _ = layers.softmax_cross_entropy(*_arrays(backend, scores, np.array([[1.0, 0, 0]])))
+    assert np.isfinite(to_numpy(loss)).all()
+    assert to_numpy(loss)[0] == pytest.approx(0.0, abs=1e-12)
