@@ -175,3 +175,19 @@ def test_batch_larger_than_data_is_a_user_error():
     with pytest.raises(XpnetError, match="larger than"):
         train(net, ConstantLR(steps=1, cycle_length=1), DeviceSplit.from_host(be, X, y, 4,
               "float32"), batch_size=100, progress=False)
+
+
+def test_training_loop_on_array_api_strict_matches_numpy():
+    """train() itself uses only the standard: the same run on both namespaces agrees."""
+    X, y = _blobs(n=60, d=10, seed=6)
+    finals = {}
+    for device in ("cpu", "strict"):
+        be = get_backend(device)
+        tr = DeviceSplit.from_host(be, X, y, 4, "float64")
+        net = Network.create(NetworkConfig(d_in=10, hidden=(8, 6), n_classes=4), seeds=[0, 1],
+                             lam=[0.0, 0.01], device=be, dtype="float64")
+        hist = train(net, CyclicalLR(n_s=6, cycles=1), tr, tr, batch_size=10,
+                     evals_per_cycle=2, progress=False)
+        finals[device] = (to_numpy(net.params["W1"]), hist.metrics["val_cost"])
+    np.testing.assert_allclose(finals["cpu"][0], finals["strict"][0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(finals["cpu"][1], finals["strict"][1], rtol=1e-12)
