@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 from tqdm import tqdm
 
+from xpnet.atomic import atomic_write
 from xpnet.errors import DataError, DownloadError, UnsafeFileError
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -774,15 +775,9 @@ def load_cifar10(
 
 
 def _atomic_pickle(obj, path: Path) -> None:
-    """Write ``obj`` as a protocol-2 pickle to ``path`` via a temp file and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            pickle.dump(obj, out, protocol=2)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove_quietly(Path(tmp))
-        raise
+    """Write ``obj`` as a protocol-2 pickle to ``path`` atomically."""
+    with atomic_write(path) as out:
+        pickle.dump(obj, out, protocol=2)
 
 
 def _synthetic_batch(rng: np.random.Generator, templates: np.ndarray, n: int) -> tuple[np.ndarray, list[int]]:

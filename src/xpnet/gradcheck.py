@@ -71,7 +71,6 @@ def numerical_gradients(net, X, Y, *, h: float = 1e-5, extended: bool = True,
 
     dtype = _reference_dtype(net, extended)
     backend = get_backend("cpu") if dtype == np.longdouble else net.backend
-    xp = backend.xp
     host_params = {k: np.asarray(to_numpy(v), dtype=dtype) for k, v in net.params.items()}
     host_buffers = {k: np.asarray(to_numpy(v), dtype=dtype) for k, v in net.buffers.items()}
     Xd = backend.asarray(np.asarray(to_numpy(X), dtype=dtype))

@@ -15,12 +15,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
-from typing import Any
 
 import numpy as np
 
 from xpnet import layers
+from xpnet.atomic import atomic_write
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
 from xpnet.init import INITS, layer_weights
@@ -289,17 +288,8 @@ class Network:
 
     def save(self, path) -> None:
         """Write a ``.npz`` checkpoint atomically (no pickle inside)."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ckpt-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **self.state_dict())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as f:
+            np.savez(f, **self.state_dict())
 
     @classmethod
     def load(cls, path, device: str | Backend = "cpu", dtype: str | None = None) -> "Network":
