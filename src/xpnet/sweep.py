@@ -1,0 +1,92 @@
+"""Hyper-parameter searches: log-uniform grids, coarse -> fine, run in lockstep.
+
+A search step is *one* :class:`~xpnet.network.Network` whose M models differ only in
+the searched value (all share one seed, hence one initialisation and one batch order),
+so eight values of lambda cost one batched training run rather than eight.
+
+Typical use (the DD2424 lambda search)::
+
+    coarse = log_uniform_grid(-5, -1, 8)
+    net, hist = train_lockstep(config, schedule, train, val, lam=coarse, seeds=0)
+    best = best_value(coarse, final_scores(hist))
+    fine = fine_grid(best, spacing=grid_spacing(coarse), n=8)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from xpnet.errors import XpnetError
+from xpnet.network import Network, NetworkConfig
+from xpnet.train import DeviceSplit, History, train
+
+
+def log_uniform_grid(lo_exp: float, hi_exp: float, n: int) -> np.ndarray:
+    """``n`` values with ``log10`` evenly spaced over ``[lo_exp, hi_exp]``, shape ``(n,)``."""
+    if n < 1 or not lo_exp <= hi_exp:
+        raise XpnetError("A grid needs n >= 1 and lo_exp <= hi_exp.")
+    if n == 1:
+        return np.array([10.0 ** ((lo_exp + hi_exp) / 2)])
+    return 10.0 ** np.linspace(lo_exp, hi_exp, n)
+
+
+def grid_spacing(values) -> float:
+    """The step in ``log10`` between neighbours of a log-uniform grid (0 for one value)."""
+    logs = np.sort(np.log10(np.asarray(values, dtype=np.float64)))
+    return float(np.min(np.diff(logs))) if logs.size > 1 else 0.0
+
+
+def fine_grid(best: float, spacing: float, n: int = 8) -> np.ndarray:
+    """``n`` log-uniform values spanning ``best * 10**(+-spacing)``, shape ``(n,)``.
+
+    With ``spacing`` the coarse grid's step this covers the gap to both coarse
+    neighbours of the best value, where the true optimum must lie if the score is
+    unimodal.
+    """
+    if not best > 0:
+        raise XpnetError(f"The best value must be positive to refine around it, got {best!r}.")
+    centre = math.log10(best)
+    return log_uniform_grid(centre - spacing, centre + spacing, n)
+
+
+def final_scores(history: History, key: str = "val_accuracy") -> np.ndarray:
+    """Per model, the last recorded ``key`` ``(M,)``; ``-inf`` for diverged models."""
+    values = history.metrics[key][-1].astype(np.float64).copy()
+    values[~np.isfinite(values)] = -np.inf
+    if history.diverged_step is not None:
+        values[np.asarray(history.diverged_step) >= 0] = -np.inf
+    return values
+
+
+def best_index(scores) -> int:
+    """Index of the highest score; NaN and -inf never win (ties: the first)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    clean = np.where(np.isfinite(scores), scores, -np.inf)
+    if not np.any(np.isfinite(clean)):
+        raise XpnetError("Every value of the search diverged; try a smaller learning rate.")
+    return int(np.argmax(clean))
+
+
+def best_value(values, scores) -> float:
+    """The value with the highest score."""
+    return float(np.asarray(values)[best_index(scores)])
+
+
+def train_lockstep(config: NetworkConfig, schedule, train_data: DeviceSplit,
+                   val_data: DeviceSplit | None = None, *, seeds=0, lam=0.0, sigma=None,
+                   backend="cpu", dtype: str = "float32", **train_kwargs):
+    """Create one Network of M models (per-model ``seeds``, ``lam``, ``sigma``) and train it.
+
+    Args:
+        seeds, lam, sigma: scalars or ``(M,)`` sequences; M is the longest.
+        train_kwargs: passed to :func:`xpnet.train.train` (batch_size, momentum, ...).
+
+    Returns:
+        ``(net, history)`` with ``history.metrics[key]`` of shape ``(n_points, M)``.
+    """
+    net = Network.create(config, seeds=seeds, lam=lam, sigma=sigma, device=backend,
+                         dtype=dtype)
+    history = train(net, schedule, train_data, val_data, **train_kwargs)
+    return net, history

@@ -1,0 +1,63 @@
+"""Hyper-parameter search helpers: grids, picking the best, lockstep training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpnet import CyclicalLR, DeviceSplit, NetworkConfig, get_backend
+from xpnet.errors import XpnetError
+from xpnet.sweep import (
+    best_index, best_value, final_scores, fine_grid, grid_spacing, log_uniform_grid,
+    train_lockstep)
+
+
+def test_log_uniform_grid_spans_the_exponents_evenly():
+    grid = log_uniform_grid(-5, -1, 8)
+    assert grid.shape == (8,)
+    assert grid[0] == pytest.approx(1e-5) and grid[-1] == pytest.approx(1e-1)
+    steps = np.diff(np.log10(grid))
+    np.testing.assert_allclose(steps, 4 / 7)
+    assert grid_spacing(grid) == pytest.approx(4 / 7)
+
+
+def test_fine_grid_brackets_the_best_value_between_coarse_neighbours():
+    coarse = log_uniform_grid(-5, -1, 8)
+    best = coarse[4]
+    fine = fine_grid(best, grid_spacing(coarse), 8)
+    assert fine.shape == (8,)
+    assert fine[0] == pytest.approx(coarse[3]) and fine[-1] == pytest.approx(coarse[5])
+    assert fine.min() < best < fine.max()
+
+
+def test_best_ignores_nan_and_diverged():
+    values = [1e-4, 1e-3, 1e-2]
+    assert best_index([0.4, np.nan, 0.3]) == 0
+    assert best_value(values, [0.1, 0.5, np.inf * -1]) == 1e-3
+    with pytest.raises(XpnetError):
+        best_index([np.nan, -np.inf])
+    with pytest.raises(XpnetError):
+        fine_grid(0.0, 0.5)
+
+
+def test_train_lockstep_trains_one_network_with_one_model_per_lambda():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 12)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    backend = get_backend("cpu")
+    train = DeviceSplit.from_host(backend, X[:150], y[:150], 2, "float32")
+    val = DeviceSplit.from_host(backend, X[150:], y[150:], 2, "float32")
+    lams = log_uniform_grid(-4, 1, 4)
+    config = NetworkConfig(d_in=12, hidden=(8,), n_classes=2, batch_norm=False)
+    net, history = train_lockstep(config, CyclicalLR(1e-3, 1e-1, n_s=45, cycles=2), train, val,
+                                  seeds=0, lam=lams, backend=backend, batch_size=10,
+                                  progress=False)
+    assert net.n_models == 4
+    np.testing.assert_allclose(net.lam_host, lams)
+    assert history.metrics["val_accuracy"].shape[1] == 4
+    scores = final_scores(history)
+    assert scores.shape == (4,)
+    # Weak regularisation learns this separable problem; lambda = 10 cannot.
+    assert scores[0] > 0.8
+    assert scores[-1] < 0.7
+    assert best_index(scores) < 3
