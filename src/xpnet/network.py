@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from xpnet import layers
+from xpnet import layers, numpy_step
 from xpnet.atomic import atomic_write
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
@@ -222,6 +222,19 @@ class Network:
             scale: optional per-model factor ``(M, 1, 1)`` multiplied into every
                 gradient.  Back-propagation is linear in the score gradient, so scaling
                 that small ``(M, n, C)`` array by ``-eta`` yields ready-made updates.
+        """
+        if params is None and self.backend.name == "cpu":
+            return numpy_step.loss_and_data_gradients(self, X, Y, update_stats=update_stats,
+                                                      scale=scale)
+        return self.generic_loss_and_data_gradients(X, Y, update_stats=update_stats,
+                                                    params=params, scale=scale)
+
+    def generic_loss_and_data_gradients(self, X, Y, *, update_stats: bool = True,
+                                        params: dict | None = None, scale=None):
+        """The array-API implementation of :meth:`loss_and_data_gradients`.
+
+        Every backend can run it; the CPU uses :mod:`xpnet.numpy_step` instead, which is
+        tested against this.
         """
         p = self.params if params is None else params
         xp = self.xp
