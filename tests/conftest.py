@@ -11,11 +11,18 @@ skipping.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
+# One BLAS thread unless the environment says otherwise, before NumPy loads: these
+# matrices are small, and a multi-threaded BLAS on a busy 2-core machine was measured
+# 40x slower (see experiments/__init__.py, which does the same for the CLI).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from xpnet.backend import get_backend
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from xpnet.backend import get_backend  # noqa: E402
 
 
 def _test_devices() -> list[str]:
