@@ -22,7 +22,7 @@ from pathlib import Path
 from experiments.common import (
     STUDY_NAMES, Context, ResultStore, Settings, check_writable, library_versions,
     load_study, now)
-from xpnet.errors import XpnetError
+from xpnet.errors import DataError, XpnetError
 
 
 class UsageError(XpnetError):
@@ -129,7 +129,14 @@ class Suite:
                     f"{' --quick' if old['quick'] else ''}; use another --out or add --force "
                     "to replace them.")
             self.store.data["studies"] = {}
-        data = self.ctx.data_sizes()  # loads the data (or fails) before anything trains
+        try:
+            data = self.ctx.data_sizes()  # loads the data (or fails) before anything trains
+        except OSError as exc:  # --data-dir names a file, a name too long, ... (not --out)
+            where = exc.filename or self.settings.data_dir or "the default data location"
+            raise DataError(
+                f"Cannot use the data folder {where} ({exc.strerror or type(exc).__name__}); "
+                "pass --data-dir an existing folder that holds cifar-10-batches-py, or one "
+                "that --download can create.") from None
         old_data = meta.get("data")
         if old_data is not None and old_data != data and self.store.data["studies"]:
             if not self.settings.force:

@@ -1,0 +1,218 @@
+"""Divergence (issue item 6): eta = 0.8 without batch norm, or sigma = 10, marks the model
+diverged at its step with its last finite figures, and the rest of the study goes on.
+
+Library level: :func:`xpnet.train.train` on the tiny CIFAR-10 look-alike (3072 inputs, the
+quick suite's 500 / 500 split), checking the exact step, the figures up to it, and that
+the other models of the same lockstep Network train exactly as they would alone.
+Study level: the ``lr_bn`` study and a sigma = 10 run through the suite's own
+:class:`experiments.common.Context`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xpnet import ConstantLR, Network, NetworkConfig, get_backend, to_numpy
+from xpnet.data import load_cifar10, write_cifar_batches
+from xpnet.train import DeviceSplit, train
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = 40  # eight epochs of five steps
+
+
+def strict_json(text: str):
+    def refuse(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-data")
+    write_cifar_batches(root, n_per_batch=200, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def splits(tiny_root):
+    data = load_cifar10(tiny_root, limit=1000, n_val=500, progress=False)  # as --quick
+    be = get_backend("cpu")
+    return be, tuple(DeviceSplit.from_host(be, getattr(data, f"X_{s}"), getattr(data, f"y_{s}"),
+                                           10, "float32") for s in ("train", "val"))
+
+
+def fit(splits, *, steps=STEPS, eta=0.8, momentum=0.8, batch_norm=False, init="he", seeds=0,
+        lam=0.0, sigma=None):
+    be, (tr, va) = splits
+    config = NetworkConfig(d_in=3072, hidden=(50,), n_classes=10, batch_norm=batch_norm,
+                           init=init)
+    net = Network.create(config, seeds=seeds, lam=lam, sigma=sigma, device=be)
+    with np.errstate(all="ignore"):  # a diverging model overflows by design
+        history = train(net, ConstantLR(eta, steps=steps, cycle_length=5), tr, va,
+                        momentum=momentum, evals_per_cycle=5, progress=False)
+    return net, history
+
+
+def model_params(net, m: int) -> dict:
+    return {name: to_numpy(p)[m] for name, p in net.params.items()}
+
+
+def check_diverged(history, m: int):
+    """Model ``m`` diverged at a step; its figures stop there and the last ones are finite."""
+    step = int(history.diverged_step[m])
+    assert step >= 0
+    steps = np.array(history.steps)
+    for key, values in history.metrics.items():
+        assert np.all(np.isnan(values[steps > step, m])), key
+        assert np.all(np.isfinite(values[steps <= step, m])), key
+        assert np.isfinite(history.last_finite(key)[m]), key
+    strict_json(json.dumps(history.to_dict(), allow_nan=False))  # None, never NaN
+    return step
+
+
+# ------------------------------------------------------------------ library level
+def test_eta_0_8_without_bn_diverges_at_a_definite_step(splits):
+    _, history = fit(splits)
+    step = check_diverged(history, 0)
+    assert 0 < step < STEPS - 1  # not at once and not at the end: a real trajectory
+
+    # The step is the first whose batch loss explodes: a schedule that stops just before
+    # it sees no divergence and the same figures, one step more diverges at that step.
+    _, before = fit(splits, steps=step)
+    assert list(before.diverged_step) == [-1]
+    np.testing.assert_array_equal(before.metrics["train_loss"][:, 0],
+                                  history.metrics["train_loss"][:len(before.steps), 0])
+    _, at = fit(splits, steps=step + 1)
+    assert list(at.diverged_step) == [step]
+
+    _, with_bn = fit(splits, batch_norm=True)  # the same rate is fine with batch norm
+    assert list(with_bn.diverged_step) == [-1]
+    assert np.all(np.isfinite(with_bn.metrics["val_accuracy"]))
+
+
+def test_sigma_10_diverges_at_step_0_by_the_loss_threshold(splits):
+    net, history = fit(splits, init="normal", sigma=10.0, eta=0.01, momentum=0.0)
+    assert check_diverged(history, 0) == 0
+    assert history.metrics["train_loss"][0, 0] > 1e4  # finite but hopeless at the start
+    assert np.all(np.isnan(history.metrics["val_accuracy"][1:, 0]))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.8], ids=["plain", "momentum"])
+def test_sigma_10_in_lockstep_leaves_the_other_models_exactly_as_alone(splits, momentum):
+    sigmas = [0.1, 10.0, 0.01]
+    net, history = fit(splits, init="normal", sigma=sigmas, seeds=[0, 1, 2], eta=0.05,
+                       momentum=momentum)
+    assert list(history.diverged_step) == [-1, 0, -1]
+    check_diverged(history, 1)
+    for m in (0, 2):
+        alone, solo = fit(splits, init="normal", sigma=sigmas[m], seeds=m, eta=0.05,
+                          momentum=momentum)
+        assert list(solo.diverged_step) == [-1]
+        for key, values in solo.metrics.items():
+            np.testing.assert_allclose(history.metrics[key][:, m], values[:, 0], rtol=1e-6,
+                                       atol=1e-7, err_msg=key)
+        for name, p in model_params(alone, 0).items():
+            assert np.all(np.isfinite(model_params(net, m)[name]))
+            np.testing.assert_allclose(model_params(net, m)[name], p, rtol=1e-5, atol=1e-7,
+                                       err_msg=name)
+
+
+def test_eta_0_8_in_lockstep_each_seed_diverges_at_its_own_step(splits):
+    """Seeds trained together diverge where each would alone, not when the first one does."""
+    _, history = fit(splits, seeds=[0, 1, 2])
+    steps = [check_diverged(history, m) for m in range(3)]
+    for m in range(3):
+        _, solo = fit(splits, seeds=m)
+        assert int(solo.diverged_step[0]) == steps[m]
+        np.testing.assert_allclose(history.last_finite("val_accuracy")[m],
+                                   solo.last_finite("val_accuracy")[0], rtol=1e-6)
+
+
+def test_mid_run_divergence_in_lockstep_spares_the_survivor(splits):
+    """lam = 30 at eta = 0.05 makes weight decay overshoot: divergence after some steps."""
+    net, history = fit(splits, lam=[0.0, 30.0], eta=0.05, momentum=0.0)
+    assert history.diverged_step[0] == -1
+    assert check_diverged(history, 1) > 0
+    alone, solo = fit(splits, lam=0.0, eta=0.05, momentum=0.0)
+    for name, p in model_params(alone, 0).items():
+        np.testing.assert_allclose(model_params(net, 0)[name], p, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(history.metrics["val_accuracy"][:, 0],
+                               solo.metrics["val_accuracy"][:, 0])
+
+
+# -------------------------------------------------------------------- study level
+@pytest.fixture(scope="module")
+def lr_bn_run(tiny_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lr-bn") / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.run", "--quick", "--only", "lr_bn", "--seeds", "2",
+         "--no-progress", "--data-dir", str(tiny_root), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=180)
+    return proc, out
+
+
+def test_lr_bn_study_marks_the_no_bn_eta_0_8_run_diverged_and_goes_on(lr_bn_run):
+    proc, out = lr_bn_run
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    results = strict_json((out / "results.json").read_text(encoding="utf-8"))
+    study = results["studies"]["lr_bn"]
+    assert study["status"] == "done"
+    runs = study["runs"]
+    assert len(runs) == 6
+
+    wild = runs["nobn-eta0.8"]
+    assert all(s >= 0 for s in wild["diverged_step"])
+    assert wild["test_accuracy"] == [None, None] and wild["test_loss"] == [None, None]
+    assert all(isinstance(v, float) and math.isfinite(v) for v in wild["last_val_accuracy"])
+    for m, step in enumerate(wild["diverged_step"]):
+        hist = wild["history"]
+        after = [row[m] for s, row in zip(hist["steps"], hist["metrics"]["val_accuracy"])
+                 if s > step]
+        assert after and all(v is None for v in after)
+
+    for key, rec in runs.items():
+        if key == "nobn-eta0.8":
+            continue
+        assert rec["diverged_step"] == [-1, -1], key
+        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in rec["test_accuracy"]), key
+
+    report = (out / "report.md").read_text(encoding="utf-8")
+    first = min(wild["diverged_step"])
+    assert re.search(rf"\| 2-layer, no BN, eta 0\.8 \| diverged at step {first} \(last finite: "
+                     r"\d+\.\d( ± \d+\.\d)? %\)", report), report
+    assert "1 of 6 settings diverged" in proc.stdout
+    for rel in study["figures"]:
+        assert (out / rel).stat().st_size > 1000
+
+
+def test_sigma_10_run_in_a_study_is_recorded_and_the_next_run_goes_on(tiny_root, tmp_path):
+    from experiments.common import ARCHS, Context, ResultStore, Settings, test_cell
+
+    store = ResultStore(tmp_path)
+    ctx = Context(Settings(quick=True, seeds=2, data_dir=str(tiny_root), progress=False),
+                  store, tmp_path, get_backend("cpu"))
+    ctx.study_name = "sigma"
+    rec = ctx.train_run("sigma-mix", hidden=ARCHS["3-layer"], seeds=[0, 1], sigma=[0.1, 10.0],
+                        init="normal", batch_norm=False)
+    after = ctx.train_run("he", hidden=ARCHS["3-layer"], seeds=[0, 1], batch_norm=False)
+
+    saved = strict_json((tmp_path / "results.json").read_text(encoding="utf-8"))
+    stored = saved["studies"]["sigma"]["runs"]
+    assert set(stored) == {"sigma-mix", "he"}
+    assert stored["sigma-mix"]["diverged_step"] == [-1, 0]
+    assert stored["sigma-mix"]["test_accuracy"][1] is None
+    assert isinstance(stored["sigma-mix"]["test_accuracy"][0], float)
+    assert math.isfinite(stored["sigma-mix"]["last_val_accuracy"][1])
+    assert test_cell(rec).endswith("(1/2 diverged at step 0)")
+    assert test_cell(rec, [1]).startswith("diverged at step 0 (last finite: ")
+    assert after["diverged_step"] == [-1, -1]
+    assert all(0.0 <= v <= 1.0 for v in after["test_accuracy"])

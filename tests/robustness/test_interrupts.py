@@ -1,0 +1,288 @@
+"""Interrupted sweeps (issue item 4): SIGTERM, SIGINT and SIGKILL mid-run, then resume.
+
+The suite runs as a user runs it, ``python -m experiments.run`` in a subprocess on a tiny
+generated dataset.  The signal is sent once ``results.json`` holds at least one finished
+run of the six-run ``lr_bn`` study, so it lands between or inside runs, never before
+the handlers are installed.  Throughout both invocations a watcher thread
+reads ``results.json`` every few milliseconds and parses it: the file must be valid JSON
+at every instant.  The restarted sweep must reuse every run stored before the kill (same
+record, same ``finished_at``), say so, and finish the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from xpnet.data import write_cifar_batches
+
+REPO = Path(__file__).resolve().parents[2]
+STUDIES = "lr_bn"  # six runs of about 0.2 s each on the tiny data
+ALL_RUNS = {
+    "lr_bn": {f"{bn}-eta{eta}" for bn in ("bn", "nobn") for eta in ("0.0005", "0.03", "0.8")},
+}
+SWEEP = ["--quick", "--only", STUDIES, "--seeds", "1", "--no-progress"]
+STUDY_LINE = re.compile(r"^(\w+): (\d+) runs \((\d+) trained, (\d+) reused\)")
+SKIP_LINE = re.compile(r"^(\w+): skipped \(already done, (\d+) runs reused\)")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-data")
+    write_cifar_batches(root, n_per_batch=200, seed=1)
+    return root
+
+
+def strict_json(text: str):
+    """``json.loads`` that also refuses NaN / Infinity (which ``json`` accepts by default)."""
+    def refuse(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def load_results(out: Path) -> dict:
+    return strict_json((out / "results.json").read_text(encoding="utf-8"))
+
+
+def stored_runs(results: dict) -> dict:
+    """``{(study, key): record}`` for every run in ``results``."""
+    return {(s, k): r for s, st in results.get("studies", {}).items()
+            for k, r in st.get("runs", {}).items()}
+
+
+class JsonWatcher:
+    """A thread that parses ``path`` every ``period`` seconds and keeps every failure."""
+
+    def __init__(self, path: Path, period: float = 0.005):
+        self.path = path
+        self.period = period
+        self.reads = 0
+        self.versions = set()
+        self.failures = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                raw = self.path.read_bytes()
+            except FileNotFoundError:
+                raw = None
+            if raw is not None:
+                self.reads += 1
+                try:
+                    strict_json(raw.decode("utf-8"))
+                except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError too
+                    self.failures.append(f"{exc}: {raw[:80]!r}...{raw[-80:]!r}")
+                else:
+                    self.versions.add(hash(raw))
+            self._stop.wait(self.period)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _default_sigint():
+    # Python turns SIGINT into KeyboardInterrupt only if the parent left it at SIG_DFL; a
+    # test runner started in the background (a CI shell) may hand down SIG_IGN.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_sweep(data: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", *SWEEP, "--data-dir", str(data),
+         "--out", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint if os.name == "posix" else None)
+
+
+def wait_for_first_run(proc: subprocess.Popen, out: Path, timeout: float = 90) -> None:
+    """Return once results.json holds at least one finished run (polled every 2 ms)."""
+    path = out / "results.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended (rc {proc.returncode}) before it could be "
+                        f"interrupted: {proc.stderr.read()}")
+        try:
+            if stored_runs(strict_json(path.read_text(encoding="utf-8"))):
+                return
+        except (FileNotFoundError, ValueError):
+            pass  # not there yet; a parse failure here is the watcher's business
+        time.sleep(0.002)
+    pytest.fail("no run was stored in time")
+
+
+def reuse_counts(stdout: str) -> dict:
+    """Per study, ``(trained, reused)`` as the invocation reported them."""
+    counts = {}
+    for line in stdout.splitlines():
+        if m := STUDY_LINE.match(line):
+            counts[m[1]] = (int(m[3]), int(m[4]))
+        elif m := SKIP_LINE.match(line):
+            counts[m[1]] = (0, int(m[2]))
+    return counts
+
+
+STRAY_FILES = {".results.json-killed.tmp": '{"format": 1, "stud', ".probe-killed": "",
+               "figures/.lr_bn_bars.png-killed.tmp": "\x89PNG\r\n"}
+
+# SIGKILL: no handler runs, nothing is printed; the process dies as it stands.
+KILLS = [
+    pytest.param(signal.SIGTERM, 130, "Interrupted", id="SIGTERM"),
+    pytest.param(signal.SIGINT, 130, "Interrupted", id="SIGINT"),
+    pytest.param(signal.SIGKILL, -signal.SIGKILL, None, id="SIGKILL"),
+]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("sig, code, words", KILLS)
+def test_killed_sweep_resumes_without_recomputing_finished_runs(tiny_data, tmp_path, one_sentence,
+                                                                sig, code, words):
+    out = tmp_path / "out"
+    with JsonWatcher(out / "results.json") as watcher:
+        proc = start_sweep(tiny_data, out)
+        try:
+            wait_for_first_run(proc, out)
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == code, err
+        assert "Traceback" not in err
+        if words:
+            one_sentence(err.strip(), words, str(out / "results.json"), "same --out")
+
+        before = stored_runs(load_results(out))
+        assert before, "nothing was stored before the kill"
+        assert len(before) < sum(map(len, ALL_RUNS.values())), \
+            "the sweep finished before the signal: the test interrupted nothing"
+        if sig == signal.SIGKILL:
+            # A kill can land in a save, a figure write or the writability probe; the
+            # half-written temp files it leaves must not matter.  Leave some for sure so
+            # the resume below always meets them.
+            for name, text in STRAY_FILES.items():
+                (out / name).write_text(text)
+
+        again = subprocess.run(
+            [sys.executable, "-m", "experiments.run", *SWEEP, "--data-dir", str(tiny_data),
+             "--out", str(out)],
+            cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr
+
+    after = stored_runs(load_results(out))
+    assert set(after) == {(s, k) for s, keys in ALL_RUNS.items() for k in keys}
+    for key, record in before.items():  # finished_at, wall_s (ms) and every figure
+        assert after[key] == record, f"{key} was recomputed instead of reused"
+
+    counts = reuse_counts(again.stdout)
+    assert set(counts) == set(ALL_RUNS), again.stdout
+    for study, (trained, reused) in counts.items():
+        n_before = sum(1 for s, _ in before if s == study)
+        assert reused == n_before, (study, again.stdout)
+        assert trained == len(ALL_RUNS[study]) - n_before, (study, again.stdout)
+
+    assert not watcher.failures, watcher.failures[:3]
+    assert watcher.reads > 20 and len(watcher.versions) >= 5  # the watcher really watched
+    final = load_results(out)
+    assert all(final["studies"][s]["status"] == "done" for s in ALL_RUNS)
+    assert (out / "report.md").is_file()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_twice_after_resume_still_keeps_everything(tiny_data, tmp_path, one_sentence):
+    """Interrupt, resume, interrupt again: the runs of both invocations are kept."""
+    out = tmp_path / "out"
+    kept = {}
+    for _ in range(2):
+        proc = start_sweep(tiny_data, out)
+        try:
+            # wait for a run this invocation trained, not one it found on disk
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    now = stored_runs(load_results(out))
+                except (FileNotFoundError, ValueError):
+                    now = {}
+                if len(now) > len(kept):
+                    break
+                time.sleep(0.002)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 130, err
+        one_sentence(err.strip(), "Interrupted")
+        now = stored_runs(load_results(out))
+        assert len(now) > len(kept)
+        for key, record in kept.items():
+            assert now[key] == record
+        kept = now
+    assert len(kept) < sum(map(len, ALL_RUNS.values()))
+
+
+# ------------------------------------------------------------------ in process
+@pytest.fixture
+def restore_sigterm():
+    old = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, old)
+
+
+def _argv(data: Path, out: Path, only: str = "lr_bn"):
+    return ["--quick", "--only", only, "--seeds", "1", "--no-progress", "--data-dir", str(data),
+            "--out", str(out)]
+
+
+def test_interrupt_inside_a_save_leaves_the_last_good_results(tiny_data, tmp_path, monkeypatch,
+                                                              capsys, one_sentence,
+                                                              restore_sigterm):
+    """Ctrl-C while results.json is being replaced: the old file stays, no temp file stays."""
+    import experiments.common as common
+    from experiments.run import main
+    from xpnet.atomic import atomic_write
+
+    real_write = common.write_text_atomic
+    good = {}
+
+    def interrupted_write(path, text):
+        if len(stored_runs(json.loads(text))) == 2:  # the save of the second run
+            good["text"] = Path(path).read_text(encoding="utf-8")
+            with atomic_write(path, "w") as f:
+                f.write(text[: len(text) // 2])  # half written when the signal comes
+                raise KeyboardInterrupt
+        return real_write(path, text)
+
+    monkeypatch.setattr(common, "write_text_atomic", interrupted_write)
+    out = tmp_path / "out"
+    assert main(_argv(tiny_data, out)) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    one_sentence(err.strip(), "Interrupted", "same --out")
+    assert (out / "results.json").read_text(encoding="utf-8") == good["text"]
+    assert len(stored_runs(load_results(out))) == 1
+    assert not list(out.glob(".results.json-*")), list(out.iterdir())
+
+    monkeypatch.undo()
+    assert main(_argv(tiny_data, out)) == 0
+    assert "lr_bn: 6 runs (5 trained, 1 reused)" in capsys.readouterr().out
+
