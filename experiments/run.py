@@ -118,17 +118,11 @@ class Suite:
         sys.stdout.flush()
 
     def prepare(self) -> None:
-        """Record the invocation; refuse to mix scales in one folder unless --force."""
+        """Record the invocation; refuse to mix scales or data in one folder unless --force."""
         meta = self.store.data["meta"]
         scale = self.settings.scale()
-        old = meta.get("scale")
-        if old is not None and old != scale and self.store.data["studies"]:
-            if not self.settings.force:
-                raise UsageError(
-                    f"{self.out} holds results made with --seeds {old['seeds']}"
-                    f"{' --quick' if old['quick'] else ''}; use another --out or add --force "
-                    "to replace them.")
-            self.store.data["studies"] = {}
+        self._keep_comparable("scale", scale, lambda old: (
+            f"--seeds {old['seeds']}{' --quick' if old['quick'] else ''}"))
         try:
             data = self.ctx.data_sizes()  # loads the data (or fails) before anything trains
         except OSError as exc:  # --data-dir names a file, a name too long, ... (not --out)
@@ -137,22 +131,29 @@ class Suite:
                 f"Cannot use the data folder {where} ({exc.strerror or type(exc).__name__}); "
                 "pass --data-dir an existing folder that holds cifar-10-batches-py, or one "
                 "that --download can create.") from None
-        old_data = meta.get("data")
-        if old_data is not None and old_data != data and self.store.data["studies"]:
-            if not self.settings.force:
-                raise UsageError(
-                    f"{self.out} holds results made with other data than "
-                    f"{self.settings.data_dir or 'the default data location'}; use another "
-                    "--out or add --force to replace them.")
-            self.store.data["studies"] = {}
-        meta["data"] = data
+        self._keep_comparable("data", data, lambda old: (
+            f"other data than {self.settings.data_dir or 'the default data location'}"))
         meta.setdefault("created", now())
-        meta.update(updated=now(), device=describe_device(self.backend), scale=scale,
+        meta.update(updated=now(), device=describe_device(self.backend),
                     quick=self.settings.quick, seeds=self.settings.seeds,
                     versions=library_versions(self.backend.name),
                     command=" ".join(["python -m experiments.run",
                                       *(shlex.quote(a) for a in self.argv)]))
         self.store.save()
+
+    def _keep_comparable(self, key: str, value, describe_old) -> None:
+        """Store ``meta[key] = value``, refusing stored results made with another value.
+
+        With --force the old results are dropped instead.
+        """
+        meta = self.store.data["meta"]
+        old = meta.get(key)
+        if old is not None and old != value and self.store.data["studies"]:
+            if not self.settings.force:
+                raise UsageError(f"{self.out} holds results made with {describe_old(old)}; "
+                                 "use another --out or add --force to replace them.")
+            self.store.data["studies"] = {}
+        meta[key] = value
 
     def finished(self, name: str) -> bool:
         entry = self.store.data["studies"].get(name)
