@@ -151,9 +151,3 @@ def softmax_cross_entropy(scores, y_onehot, xp=None):
     dscores = (exp / sum_exp - y_onehot) / n
     return loss, dscores
 
-
-def softmax(scores):
-    """Row-wise softmax of ``(..., n, C)`` scores."""
-    xp = namespace_of(scores)
-    exp = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
-    return exp / xp.sum(exp, axis=-1, keepdims=True)
