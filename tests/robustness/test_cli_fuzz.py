@@ -123,16 +123,21 @@ def check_outcome(argv, code, out, err):
             "--help".startswith(a) and len(a) > 3 for a in argv), where
 
 
-@settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(argv=argument_lists())
-def test_generated_arguments_exit_0_or_2_with_one_line(sandbox, capsys, argv):
+def run_and_check(sandbox, capsys, argv) -> None:
+    """Run the CLI in-process on ``argv`` (``OUT`` = a path in the sandbox) and check it."""
     argv = [a.replace("OUT", str(sandbox / "OUT"), 1) if a.startswith("OUT") else a
             for a in argv]
     capsys.readouterr()
     code = _invoke(argv)
     captured = capsys.readouterr()
     check_outcome(argv, code, captured.out, captured.err)
+
+
+@settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(argv=argument_lists())
+def test_generated_arguments_exit_0_or_2_with_one_line(sandbox, capsys, argv):
+    run_and_check(sandbox, capsys, argv)
 
 
 # Hand-picked combinations the generator reaches only by luck.
@@ -157,12 +162,7 @@ EDGE_CASES = [
 
 @pytest.mark.parametrize("argv", EDGE_CASES, ids=[" ".join(a)[:40] for a in EDGE_CASES])
 def test_edge_case_arguments_exit_0_or_2_with_one_line(sandbox, capsys, argv):
-    argv = [a.replace("OUT", str(sandbox / "OUT"), 1) if a.startswith("OUT") else a
-            for a in argv]
-    capsys.readouterr()
-    code = _invoke(argv)
-    captured = capsys.readouterr()
-    check_outcome(argv, code, captured.out, captured.err)
+    run_and_check(sandbox, capsys, argv)
 
 
 @pytest.mark.parametrize("argv, reason", [
