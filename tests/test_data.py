@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import xpnet.data as data
 from xpnet.data import (
     BATCH_FOLDER,
     DataError,
     Dataset,
+    cifar10,
     load_batch,
     load_cifar10,
     load_label_names,
     locate_cifar,
-    write_cifar_batches,
 )
+from xpnet.testing import write_cifar_batches
 
 N = 40  # images per synthetic batch
 
@@ -220,7 +220,7 @@ def test_download_flag_fetches_into_data_dir(tmp_path, no_data_anywhere, monkeyp
         calls.append(Path(target))
         return write_cifar_batches(target, n_per_batch=10)
 
-    monkeypatch.setattr(data, "download_cifar", fake_download)
+    monkeypatch.setattr(cifar10, "download_cifar", fake_download)
     d = load_cifar10(tmp_path / "new" / "dir", n_val=10, download=True, progress=False)
     assert calls == [tmp_path / "new" / "dir"]
     assert d.X_train.shape == (40, 3072)
@@ -235,7 +235,7 @@ def test_download_flag_defaults_to_the_cache(no_data_anywhere, monkeypatch):
         calls.append(Path(target))
         return write_cifar_batches(target, n_per_batch=10)
 
-    monkeypatch.setattr(data, "download_cifar", fake_download)
+    monkeypatch.setattr(cifar10, "download_cifar", fake_download)
     load_cifar10(n_val=10, download=True, progress=False)
     assert calls == [no_data_anywhere / ".cache" / "xpnet"]
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from xpnet.data import BATCH_FOLDER, write_cifar_batches
+from xpnet.data import BATCH_FOLDER
+from xpnet.testing import write_cifar_batches
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import experiments.common as common
 import experiments.run as run
-import xpnet.data
+import xpnet.data.cifar10
 from xpnet.errors import DownloadError
 
 N_EXAMPLES = 150
@@ -93,7 +93,7 @@ def sandbox(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a run started training during the CLI fuzz")
 
-    monkeypatch.setattr(xpnet.data, "download_cifar", no_download)
+    monkeypatch.setattr(xpnet.data.cifar10, "download_cifar", no_download)
     monkeypatch.setattr(common.Context, "run_once", no_training)
     old = signal.getsignal(signal.SIGTERM)
     yield tmp_path

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from xpnet.data import write_cifar_batches
+from xpnet.testing import write_cifar_batches
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = "lr_bn"  # six runs of about 0.2 s each on the tiny data

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from xpnet.data import write_cifar_batches
+from xpnet.testing import write_cifar_batches
 
 
 @pytest.fixture(scope="module")
