@@ -7,7 +7,7 @@ from xpnet.backend import get_backend, to_numpy
 from xpnet.data import load_cifar10
 from xpnet.network import Network, NetworkConfig
 from xpnet.schedules import CyclicalLR
-from xpnet.train import DeviceSplit, train
+from xpnet.training import DeviceSplit, TrainConfig, train
 
 pytestmark = pytest.mark.cifar
 
@@ -30,8 +30,7 @@ def test_three_layer_bn_reaches_52_percent_with_report_defaults(cifar):
     va = DeviceSplit.from_host(be, cifar.X_val, cifar.y_val, 10, "float32")
     te = DeviceSplit.from_host(be, cifar.X_test, cifar.y_test, 10, "float32")
     net = Network.create(NetworkConfig(hidden=(50, 50)), seeds=0, lam=0.005, device=be)
-    hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=2250, cycles=2), tr, va, batch_size=100,
-                 progress=False)
+    hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=2250, cycles=2), tr, va, TrainConfig(batch_size=100), progress=False)
     test_acc = float(to_numpy(net.evaluate(te.X, te.y, te.Y)["accuracy"])[0])
     assert test_acc >= 0.52, test_acc
     assert hist.metrics["val_accuracy"][-1, 0] >= 0.50
@@ -41,6 +40,5 @@ def test_four_layer_bn_overfits_100_real_images(cifar):
     be = get_backend("cpu")
     tr = DeviceSplit.from_host(be, cifar.X_train[:100], cifar.y_train[:100], 10, "float32")
     net = Network.create(NetworkConfig(hidden=(50, 30, 20)), seeds=0, lam=0.0, device=be)
-    hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=100, cycles=2), tr, None, batch_size=10,
-                 progress=False)
+    hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=100, cycles=2), tr, None, TrainConfig(batch_size=10), progress=False)
     assert np.max(hist.metrics["train_accuracy"][-1]) == 1.0

@@ -1,5 +1,7 @@
 """Network: exact gradients, namespace agreement, lockstep agreement, checkpoints."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -19,12 +21,15 @@ def _problem(d=20, n=10, seed=0):
 
 
 @pytest.mark.parametrize("K", [2, 3, 4, 9])
-@pytest.mark.parametrize("batch_norm", [True, False])
-@pytest.mark.parametrize("lam", [0.0, 0.01])
-def test_gradients_match_numerical_to_1e6(K, batch_norm, lam):
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "nobn"])
+@pytest.mark.parametrize("lam", [0.0, 0.01], ids=["lam0", "lam0.01"])
+def test_gradients_match_numerical_to_1e6(K, batch_norm, lam, backend):
+    """On every backend, the step that backend trains with (numpy_step on the CPU)."""
+    if backend.name == "strict" and (K == 9 or lam == 0.0):
+        pytest.skip("strict covers K = 2, 3, 4 at lambda 0.01; the CPU covers all")
     X, _, Y = _problem()
     net = Network.create(NetworkConfig(d_in=20, hidden=HIDDEN[K], batch_norm=batch_norm),
-                         seeds=K, lam=lam, dtype="float64")
+                         seeds=K, lam=lam, dtype="float64", device=backend)
     report = check_gradients(net, X, Y)
     assert {r.name for r in report} == set(net.params)
     worst = max(report, key=lambda r: r.max_rel_error)
@@ -32,12 +37,28 @@ def test_gradients_match_numerical_to_1e6(K, batch_norm, lam):
     assert all(r.share_below == 1.0 for r in report)
 
 
-def test_gradcheck_catches_a_wrong_gradient():
-    """The check must fail for a broken backward pass (here: batch norm's)."""
+def test_gradcheck_catches_a_wrong_gradient_in_the_training_step(backend):
+    """The check must fail when the step a backend trains with is wrong (here: dgamma)."""
+    def broken(net, X, Y, **kwargs):
+        loss, grads = backend.data_gradients(net, X, Y, **kwargs)
+        grads["gamma1"] = grads["gamma1"] * 1.01
+        return loss, grads
+
+    X, _, Y = _problem()
+    net = Network.create(NetworkConfig(d_in=20, hidden=(30, 20)), seeds=0, dtype="float64",
+                         device=dataclasses.replace(backend, data_gradients=broken))
+    report = {r.name: r.max_rel_error for r in check_gradients(net, X, Y)}
+    assert report["gamma1"] > 1e-3
+    assert report["W1"] <= 1e-6
+
+
+def test_gradcheck_catches_a_wrong_layer_backward():
+    """A broken batch-norm backward in the array-API reference step fails the check."""
     from xpnet import layers
 
     X, _, Y = _problem()
-    net = Network.create(NetworkConfig(d_in=20, hidden=(30, 20)), seeds=0, dtype="float64")
+    net = Network.create(NetworkConfig(d_in=20, hidden=(30, 20)), seeds=0, dtype="float64",
+                         device="strict")
     original = layers.batchnorm_backward
 
     def broken(dout, cache, xp=None):

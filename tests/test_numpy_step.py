@@ -1,9 +1,12 @@
 """The NumPy-specialised step agrees with the array-API reference implementation."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from xpnet import numpy_step
+from xpnet import backprop, numpy_step
+from xpnet.backend import get_backend
 from xpnet.network import Network, NetworkConfig, one_hot
 
 
@@ -21,7 +24,7 @@ def test_numpy_step_matches_generic_step(hidden, batch_norm, per_model_input, sc
     nets = [Network.create(config, seeds=[1, 2, 3], lam=0.01, dtype="float64")
             for _ in range(2)]
     fast_loss, fast = numpy_step.loss_and_data_gradients(nets[0], X, Y, scale=scale)
-    ref_loss, ref = nets[1].generic_loss_and_data_gradients(X, Y, scale=scale)
+    ref_loss, ref = backprop.loss_and_data_gradients(nets[1], X, Y, scale=scale)
     np.testing.assert_allclose(fast_loss, ref_loss, rtol=1e-12)
     assert set(fast) == set(ref)
     for name in ref:
@@ -42,10 +45,17 @@ def test_numpy_step_leaves_stats_alone_when_asked():
         np.testing.assert_array_equal(net.buffers[k], before[k])
 
 
-def test_cpu_networks_use_the_numpy_step(monkeypatch):
+def test_the_cpu_backend_trains_with_the_numpy_step():
+    """Design rule 2: the backend carries its step; the core names no backend."""
+    assert get_backend("cpu").data_gradients is numpy_step.loss_and_data_gradients
+    assert get_backend("strict").data_gradients is backprop.loss_and_data_gradients
+
+
+def test_networks_train_with_their_backends_step():
     calls = []
-    monkeypatch.setattr(numpy_step, "loss_and_data_gradients",
-                        lambda *a, **k: calls.append(1) or (None, {}))
-    net = Network.create(NetworkConfig(d_in=4, hidden=(3,), n_classes=2), seeds=0)
+    be = get_backend("cpu")
+    spy = dataclasses.replace(be, data_gradients=lambda *a, **k: calls.append(1) or (0.0, {}))
+    net = Network.create(NetworkConfig(d_in=4, hidden=(3,), n_classes=2), seeds=0, device=spy)
     net.loss_and_data_gradients(np.zeros((2, 4), np.float32), np.eye(2, dtype=np.float32))
-    assert calls == [1]
+    net.loss_and_gradients(np.zeros((2, 4), np.float32), np.eye(2, dtype=np.float32))
+    assert calls == [1, 1]

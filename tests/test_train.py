@@ -8,7 +8,7 @@ from xpnet.errors import XpnetError
 from xpnet.network import Network, NetworkConfig
 from xpnet.optim import SGD
 from xpnet.schedules import ConstantLR, CyclicalLR, StepDecayLR
-from xpnet.train import DeviceSplit, History, batch_orders, train
+from xpnet.training import DeviceSplit, History, TrainConfig, batch_orders, train
 
 
 def test_cyclical_schedule_is_triangular():
@@ -85,7 +85,7 @@ def test_training_learns_and_records_history(fast_backend):
     net = Network.create(NetworkConfig(d_in=20, hidden=(16,), n_classes=4), seeds=[0, 1],
                          lam=1e-3, device=fast_backend)
     sched = CyclicalLR(eta_min=1e-3, eta_max=0.1, n_s=15, cycles=2)
-    hist = train(net, sched, tr, va, batch_size=10, evals_per_cycle=5, progress=False)
+    hist = train(net, sched, tr, va, TrainConfig(batch_size=10, evals_per_cycle=5), progress=False)
     assert hist.steps == [0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 60]
     assert hist.metrics["val_accuracy"].shape == (11, 2)
     assert np.all(hist.metrics["val_accuracy"][-1] > 0.9)
@@ -101,8 +101,7 @@ def test_divergent_model_stops_and_others_go_on():
     tr = DeviceSplit.from_host(be, X, y, 4, "float32")
     net = Network.create(NetworkConfig(d_in=20, hidden=(16, 16), n_classes=4, batch_norm=False,
                                        init="normal"), sigma=[0.1, 10.0], seeds=0, device=be)
-    hist = train(net, ConstantLR(eta=0.5, steps=60, cycle_length=20), tr, tr, batch_size=20,
-                 evals_per_cycle=4, progress=False)
+    hist = train(net, ConstantLR(eta=0.5, steps=60, cycle_length=20), tr, tr, TrainConfig(batch_size=20, evals_per_cycle=4), progress=False)
     assert hist.diverged_step[0] == -1
     assert hist.diverged_step[1] == 0  # the loss of sigma = 10 weights is ~1e5 at once
     assert np.isfinite(hist.metrics["train_loss"][-1, 0])
@@ -119,13 +118,11 @@ def test_exploding_rate_diverges_at_a_step_with_last_finite_figures():
                          seeds=[0, 0], device=be)
     # Two copies of one net; a step-decay schedule cannot give them different rates, so
     # run them separately and compare: a sane rate trains, a huge one blows up.
-    sane = train(net, ConstantLR(eta=0.05, steps=40, cycle_length=10), tr, tr, batch_size=20,
-                 progress=False)
+    sane = train(net, ConstantLR(eta=0.05, steps=40, cycle_length=10), tr, tr, TrainConfig(batch_size=20), progress=False)
     assert list(sane.diverged_step) == [-1, -1]
     net = Network.create(NetworkConfig(d_in=20, hidden=(16, 16), n_classes=4, batch_norm=False),
                          seeds=0, device=be)
-    wild = train(net, ConstantLR(eta=1e3, steps=40, cycle_length=10), tr, tr, batch_size=20,
-                 momentum=0.9, progress=False)
+    wild = train(net, ConstantLR(eta=1e3, steps=40, cycle_length=10), tr, tr, TrainConfig(batch_size=20, momentum=0.9), progress=False)
     step = int(wild.diverged_step[0])
     assert 0 < step < 40
     assert np.isfinite(wild.last_finite("val_loss")[0])
@@ -141,7 +138,7 @@ def test_same_seed_same_run_twice():
     for _ in range(2):
         net = Network.create(NetworkConfig(d_in=20, hidden=(8,), n_classes=4), seeds=5,
                              device=be, dtype="float64")
-        train(net, CyclicalLR(n_s=10, cycles=1), tr, None, batch_size=20, progress=False)
+        train(net, CyclicalLR(n_s=10, cycles=1), tr, None, TrainConfig(batch_size=20), progress=False)
         runs.append(to_numpy(net.params["W1"]))
     np.testing.assert_array_equal(runs[0], runs[1])
 
@@ -151,8 +148,7 @@ def test_momentum_training_runs():
     be = get_backend("cpu")
     tr = DeviceSplit.from_host(be, X, y, 4, "float32")
     net = Network.create(NetworkConfig(d_in=20, hidden=(16,), n_classes=4), seeds=0, device=be)
-    hist = train(net, ConstantLR(eta=0.01, steps=40, cycle_length=20), tr, tr, batch_size=20,
-                 momentum=0.8, progress=False)
+    hist = train(net, ConstantLR(eta=0.01, steps=40, cycle_length=20), tr, tr, TrainConfig(batch_size=20, momentum=0.8), progress=False)
     assert hist.metrics["val_accuracy"][-1, 0] > 0.9
 
 
@@ -163,8 +159,8 @@ def test_four_layer_bn_overfits_100_samples():
     be = get_backend("cpu")
     tr = DeviceSplit.from_host(be, X, y, 10, "float32")
     net = Network.create(NetworkConfig(hidden=(50, 30, 20)), seeds=0, lam=0.0, device=be)
-    hist = train(net, CyclicalLR(eta_min=1e-5, eta_max=1e-1, n_s=100, cycles=2), tr, None,
-                 batch_size=10, progress=False)
+    hist = train(net, CyclicalLR(eta_min=1e-5, eta_max=1e-1, n_s=100, cycles=2), tr, None, TrainConfig(batch_size=10),
+                 progress=False)
     assert hist.metrics["train_accuracy"][-1, 0] == 1.0
 
 
@@ -174,7 +170,7 @@ def test_batch_larger_than_data_is_a_user_error():
     net = Network.create(NetworkConfig(d_in=20, hidden=(4,), n_classes=4), device=be)
     with pytest.raises(XpnetError, match="larger than"):
         train(net, ConstantLR(steps=1, cycle_length=1), DeviceSplit.from_host(be, X, y, 4,
-              "float32"), batch_size=100, progress=False)
+              "float32"), None, TrainConfig(batch_size=100), progress=False)
 
 
 def test_training_loop_on_array_api_strict_matches_numpy():
@@ -186,8 +182,7 @@ def test_training_loop_on_array_api_strict_matches_numpy():
         tr = DeviceSplit.from_host(be, X, y, 4, "float64")
         net = Network.create(NetworkConfig(d_in=10, hidden=(8, 6), n_classes=4), seeds=[0, 1],
                              lam=[0.0, 0.01], device=be, dtype="float64")
-        hist = train(net, CyclicalLR(n_s=6, cycles=1), tr, tr, batch_size=10,
-                     evals_per_cycle=2, progress=False)
+        hist = train(net, CyclicalLR(n_s=6, cycles=1), tr, tr, TrainConfig(batch_size=10, evals_per_cycle=2), progress=False)
         finals[device] = (to_numpy(net.params["W1"]), hist.metrics["val_cost"])
     np.testing.assert_allclose(finals["cpu"][0], finals["strict"][0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(finals["cpu"][1], finals["strict"][1], rtol=1e-12)

@@ -9,12 +9,12 @@ from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.errors import XpnetError
 from xpnet.network import Network, NetworkConfig, one_hot
 from xpnet.schedules import ConstantLR, CyclicalLR, StepDecayLR
-from xpnet.train import DeviceSplit, History, train
+from xpnet.training import Callback, DeviceSplit, History, ProgressBar, TrainConfig, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "ConstantLR", "CyclicalLR", "DeviceSplit", "History", "Network",
-    "NetworkConfig", "StepDecayLR", "XpnetError", "get_backend", "one_hot", "to_numpy",
-    "train", "__version__",
+    "Backend", "Callback", "ConstantLR", "CyclicalLR", "DeviceSplit", "History", "Network",
+    "NetworkConfig", "ProgressBar", "StepDecayLR", "TrainConfig", "XpnetError", "get_backend",
+    "one_hot", "to_numpy", "train", "__version__",
 ]

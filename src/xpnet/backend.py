@@ -10,7 +10,7 @@ so one seed gives the same run on every device up to float rounding.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,11 +21,24 @@ DEVICES = ("cpu", "cuda", "strict")
 
 @dataclasses.dataclass(frozen=True)
 class Backend:
-    """An array namespace ``xp`` and the device arrays are created on."""
+    """An array namespace ``xp``, the device arrays are created on, and the training step.
+
+    ``data_gradients(net, X, Y, *, update_stats, scale) -> (loss, grads)`` is the step
+    networks on this backend train with: :func:`xpnet.backprop.loss_and_data_gradients`
+    (the array-API reference) unless the backend carries a faster one of its own
+    (design rule 2: backend-specific speed lives here, not in the core).
+    """
 
     name: str
     xp: Any
     device: Any
+    data_gradients: Callable = dataclasses.field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.data_gradients is None:
+            from xpnet.backprop import loss_and_data_gradients
+
+            object.__setattr__(self, "data_gradients", loss_and_data_gradients)
 
     def asarray(self, host_array, dtype=None):
         """Move a host (NumPy) array or Python scalar to this backend's device."""
@@ -56,7 +69,9 @@ def get_backend(device: str = "cpu") -> Backend:
     if device == "cpu":
         import array_api_compat.numpy as xp
 
-        return Backend("cpu", xp, "cpu")
+        from xpnet.numpy_step import loss_and_data_gradients
+
+        return Backend("cpu", xp, "cpu", loss_and_data_gradients)
     if device == "strict":
         try:
             import array_api_strict as xp

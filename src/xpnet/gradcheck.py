@@ -45,8 +45,8 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray, eps: float = 1e-10
 
 
 def _reference_dtype(net, extended: bool):
-    """longdouble where it is wider than float64 and the net is on the CPU, else the net's."""
-    if extended and net.backend.name == "cpu" and np.finfo(np.longdouble).eps < 1e-17:
+    """longdouble (on the CPU, whatever the net's device) where it is wider than float64."""
+    if extended and np.finfo(np.longdouble).eps < 1e-17:
         return np.longdouble
     return np.dtype(str(net.dtype).rsplit(".", 1)[-1])
 
@@ -59,9 +59,9 @@ def numerical_gradients(net, X, Y, *, h: float = 1e-5, extended: bool = True,
         net: a :class:`~xpnet.network.Network` with M models (float64 for a real check).
         X: ``(n, d_in)`` inputs and Y: ``(n, C)`` one-hot labels (host or device).
         h: stencil step.
-        extended: on the CPU, evaluate costs in ``numpy.longdouble`` where that is wider
+        extended: evaluate costs on the CPU in ``numpy.longdouble`` where that is wider
             than float64 (x86-64, aarch64), so the reference is limited by the stencil
-            rather than by float64 rounding of the cost (~1e-15).
+            rather than by float64 rounding of the cost (~1e-15), for a net on any device.
         chunk: entries perturbed per batched evaluation.
 
     Returns:
@@ -111,7 +111,10 @@ def check_gradients(net, X, Y, *, h: float = 1e-5, threshold: float = 1e-6,
     Returns one :class:`ParamError` per parameter, in layer order; with M > 1 models
     the figures cover all models' entries together.
     """
-    _, _, analytic = net.loss_and_gradients(X, Y, update_stats=False)
+    # The analytic side runs the net's own training step, on its device (host inputs move).
+    Xd = net.backend.asarray(np.asarray(to_numpy(X)), dtype=net.dtype)
+    Yd = net.backend.asarray(np.asarray(to_numpy(Y)), dtype=net.dtype)
+    _, _, analytic = net.loss_and_gradients(Xd, Yd, update_stats=False)
     numeric = numerical_gradients(net, X, Y, h=h, extended=extended)
     report = []
     for name in layer_order(net.params):

@@ -7,7 +7,7 @@ a softmax cross-entropy.  A dense layer followed by batch norm has no bias (batc
 have ``b{l}`` ``(M, 1, d_l)``.  Batch-norm layers have ``gamma{l}``, ``beta{l}`` and the
 running averages ``mean{l}``, ``var{l}``, all ``(M, 1, d_l)``.
 
-Cost of model m = mean cross-entropy + ``lam[m] * sum_l ||W{l}[m]||^2``.
+Cost of model m = mean cross-entropy + the L2 term of :mod:`xpnet.l2`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from xpnet import layers, numpy_step
+from xpnet import l2, layers
 from xpnet.atomic import atomic_write
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
@@ -138,8 +138,7 @@ class Network:
         return cls(config, params, buffers, lam_arr, backend, seeds_arr)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, X, *, train: bool = True, update_stats: bool = True,
-                params: dict | None = None):
+    def forward(self, X, *, train: bool = True, update_stats: bool = True):
         """Scores for a batch.
 
         Args:
@@ -147,12 +146,11 @@ class Network:
             train: batch statistics (True) or running averages (False) in batch norm.
             update_stats: in train mode, fold the batch statistics into the running
                 averages (False for gradient checks).
-            params: parameters to use instead of ``self.params``.
 
         Returns:
             ``scores`` ``(M, n, n_classes)`` and the list of per-layer caches.
         """
-        p = self.params if params is None else params
+        p = self.params
         xp = self.xp
         cfg = self.config
         K = cfg.n_layers
@@ -174,16 +172,14 @@ class Network:
             caches.append((dense_cache, bn_cache, relu_cache))
         raise AssertionError("unreachable")
 
-    def regularisation(self, params: dict | None = None):
-        """``lam * sum_l ||W_l||^2`` per model, shape ``(M,)``."""
-        xp = self.xp
-        p = self.params if params is None else params
-        total = None
-        for l in range(1, self.config.n_layers + 1):
-            W = p[f"W{l}"]
-            sq = xp.sum(W * W, axis=(-2, -1))
-            total = sq if total is None else total + sq
-        return self.lam * total
+    def regularisation(self):
+        """The L2 term of the cost per model, shape ``(M,)`` (see :mod:`xpnet.l2`)."""
+        return l2.penalty(self.lam, self.params, self.xp)
+
+    @property
+    def decay(self):
+        """Per-model L2 gradient factor ``(M, 1, 1)``: ``d(regularisation)/dW = decay * W``."""
+        return l2.gradient_factor(self.lam)[:, None, None]
 
     def train_cost(self, X, Y):
         """Train-mode (batch-statistics) cost ``(M,)`` without touching running averages."""
@@ -192,9 +188,11 @@ class Network:
         return loss + self.regularisation()
 
     # ----------------------------------------------------------------- backward
-    def loss_and_gradients(self, X, Y, *, update_stats: bool = True,
-                           params: dict | None = None):
-        """Train-mode loss, cost and gradients of every parameter.
+    def loss_and_gradients(self, X, Y, *, update_stats: bool = True):
+        """Train-mode loss, cost and gradients of every parameter, the L2 term included.
+
+        Uses the backend's training step (:attr:`Backend.data_gradients`), the same
+        code that :func:`xpnet.training.train` runs, so a gradient check covers it.
 
         Args:
             X: ``(n, d_in)`` or ``(M, n, d_in)``.
@@ -202,60 +200,23 @@ class Network:
 
         Returns:
             ``(loss, cost, grads)``: loss and cost ``(M,)``; grads a dict keyed like
-            ``params`` with arrays of the same shapes, the L2 term included.
+            ``params`` with arrays of the same shapes.
         """
-        p = self.params if params is None else params
-        loss, grads = self.loss_and_data_gradients(X, Y, update_stats=update_stats, params=p)
-        lam2 = 2.0 * self.lam[:, None, None]
-        for l in range(1, self.config.n_layers + 1):
-            grads[f"W{l}"] = grads[f"W{l}"] + lam2 * p[f"W{l}"]
-        return loss, loss + self.regularisation(p), grads
+        loss, grads = self.loss_and_data_gradients(X, Y, update_stats=update_stats)
+        for name in grads:
+            if l2.is_penalised(name):
+                grads[name] = grads[name] + self.decay * self.params[name]
+        return loss, loss + self.regularisation(), grads
 
-    def loss_and_data_gradients(self, X, Y, *, update_stats: bool = True,
-                                params: dict | None = None, scale=None):
+    def loss_and_data_gradients(self, X, Y, *, update_stats: bool = True, scale=None):
         """Loss ``(M,)`` and gradients of the loss alone, without the L2 term.
 
-        The training step uses this and lets the optimiser apply the decay in place,
-        which saves several passes over the largest weight matrix per step.
-
-        Args:
-            scale: optional per-model factor ``(M, 1, 1)`` multiplied into every
-                gradient.  Back-propagation is linear in the score gradient, so scaling
-                that small ``(M, n, C)`` array by ``-eta`` yields ready-made updates.
+        The backend's step (:mod:`xpnet.backprop` or a faster one it carries); the
+        optimiser applies the decay in place.  ``scale`` ``(M, 1, 1)`` is multiplied
+        into every gradient (see :func:`xpnet.backprop.loss_and_data_gradients`).
         """
-        if params is None and self.backend.name == "cpu":
-            return numpy_step.loss_and_data_gradients(self, X, Y, update_stats=update_stats,
-                                                      scale=scale)
-        return self.generic_loss_and_data_gradients(X, Y, update_stats=update_stats,
-                                                    params=params, scale=scale)
-
-    def generic_loss_and_data_gradients(self, X, Y, *, update_stats: bool = True,
-                                        params: dict | None = None, scale=None):
-        """The array-API implementation of :meth:`loss_and_data_gradients`.
-
-        Every backend can run it; the CPU uses :mod:`xpnet.numpy_step` instead, which is
-        tested against this.
-        """
-        p = self.params if params is None else params
-        xp = self.xp
-        scores, caches = self.forward(X, train=True, update_stats=update_stats, params=p)
-        loss, dout = layers.softmax_cross_entropy(scores, Y, xp=xp)
-        if scale is not None:
-            dout = dout * scale
-        grads = {}
-        for l in range(self.config.n_layers, 0, -1):
-            dense_cache, bn_cache, relu_cache = caches[l - 1]
-            if relu_cache is not None:
-                dout = layers.relu_backward(dout, relu_cache, xp=xp)
-            if bn_cache is not None:
-                dout, grads[f"gamma{l}"], grads[f"beta{l}"] = layers.batchnorm_backward(
-                    dout, bn_cache, xp=xp)
-            has_b = f"b{l}" in p
-            dout, grads[f"W{l}"], db = layers.dense_backward(
-                dout, dense_cache, need_dx=l > 1, need_db=has_b, xp=xp)
-            if has_b:
-                grads[f"b{l}"] = db
-        return loss, grads
+        return self.backend.data_gradients(self, X, Y, update_stats=update_stats,
+                                           scale=scale)
 
     # --------------------------------------------------------------- evaluation
     def evaluate(self, X, y, Y, *, chunk: int = 10000):

@@ -1,11 +1,11 @@
 """The training step's forward and backward pass, specialised for NumPy.
 
-Same maths as :meth:`xpnet.network.Network.loss_and_data_gradients` — which stays the
+Same maths as :func:`xpnet.backprop.loss_and_data_gradients` — which stays the
 array-API reference this is tested against (to 1e-12 in float64) — but written as
 NumPy calls that work in place on the step's fresh intermediates.  On the CPU a step
 of the 3072-50-50-10 net is ~100 calls on ``(M, 100, 50)`` arrays, so per-call overhead
 and temporaries, not arithmetic, set its cost; this version makes fewer of both.
-Selected by the backend (design rule 2): only the ``cpu`` backend uses it.
+The ``cpu`` backend carries it as its ``data_gradients`` (design rule 2).
 
 Shapes as in :mod:`xpnet.layers`: inputs ``(n, d)`` or ``(M, n, d)``, weights
 ``(M, d_in, d_out)``, per-feature parameters ``(M, 1, d)``.

@@ -1,10 +1,10 @@
 """Stochastic gradient descent with optional momentum and L2 decay, for parameter dicts.
 
 Semantics follow ``torch.optim.SGD``: ``g = grad + decay * p``; with momentum
-``v = momentum * v + g`` and ``g = v``; then ``p -= eta * g``.  ``eta`` may be a Python
-float or a per-model array ``(M, 1, 1)`` (zero for models that have stopped), and
-``decay`` a per-model array ``(M, 1, 1)`` (``2 * lambda`` for the cost
-``lambda * ||W||^2``), so one update serves every model in lockstep without a host sync.
+``v = momentum * v + g`` and ``g = v``; then ``p -= eta * g``.  ``eta`` and ``momentum``
+may be Python floats or per-model arrays ``(M, 1, 1)`` (``eta`` zero for models that
+have stopped), and ``decay`` a per-model array ``(M, 1, 1)`` (``Network.decay``, from
+:mod:`xpnet.l2`), so one update serves every model in lockstep without a host sync.
 """
 
 from __future__ import annotations
@@ -13,18 +13,23 @@ from __future__ import annotations
 class SGD:
     """SGD over a dict of arrays, updated in place."""
 
-    def __init__(self, params: dict, momentum: float = 0.0, decay=None,
-                 decay_names=None):
-        """``decay`` applies to the names in ``decay_names`` (default: all of ``params``)."""
-        if not 0.0 <= momentum < 1.0:
-            from xpnet.errors import XpnetError
+    def __init__(self, params: dict, momentum=0.0, decay=None, decay_names=None):
+        """``decay`` applies to the names in ``decay_names`` (default: all of ``params``).
 
-            raise XpnetError(f"momentum must be in [0, 1), got {momentum!r}.")
-        self.momentum = float(momentum)
+        ``momentum``: a float in [0, 1), or a per-model device array ``(M, 1, 1)``
+        (validated by the caller, e.g. :class:`~xpnet.training.TrainConfig`).
+        """
+        if isinstance(momentum, (int, float)):
+            if not 0.0 <= momentum < 1.0:
+                from xpnet.errors import XpnetError
+
+                raise XpnetError(f"momentum must be in [0, 1), got {momentum!r}.")
+            momentum = float(momentum)
+        self.momentum = momentum
         self.decay = decay
         self.decay_names = set(params if decay_names is None else decay_names)
         self.velocity = None
-        if self.momentum > 0.0:
+        if not (isinstance(momentum, float) and momentum == 0.0):
             self.velocity = {k: 0.0 * v for k, v in params.items()}
 
     def step(self, params: dict, grads: dict, eta) -> None:

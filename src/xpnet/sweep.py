@@ -20,7 +20,7 @@ import numpy as np
 
 from xpnet.errors import XpnetError
 from xpnet.network import Network, NetworkConfig
-from xpnet.train import DeviceSplit, History, train
+from xpnet.training import DeviceSplit, History, TrainConfig, train
 
 
 def log_uniform_grid(lo_exp: float, hi_exp: float, n: int) -> np.ndarray:
@@ -51,13 +51,25 @@ def fine_grid(best: float, spacing: float, n: int = 8) -> np.ndarray:
     return log_uniform_grid(centre - spacing, centre + spacing, n)
 
 
+def search_scores(values, diverged_step=None) -> np.ndarray:
+    """Per model search scores ``(M,)``: ``values``, NaN where a model diverged.
+
+    ``values`` are each model's final figure (say the last validation accuracy) and
+    ``diverged_step`` its divergence step (``-1`` or NaN: did not diverge), as a live
+    :class:`~xpnet.training.History` or a stored run record's columns hold them.  A
+    diverged model, or one without a finite value, is excluded: its score is NaN, which
+    never wins :func:`best_index`.
+    """
+    scores = np.array(values, dtype=np.float64).reshape(-1)
+    scores[~np.isfinite(scores)] = np.nan
+    if diverged_step is not None:
+        scores[np.asarray(diverged_step, dtype=np.float64).reshape(-1) >= 0] = np.nan
+    return scores
+
+
 def final_scores(history: History, key: str = "val_accuracy") -> np.ndarray:
-    """Per model, the last recorded ``key`` ``(M,)``; ``-inf`` for diverged models."""
-    values = history.metrics[key][-1].astype(np.float64).copy()
-    values[~np.isfinite(values)] = -np.inf
-    if history.diverged_step is not None:
-        values[np.asarray(history.diverged_step) >= 0] = -np.inf
-    return values
+    """Per model, the last recorded ``key`` ``(M,)`` as :func:`search_scores`."""
+    return search_scores(history.metrics[key][-1], history.diverged_step)
 
 
 def best_index(scores) -> int:
@@ -75,18 +87,20 @@ def best_value(values, scores) -> float:
 
 
 def train_lockstep(config: NetworkConfig, schedule, train_data: DeviceSplit,
-                   val_data: DeviceSplit | None = None, *, seeds=0, lam=0.0, sigma=None,
-                   backend="cpu", dtype: str = "float32", **train_kwargs):
+                   val_data: DeviceSplit | None = None, train_config: TrainConfig | None = None,
+                   *, seeds=0, lam=0.0, sigma=None, backend="cpu", dtype: str = "float32",
+                   **train_kwargs):
     """Create one Network of M models (per-model ``seeds``, ``lam``, ``sigma``) and train it.
 
     Args:
         seeds, lam, sigma: scalars or ``(M,)`` sequences; M is the longest.
-        train_kwargs: passed to :func:`xpnet.train.train` (batch_size, momentum, ...).
+        train_config: batch size, momentum, ... (:class:`~xpnet.training.TrainConfig`).
+        train_kwargs: passed to :func:`xpnet.training.train` (callbacks, progress, desc).
 
     Returns:
         ``(net, history)`` with ``history.metrics[key]`` of shape ``(n_points, M)``.
     """
     net = Network.create(config, seeds=seeds, lam=lam, sigma=sigma, device=backend,
                          dtype=dtype)
-    history = train(net, schedule, train_data, val_data, **train_kwargs)
+    history = train(net, schedule, train_data, val_data, train_config, **train_kwargs)
     return net, history

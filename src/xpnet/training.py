@@ -1,21 +1,23 @@
 """The training loop: mini-batch SGD over a schedule, for M models in lockstep.
 
-Read top to bottom: move the data to the device once; per epoch draw the batch order
-on the host and send it over; per step gather the batch on the device, compute
-gradients, update.  Nothing in the step reads a value back to the host: divergence is
-tracked on the device (a model whose batch loss is non-finite, or absurdly large, stops
-updating and its step is kept), and metrics are gathered only at a fixed number of points per cycle.
+Read top to bottom: move the data to the device once; per epoch send over the batch
+order (drawn on the host, one epoch ahead, in a background thread); per step gather
+the batch on the device, compute gradients, update.  Nothing in the step reads a value
+back to the host: divergence is tracked on the device (a model whose batch loss is
+non-finite, or absurdly large, stops updating and its step is kept), and metrics are
+gathered only at a fixed number of record points per cycle.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
-import math
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from xpnet import l2
 from xpnet.backend import to_numpy
+from xpnet.codec import to_float_array, to_jsonable
 from xpnet.errors import XpnetError
 from xpnet.network import Network, one_hot
 from xpnet.optim import SGD
@@ -23,14 +25,53 @@ from xpnet.optim import SGD
 METRICS = ("loss", "cost", "accuracy")
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`train` runs, besides the schedule.
+
+    Attributes:
+        batch_size: samples per step; an epoch is ``N // batch_size`` steps.
+        momentum: SGD momentum in [0, 1) (``torch.optim.SGD`` semantics), one value or
+            one per model.
+        evals_per_cycle: record points per schedule cycle (plus one before training).
+        train_eval_size: training metrics use the first this-many training samples
+            (None: all); keeps recording cheap on 45,000 images.
+        divergence_loss: a model whose batch loss is non-finite or above this is marked
+            diverged at that step and stops updating.  A cross-entropy of 1e4 means the
+            true class scores 1e4 below the best one: such a model is not training, even
+            if float32 has not overflowed yet (say, weights drawn with sigma = 10).
+    """
+
+    batch_size: int = 100
+    momentum: float | tuple[float, ...] = 0.0
+    evals_per_cycle: int = 10
+    train_eval_size: int | None = 10000
+    divergence_loss: float = 1e4
+
+    def __post_init__(self):
+        mom = np.asarray(self.momentum, dtype=np.float64).reshape(-1)
+        if mom.size == 0 or not np.all((mom >= 0) & (mom < 1)):
+            raise XpnetError(f"momentum must be in [0, 1), got {self.momentum!r}.")
+        object.__setattr__(self, "momentum",
+                           float(mom[0]) if np.ndim(self.momentum) == 0 else tuple(mom.tolist()))
+        for name in ("batch_size", "evals_per_cycle"):
+            if int(getattr(self, name)) < 1:
+                raise XpnetError(f"{name} must be at least 1, got {getattr(self, name)!r}.")
+        if self.train_eval_size is not None and self.train_eval_size < 1:
+            raise XpnetError("train_eval_size must be None or at least 1.")
+        if not self.divergence_loss > 0:
+            raise XpnetError("divergence_loss must be positive.")
+
+
 @dataclasses.dataclass
 class History:
     """Metrics recorded during training.
 
-    ``steps``, ``epochs`` and ``eta`` have one entry per record point; ``metrics[key]``
-    is a host array ``(n_points, M)`` for keys like ``"train_loss"`` or
-    ``"val_accuracy"`` (NaN once a model has diverged).  ``diverged_step`` is ``(M,)``,
-    -1 for models that never diverged.
+    ``steps`` and ``epochs`` have one entry per record point, ``eta`` the rate there (a
+    float, or a list of M floats for per-model rates); ``metrics[key]`` is a host array
+    ``(n_points, M)`` for keys like ``"train_loss"`` or ``"val_accuracy"`` (NaN once a
+    model has diverged).  ``diverged_step`` is ``(M,)``, -1 for models that never
+    diverged; ``stopped_step`` is where training ended (early once every model diverged).
     """
 
     steps: list = dataclasses.field(default_factory=list)
@@ -38,11 +79,12 @@ class History:
     eta: list = dataclasses.field(default_factory=list)
     metrics: dict = dataclasses.field(default_factory=dict)
     diverged_step: np.ndarray | None = None
+    stopped_step: int | None = None
 
     def record(self, step, epoch, eta, values: dict) -> None:
         self.steps.append(int(step))
         self.epochs.append(float(epoch))
-        self.eta.append(float(eta))
+        self.eta.append(np.asarray(eta, dtype=np.float64).tolist())
         for key, value in values.items():
             row = np.asarray(value, dtype=np.float64)[None, :]
             old = self.metrics.get(key)
@@ -64,20 +106,54 @@ class History:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN written as None)."""
-        def clean(a):
-            return [[None if not math.isfinite(x) else x for x in row] for row in a.tolist()]
-        return {"steps": self.steps, "epochs": self.epochs, "eta": self.eta,
-                "metrics": {k: clean(v) for k, v in self.metrics.items()},
-                "diverged_step": [int(s) for s in self.diverged_step]}
+        return to_jsonable({"steps": self.steps, "epochs": self.epochs, "eta": self.eta,
+                            "metrics": self.metrics, "diverged_step": self.diverged_step,
+                            "stopped_step": self.stopped_step})
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        def restore(rows):
-            return np.array([[np.nan if x is None else x for x in row] for row in rows],
-                            dtype=np.float64)
         return cls(list(d["steps"]), list(d["epochs"]), list(d["eta"]),
-                   {k: restore(v) for k, v in d["metrics"].items()},
-                   np.asarray(d["diverged_step"], dtype=np.int64))
+                   {k: to_float_array(v) for k, v in d["metrics"].items()},
+                   np.asarray(d["diverged_step"], dtype=np.int64), d.get("stopped_step"))
+
+
+class Callback:
+    """Hooks into :func:`train`; override any of them.
+
+    None of them is handed a device array, so none can make the step wait for the
+    device: ``on_step_begin``/``on_step_end`` bracket each step, ``on_record`` follows
+    each record point (host metrics in ``history``).
+    """
+
+    def on_train_begin(self, total_steps: int, n_models: int) -> None: ...
+
+    def on_step_begin(self, step: int) -> None: ...
+
+    def on_step_end(self, step: int) -> None: ...
+
+    def on_record(self, step: int, history: History) -> None: ...
+
+    def on_train_end(self, history: History) -> None: ...
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the steps of one training run."""
+
+    def __init__(self, desc: str = "train"):
+        self.desc = desc
+        self.bar = None
+
+    def on_train_begin(self, total_steps, n_models):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total_steps, desc=self.desc, leave=False, unit="step",
+                        dynamic_ncols=True)
+
+    def on_step_end(self, step):
+        self.bar.update(1)
+
+    def on_train_end(self, history):
+        self.bar.close()
 
 
 @dataclasses.dataclass
@@ -107,13 +183,15 @@ class DeviceSplit:
 def batch_orders(seeds, n_samples: int, epoch: int) -> np.ndarray:
     """Host batch orders for one epoch: ``(n_samples,)`` if all seeds agree, else ``(M, n)``.
 
-    Model m's order depends only on its seed and the epoch.
+    Model m's order depends only on its seed and the epoch.  int32 when it fits (half
+    the bytes to upload), else int64.
     """
     seeds = [int(s) for s in seeds]
+    dtype = np.int32 if n_samples < 2**31 else np.int64
     if len(set(seeds)) == 1:
-        return np.random.default_rng([seeds[0], epoch, 7]).permutation(n_samples)
+        return np.random.default_rng([seeds[0], epoch, 7]).permutation(n_samples).astype(dtype)
     return np.stack([np.random.default_rng([s, epoch, 7]).permutation(n_samples)
-                     for s in seeds])
+                     for s in seeds]).astype(dtype)
 
 
 def gather(xp, data, idx, n_models: int):
@@ -124,68 +202,93 @@ def gather(xp, data, idx, n_models: int):
     return xp.reshape(flat, (n_models, idx.shape[-1], data.shape[-1]))
 
 
+def per_model_rates(schedule, n_models: int) -> np.ndarray:
+    """The schedule's rates as ``(T,)`` (shared) or ``(T, M)`` (one column per model)."""
+    rates = np.asarray(schedule.rates(), dtype=np.float64)
+    if rates.ndim == 2 and rates.shape[1] == 1:
+        rates = rates[:, 0]
+    if rates.ndim == 2 and rates.shape[1] != n_models:
+        raise XpnetError(f"The schedule has rates for {rates.shape[1]} models but the "
+                         f"network has {n_models}; give one value per model or one for all.")
+    return rates
+
+
 def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit | None = None,
-          *, batch_size: int = 100, momentum: float = 0.0, evals_per_cycle: int = 10,
-          train_eval_size: int | None = 10000, shuffle_seeds=None, progress: bool = True,
-          divergence_loss: float = 1e4, desc: str = "train") -> History:
+          config: TrainConfig | None = None, *, shuffle_seeds=None, callbacks=(),
+          progress: bool = True, desc: str = "train") -> History:
     """Train ``net`` (all its M models) in place and return its :class:`History`.
 
     Args:
-        schedule: a schedule from :mod:`xpnet.schedules` (``rates()``, ``total_steps``,
-            ``cycle_length``).
+        schedule: a schedule from :mod:`xpnet.schedules` (``rates()`` ``(T,)`` or
+            ``(T, M)``, ``cycle_length``).
         train_data, val_data: :class:`DeviceSplit` on the net's backend.
-        batch_size: samples per step; each epoch is ``N // batch_size`` steps.
-        evals_per_cycle: record points per schedule cycle (plus one before training).
-        train_eval_size: evaluate training metrics on the first this-many training
-            samples (None: all); keeps recording cheap on 45,000 images.
+        config: a :class:`TrainConfig` (batch size, momentum, record points, ...).
         shuffle_seeds: per-model seeds for batch orders; default ``net.seeds``.
-        divergence_loss: a model whose batch loss is non-finite or above this is marked
-            diverged at that step and stops updating.  A cross-entropy of 1e4 means the
-            true class scores 1e4 below the best one: such a model is not training, even
-            if float32 has not overflowed yet (say, weights drawn with sigma = 10).
+        callbacks: :class:`Callback` objects; ``progress=True`` adds a :class:`ProgressBar`.
     """
+    config = config or TrainConfig()
     xp = net.xp
     M = net.n_models
     N = train_data.size
-    steps_per_epoch = N // batch_size
+    B = config.batch_size
+    steps_per_epoch = N // B
     if steps_per_epoch < 1:
-        raise XpnetError(f"batch_size {batch_size} is larger than the {N} training samples.")
-    rates = schedule.rates()
-    total = len(rates)
-    every = max(1, schedule.cycle_length // max(1, evals_per_cycle))
+        raise XpnetError(f"batch_size {B} is larger than the {N} training samples.")
+    rates = per_model_rates(schedule, M)
+    total = rates.shape[0]
+    every = max(1, schedule.cycle_length // config.evals_per_cycle)
     record_at = set(range(every, total + 1, every)) | {total}
     seeds = shuffle_seeds if shuffle_seeds is not None else (net.seeds or [0])
-    train_eval = train_data if train_eval_size is None else train_data.head(train_eval_size)
+    train_eval = train_data if config.train_eval_size is None else train_data.head(
+        config.train_eval_size)
+    callbacks = [*callbacks, *([ProgressBar(desc)] if progress else [])]
 
-    weights = [name for name in net.params if name.startswith("W")]
-    optimizer = SGD(net.params, momentum, decay=2.0 * net.lam[:, None, None],
-                    decay_names=weights)
+    momentum = np.broadcast_to(np.asarray(config.momentum, dtype=np.float64), (M,))
+    if np.all(momentum == momentum[0]):
+        momentum = float(momentum[0])
+    else:
+        momentum = net.backend.asarray(momentum[:, None, None], dtype=net.dtype)
+    optimizer = SGD(net.params, momentum, decay=net.decay,
+                    decay_names=[name for name in net.params if l2.is_penalised(name)])
     alive = xp.ones((M,), dtype=xp.bool, device=net.backend.device)
     diverged_step = xp.full((M,), -1, dtype=xp.int64, device=net.backend.device)
     history = History()
 
-    def record(step):
+    def record(step) -> bool:
+        """Record metrics; True when every model has diverged (nothing left to train)."""
         values = _measure(net, train_eval, val_data)
         dead = to_numpy(diverged_step) >= 0
         for v in values.values():
             v[dead] = np.nan
         history.record(step, step / steps_per_epoch, rates[min(step, total - 1)], values)
+        for cb in callbacks:
+            cb.on_record(step, history)
+        return bool(dead.all())
 
+    for cb in callbacks:
+        cb.on_train_begin(total, M)
     record(0)
-    order = None
-    with tqdm(total=total, desc=desc, disable=not progress, leave=False,
-              unit="step", dynamic_ncols=True) as bar:
+    history.stopped_step = total
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ahead:
+        next_order = ahead.submit(batch_orders, seeds, N, 0)
         for t in range(total):
             epoch, j = divmod(t, steps_per_epoch)
             if j == 0:
-                order = net.backend.asarray(batch_orders(seeds, N, epoch))
-            idx = order[..., j * batch_size:(j + 1) * batch_size]
+                order = net.backend.asarray(next_order.result())
+                next_order = ahead.submit(batch_orders, seeds, N, epoch + 1)
+                if rates.ndim == 2:  # one small upload per epoch: this epoch's (steps, M)
+                    eta_table = net.backend.asarray(
+                        rates[t:t + steps_per_epoch, :, None, None], dtype=net.dtype)
+            for cb in callbacks:
+                cb.on_step_begin(t)
+            idx = order[..., j * B:(j + 1) * B]
             Xb = gather(xp, train_data.X, idx, M)
             Yb = gather(xp, train_data.Y, idx, M)
             # eta is zero for stopped models; without momentum it is folded into the
-            # backward pass (see Network.loss_and_data_gradients).
-            eta = float(rates[t]) * xp.astype(alive, net.dtype)[:, None, None]
-            if momentum:
+            # backward pass (see xpnet.backprop.loss_and_data_gradients).
+            live = xp.astype(alive, net.dtype)[:, None, None]
+            eta = (eta_table[j, ...] if rates.ndim == 2 else float(rates[t])) * live
+            if optimizer.velocity is not None:
                 loss, grads = net.loss_and_data_gradients(Xb, Yb)
                 optimizer.step(net.params, grads, eta)
             else:
@@ -195,14 +298,18 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             # A non-finite loss is a non-finite cost (the L2 term is finite while W is).
             # The failing step's update may leave non-finite weights: they are no longer
             # meaningful, and the model's recorded figures stop at its last finite ones.
-            finite = loss <= divergence_loss  # False for NaN and inf too
+            finite = loss <= config.divergence_loss  # False for NaN and inf too
             diverged_step = xp.where(alive & ~finite, t, diverged_step)
             alive = alive & finite
-
-            bar.update(1)
-            if t + 1 in record_at:
-                record(t + 1)
+            for cb in callbacks:
+                cb.on_step_end(t)
+            if t + 1 in record_at and record(t + 1):
+                history.stopped_step = t + 1  # every model diverged: stop paying for it
+                break
+        next_order.cancel()
     history.diverged_step = to_numpy(diverged_step).astype(np.int64)
+    for cb in callbacks:
+        cb.on_train_end(history)
     return history
 
 

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 from xpnet import ConstantLR, Network, NetworkConfig, get_backend, to_numpy
-from xpnet.data import load_cifar10, write_cifar_batches
-from xpnet.train import DeviceSplit, train
+from xpnet.data import load_cifar10
+from xpnet.testing import write_cifar_batches
+from xpnet.training import DeviceSplit, TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 40  # eight epochs of five steps
@@ -56,8 +57,8 @@ def fit(splits, *, steps=STEPS, eta=0.8, momentum=0.8, batch_norm=False, init="h
                            init=init)
     net = Network.create(config, seeds=seeds, lam=lam, sigma=sigma, device=be)
     with np.errstate(all="ignore"):  # a diverging model overflows by design
-        history = train(net, ConstantLR(eta, steps=steps, cycle_length=5), tr, va,
-                        momentum=momentum, evals_per_cycle=5, progress=False)
+        history = train(net, ConstantLR(eta, steps=steps, cycle_length=5), tr, va, TrainConfig(momentum=momentum, evals_per_cycle=5),
+                        progress=False)
     return net, history
 
 
