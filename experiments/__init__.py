@@ -9,10 +9,14 @@ The networks' matrices are small (batch 100 x 3072 x 50), and a multi-threaded B
 spends more time synchronising its threads than computing on them, catastrophically
 so on a busy machine (measured: 30 s instead of 0.7 s for the overfit study on two
 shared cores).  So the suite asks for one BLAS thread unless the environment already
-says otherwise; this must happen before NumPy is first imported.
+says otherwise; this must happen before NumPy is first imported.  This is the one home
+of that default: ``tests/conftest.py`` imports this package first to get it.
 """
 
 import os
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+#: The environment variables that set the BLAS (and OpenMP) thread counts.
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+for _var in BLAS_THREAD_VARS:
     os.environ.setdefault(_var, "1")

@@ -1,16 +1,17 @@
-"""Smoke test of the benchmark harness (experiments/bench.py) on tiny sizes on the CPU."""
+"""Smoke test of the benchmark harness (experiments/bench*.py) on tiny sizes on the CPU."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import numpy as np
 import pytest
 
-from experiments import bench
+from experiments import bench, bench_runners, bench_syncs
 from xpnet.backend import get_backend
-from xpnet.train import DeviceSplit
+from xpnet.training import DeviceSplit
 
 TINY = ["--device", "cpu", "--n-samples", "1000", "--epochs", "1", "--repeats", "1"]
 
@@ -26,6 +27,7 @@ def test_cpu_bench_prints_ratios_and_writes_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "s/epoch" in out and "ours/matmul" in out
+    assert "generic step" in out and "numpy_step/generic" in out
     assert "torch eager n/a" in out
     assert "vs one-after-another" in out
     assert "peak GPU memory: n/a" in out
@@ -34,8 +36,10 @@ def test_cpu_bench_prints_ratios_and_writes_json(tmp_path, capsys):
     assert data["device"] == "cpu"
     assert data["config"]["n_samples"] == 1000 and data["config"]["batch_size"] == 100
     single = data["single"]
-    for key in ("ours_s_per_epoch", "matmul_s_per_epoch", "ours_over_matmul"):
+    for key in ("ours_s_per_epoch", "matmul_s_per_epoch", "ours_over_matmul",
+                "generic_s_per_epoch", "step_over_generic"):
         assert _positive(single[key]), key
+    assert single["step"] == "numpy_step"
     assert single["torch_s_per_epoch"] is None and single["ours_over_torch"] is None
     assert [row["models"] for row in data["sweep"]] == [1, 2]
     for row in data["sweep"]:
@@ -56,15 +60,13 @@ def test_cpu_bench_with_torch(capsys):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["--device", "tpu"], "--device"),
-    (["--epochs", "0"], "positive integer"),
-    (["--models", "1,x"], "positive integer"),
+    (["--epochs", "0"], "whole number of at least 1"),
+    (["--models", "1,x"], "whole number of at least 1"),
     (["--n-samples", "50"], "--batch-size"),
     (["--check-syncs"], "needs --device cuda"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, fragment, capsys):
-    with pytest.raises(SystemExit) as info:
-        bench.main(argv)
-    assert info.value.code == 2
+    assert bench.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and "\n" not in err and "Traceback" not in err
 
@@ -87,18 +89,50 @@ def test_cuda_without_cupy_is_one_sentence(capsys):
     assert "CuPy" in err and "\n" not in err
 
 
-def test_sync_check_hooks_the_real_training_loop():
-    """On the cpu the check can only count host copies, but it must find the loop."""
-    backend = get_backend("cpu")
+def _tiny_split(backend, n=300):
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((300, bench.D_IN), dtype=np.float32)
-    y = rng.integers(0, bench.N_CLASSES, 300)
-    split = DeviceSplit.from_host(backend, X, y, bench.N_CLASSES, backend.dtype("float32"))
-    net = bench.make_net(backend, 1)
-    res = bench.check_host_syncs(net, split, backend, steps=2)
-    assert res["passed"] and res["method"] == "count"
-    assert res["to_numpy_calls"] == 0 and res["loop_host_s"] >= 0
-    # The hooks are undone.
-    from xpnet.backend import to_numpy
-    assert bench.train_module.to_numpy is to_numpy
-    assert bench.train_module.__name__ == "xpnet.train"
+    X = rng.standard_normal((n, bench_runners.D_IN), dtype=np.float32)
+    y = rng.integers(0, bench_runners.N_CLASSES, n)
+    return DeviceSplit.from_host(backend, X, y, bench_runners.N_CLASSES,
+                                 backend.dtype("float32"))
+
+
+def _leaky(backend):
+    """``backend`` whose training step copies the loss to the host (a Python float)."""
+    step = backend.data_gradients
+
+    def leaky_step(net, X, Y, **kwargs):
+        loss, grads = step(net, X, Y, **kwargs)
+        float(net.xp.sum(loss))  # the deliberate device-to-host conversion
+        return loss, grads
+
+    return dataclasses.replace(backend, data_gradients=leaky_step)
+
+
+@pytest.mark.parametrize("leak", [False, True], ids=["clean-step", "float-in-step"])
+def test_sync_check_counts_host_conversions_inside_steps(leak):
+    """On array_api_strict (a CPU stand-in for a device) the check counts conversions
+    through the array type's public API, inside the real loop's steps only: the loop's
+    own record points (before and after the steps) convert too, and must not count."""
+    backend = get_backend("strict")
+    split = _tiny_split(backend)
+    net = bench_runners.make_net(_leaky(backend) if leak else backend, 1)
+    array_type = type(split.X)
+    originals = {name: vars(array_type).get(name) for name in ("__float__", "__array__", "item")}
+    res = bench_syncs.check_host_syncs(net, split, steps=2)
+    assert res["method"] == "count" and res["steps"] == 2 and res["loop_host_s"] >= 0
+    if leak:
+        assert not res["passed"]
+        assert res["conversions"] == {"__float__": 2} and res["host_conversions"] == 2
+        assert "FAIL (2 device-to-host conversions (2 __float__)" in bench_syncs.sync_line(res)
+    else:
+        assert res["passed"] and res["host_conversions"] == 0 and res["conversions"] == {}
+    # The probes are undone.
+    assert {name: vars(array_type).get(name) for name in originals} == originals
+
+
+def test_sync_check_needs_a_device():
+    backend = get_backend("cpu")
+    net = bench_runners.make_net(backend, 1)
+    with pytest.raises(bench_runners.BenchError, match="needs a device"):
+        bench_syncs.check_host_syncs(net, _tiny_split(backend), steps=1)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet import CyclicalLR, DeviceSplit, NetworkConfig, get_backend
+from xpnet import CyclicalLR, DeviceSplit, NetworkConfig, TrainConfig, get_backend
 from xpnet.errors import XpnetError
 from xpnet.sweep import (
     best_index, best_value, final_scores, fine_grid, grid_spacing, log_uniform_grid,
-    train_lockstep)
+    search_scores, train_lockstep)
 
 
 def test_log_uniform_grid_spans_the_exponents_evenly():
@@ -40,6 +40,16 @@ def test_best_ignores_nan_and_diverged():
         fine_grid(0.0, 0.5)
 
 
+def test_search_scores_exclude_diverged_models_from_stored_columns():
+    # A stored record: last finite val accuracy (None -> NaN) and the divergence step.
+    last = [0.5, 0.9, np.nan, 0.7]
+    diverged = [-1.0, 120.0, 40.0, -1.0]
+    scores = search_scores(last, diverged)
+    np.testing.assert_array_equal(np.isnan(scores), [False, True, True, False])
+    assert best_value([1e-4, 1e-3, 1e-2, 1e-1], scores) == 1e-1
+    np.testing.assert_array_equal(search_scores([0.2, np.inf]), [0.2, np.nan])
+
+
 def test_train_lockstep_trains_one_network_with_one_model_per_lambda():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 12)).astype(np.float32)
@@ -49,9 +59,8 @@ def test_train_lockstep_trains_one_network_with_one_model_per_lambda():
     val = DeviceSplit.from_host(backend, X[150:], y[150:], 2, "float32")
     lams = log_uniform_grid(-4, 1, 4)
     config = NetworkConfig(d_in=12, hidden=(8,), n_classes=2, batch_norm=False)
-    net, history = train_lockstep(config, CyclicalLR(1e-3, 1e-1, n_s=45, cycles=2), train, val,
-                                  seeds=0, lam=lams, backend=backend, batch_size=10,
-                                  progress=False)
+    net, history = train_lockstep(config, CyclicalLR(1e-3, 1e-1, n_s=45, cycles=2), train, val, TrainConfig(batch_size=10),
+                                  seeds=0, lam=lams, backend=backend, progress=False)
     assert net.n_models == 4
     np.testing.assert_allclose(net.lam_host, lams)
     assert history.metrics["val_accuracy"].shape[1] == 4

@@ -94,7 +94,7 @@ def sandbox(tmp_path, monkeypatch):
         raise AssertionError("a run started training during the CLI fuzz")
 
     monkeypatch.setattr(xpnet.data.cifar10, "download_cifar", no_download)
-    monkeypatch.setattr(common.Context, "run_once", no_training)
+    monkeypatch.setattr(common.Context, "submit", no_training)
     old = signal.getsignal(signal.SIGTERM)
     yield tmp_path
     signal.signal(signal.SIGTERM, old)
