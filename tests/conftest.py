@@ -1,23 +1,26 @@
 """Shared fixtures: the array namespaces every core test runs on, and the real data.
 
 The namespace matrix follows scikit-learn's array-API tests: every core test is
-parametrised over backends and runs on each one the machine has.  ``cpu`` (NumPy) and
-``strict`` (array_api_strict) always run; ``cuda`` (CuPy) joins when
-``XPNET_TEST_DEVICES`` names it, and then must work — the GPU job sets
-``XPNET_TEST_DEVICES=cpu,strict,cuda``, so a missing GPU there fails loudly instead of
-skipping.
+parametrised over backends and runs on each one the machine has.  ``cpu`` (NumPy),
+``strict`` (array_api_strict) and ``strict-device1`` (array_api_strict with its arrays
+on ``Device("device1")``, which rejects host/device mixing as CuPy does) always run;
+``cuda`` (CuPy) joins when ``XPNET_TEST_DEVICES`` names it, and then must work — the GPU
+job sets ``XPNET_TEST_DEVICES=cpu,strict,cuda``, so a missing GPU there fails loudly
+instead of skipping.
 """
 
 from __future__ import annotations
 
 import os
 
-# One BLAS thread unless the environment says otherwise, before NumPy loads: these
-# matrices are small, and a multi-threaded BLAS on a busy 2-core machine was measured
-# 40x slower (see experiments/__init__.py, which does the same for the CLI).
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# The BLAS thread defaults (one thread unless the environment says otherwise) have one
+# home, experiments/__init__.py; importing the package applies them, and that must happen
+# before anything imports NumPy, so it comes first.
+import experiments  # noqa: F401,I001
 
+# CLI runs in tests train in-process unless a test asks for workers (tests of the Dask
+# executor pass --workers or --scheduler, which win over this default).
+os.environ.setdefault("XPNET_WORKERS", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -25,10 +28,15 @@ import pytest  # noqa: E402
 from xpnet.backend import get_backend  # noqa: E402
 
 
+# Matrix name -> get_backend flag (a test id cannot hold the flag's colon nicely).
+FLAGS = {"strict-device1": "strict:device1"}
+REQUIRED = ("cpu", "strict", "strict-device1")
+
+
 def _test_devices() -> list[str]:
-    names = os.environ.get("XPNET_TEST_DEVICES", "cpu,strict")
+    names = os.environ.get("XPNET_TEST_DEVICES", ",".join(REQUIRED))
     devices = [d.strip() for d in names.split(",") if d.strip()]
-    for required in ("cpu", "strict"):
+    for required in REQUIRED:
         if required not in devices:
             devices.append(required)
     return devices
@@ -37,16 +45,33 @@ def _test_devices() -> list[str]:
 TEST_DEVICES = _test_devices()
 
 
+def matrix_backend(name: str):
+    """The backend a matrix entry names (``"strict-device1"`` -> ``strict:device1``)."""
+    return get_backend(FLAGS.get(name, name))
+
+
 @pytest.fixture(params=TEST_DEVICES)
 def backend(request):
     """Each backend of the namespace matrix."""
-    return get_backend(request.param)
+    return matrix_backend(request.param)
 
 
 @pytest.fixture(params=[d for d in TEST_DEVICES if d != "strict"])
 def fast_backend(request):
-    """Backends fast enough for training tests (not array_api_strict)."""
-    return get_backend(request.param)
+    """Backends for training tests: all but array_api_strict on the CPU device, whose
+    numbers ``strict-device1`` checks too (the same namespace), device placement besides."""
+    return matrix_backend(request.param)
+
+
+#: Relative / absolute tolerances for comparing a backend's result with NumPy float64.
+RTOL = {"float32": 2e-5, "float64": 1e-12}
+ATOL = {"float32": 1e-5, "float64": 1e-12}
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    """Each floating dtype the core computes in (the test id says which)."""
+    return request.param
 
 
 def in_ci() -> bool:

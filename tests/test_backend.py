@@ -53,3 +53,25 @@ def test_cuda_with_cupy_but_no_gpu(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fake)
     with pytest.raises(BackendError, match="no usable NVIDIA GPU"):
         get_backend("cuda")
+
+
+def test_strict_on_a_non_cpu_device_rejects_host_arrays_like_cupy():
+    """``strict:device1``: the CI stand-in for a GPU refuses host/device mixing."""
+    be = get_backend("strict:device1")
+    assert be.name == "strict" and be.device == be.xp.Device("device1")
+    on_device = be.asarray(np.arange(3.0))
+    on_host = be.xp.asarray(np.arange(3.0))  # array_api_strict's CPU device
+    assert on_device.device == be.device
+    for mixed in (lambda: on_device + on_host, lambda: on_host + on_device,
+                  lambda: on_device[be.xp.asarray([0])]):
+        with pytest.raises(ValueError):
+            mixed()
+    with pytest.raises(RuntimeError):
+        np.asarray(on_device)
+    np.testing.assert_array_equal(to_numpy(on_device), [0.0, 1.0, 2.0])  # copies over
+    np.testing.assert_array_equal(to_numpy(be.xp.sum(on_device)), 3.0)
+
+
+def test_unknown_strict_device_is_one_sentence():
+    with pytest.raises(BackendError, match="no device 'gpu'; use strict, strict:device1"):
+        get_backend("strict:gpu")

@@ -2,7 +2,9 @@
 
 ``get_backend("cpu")`` gives NumPy, ``get_backend("cuda")`` CuPy and
 ``get_backend("strict")`` the ``array_api_strict`` reference namespace (for tests),
-all through ``array_api_compat`` so the core sees one standard API.  Randomness is
+all through ``array_api_compat`` so the core sees one standard API.
+``get_backend("strict:device1")`` puts the strict namespace's arrays on a non-CPU device
+that, like a GPU, refuses to mix with host arrays: CI's stand-in for CuPy.  Randomness is
 drawn on the host with NumPy and moved to the device (see :meth:`Backend.asarray`),
 so one seed gives the same run on every device up to float rounding.
 """
@@ -16,7 +18,10 @@ import numpy as np
 
 from xpnet.errors import BackendError
 
-DEVICES = ("cpu", "cuda", "strict")
+DEVICES = ("cpu", "cuda", "strict", "strict:device1")
+
+# What brings CuPy together with the CUDA libraries it loads (cuBLAS, NVRTC, ...).
+INSTALL_CUPY = 'pip install "xpnet[cuda12]" (or "xpnet[cuda13]" for CUDA 13 drivers)'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +67,18 @@ class Backend:
 
 
 def get_backend(device: str = "cpu") -> Backend:
-    """Return the backend for ``device`` in ``{"cpu", "cuda", "strict"}``.
+    """Return the backend for a device flag.
+
+    - ``"cpu"``: NumPy, training with :mod:`xpnet.numpy_step`;
+    - ``"cuda"``: CuPy on the current GPU, probed with a small matmul, an elementwise
+      kernel and a reduction before it is handed out;
+    - ``"strict"``: ``array_api_strict`` on its CPU device;
+    - ``"strict:<device>"``: ``array_api_strict`` with every array on
+      ``array_api_strict.Device("<device>")``, say ``"strict:device1"``.  Off the CPU
+      device it refuses what CuPy refuses: combining its arrays with host (CPU-device)
+      arrays in either operand order, indexing with host indices and ``np.asarray``.
+      The test matrix runs the core on it to catch host/device mixing without a GPU.
+      Its ``name`` is ``"strict"``; ``device`` tells the two apart.
 
     Raises :class:`BackendError` with what to install when the library or GPU is missing.
     """
@@ -72,17 +88,26 @@ def get_backend(device: str = "cpu") -> Backend:
         from xpnet.numpy_step import loss_and_data_gradients
 
         return Backend("cpu", xp, "cpu", loss_and_data_gradients)
-    if device == "strict":
-        try:
-            import array_api_strict as xp
-        except ImportError:
-            raise BackendError(
-                'The "strict" device needs array-api-strict; run pip install "xpnet[dev]".'
-            ) from None
-        return Backend("strict", xp, xp.Device("CPU_DEVICE"))
+    if device == "strict" or device.startswith("strict:"):
+        return _strict_backend(device.partition(":")[2] or "CPU_DEVICE")
     if device == "cuda":
         return _cuda_backend()
     raise BackendError(f"Unknown device {device!r}; use one of: cpu, cuda.")
+
+
+def _strict_backend(device_name: str) -> Backend:
+    try:
+        import array_api_strict as xp
+    except ImportError:
+        raise BackendError(
+            'The "strict" device needs array-api-strict; run pip install "xpnet[dev]".'
+        ) from None
+    try:
+        device = xp.Device(device_name)
+    except ValueError:
+        raise BackendError(f"array_api_strict has no device {device_name!r}; use strict, "
+                           "strict:device1 or strict:device2.") from None
+    return Backend("strict", xp, device)
 
 
 def _cuda_backend() -> Backend:
@@ -90,8 +115,7 @@ def _cuda_backend() -> Backend:
         import cupy
     except ImportError:
         raise BackendError(
-            '--device cuda needs CuPy; run pip install "xpnet[cuda12]" (or "xpnet[cuda13]" '
-            "for CUDA 13 drivers), or use --device cpu."
+            f"--device cuda needs CuPy; run {INSTALL_CUPY}, or use --device cpu."
         ) from None
     except Exception as exc:  # a broken CuPy install raises all sorts of things
         raise BackendError(
@@ -108,17 +132,52 @@ def _cuda_backend() -> Backend:
             "CuPy is installed but no usable NVIDIA GPU or driver was found; "
             "use --device cpu or run on a machine with a GPU."
         )
-    import array_api_compat.cupy as xp
-
+    try:
+        _probe_cuda(cupy)
+        import array_api_compat.cupy as xp
+    except Exception as exc:  # ImportError (libcublasLt), DynamicLibNotFoundError, ...
+        raise BackendError(
+            f"CuPy sees a GPU but cannot compute on it ({_first_line(exc)}), most likely "
+            f"because CUDA libraries are missing; run {INSTALL_CUPY}, which brings "
+            "CuPy's CUDA libraries, or use --device cpu."
+        ) from None
     return Backend("cuda", xp, cupy.cuda.Device())
+
+
+def _probe_cuda(cupy) -> None:
+    """Run what training needs once: cuBLAS (matmul), NVRTC kernels (elementwise, reduction).
+
+    CuPy 14 loads those libraries lazily, so a machine with a driver but no CUDA
+    libraries passes ``getDeviceCount`` and fails at the first ``@``.
+    """
+    a = cupy.ones((2, 2), dtype=cupy.float32)
+    product = cupy.matmul(a, a)  # cuBLAS: [[2, 2], [2, 2]]
+    total = cupy.sum(cupy.maximum(product, 0.0))  # an elementwise kernel, a reduction
+    value = float(total)  # waits for the kernels: an asynchronous failure surfaces here
+    if value != 8.0:
+        raise RuntimeError(f"a 2x2 test matmul summed to {value}, not 8")
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, trimmed to fit inside a one-sentence error."""
+    lines = str(exc).strip().splitlines()
+    detail = lines[0].strip().rstrip(".").replace(". ", "; ")[:160] if lines else ""
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def to_numpy(x) -> np.ndarray:
     """Copy any backend's array (or a scalar) to a host NumPy array."""
     if isinstance(x, np.ndarray):
         return x
-    if type(x).__module__.startswith("cupy"):
+    module = type(x).__module__
+    if module.startswith("cupy"):
         return x.get()
+    if module.startswith("array_api_strict"):
+        import array_api_strict
+
+        # Off its CPU device array_api_strict refuses np.asarray, as CuPy does: copy over
+        # (to_device returns the array itself when it is already there).
+        x = x.to_device(array_api_strict.Device("CPU_DEVICE"))
     return np.asarray(x)  # NumPy scalars, array_api_strict arrays (CPU), Python numbers
 
 

@@ -48,15 +48,19 @@ def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None):
         need_db: False when the layer has no bias.
 
     Returns:
-        ``(dx, dW, db)``: ``dx`` ``(M, n, d_in)`` or None, ``dW`` ``(M, d_in, d_out)``,
-        ``db`` ``(M, 1, d_out)`` or None.
+        ``(dx, dW, db)``: ``dx`` ``(M, n, d_in)`` or None, ``dW`` ``(M, d_in, d_out)``
+        (on CuPy and NumPy a transposed view), ``db`` ``(M, 1, d_out)`` or None.
     """
     xp = xp or namespace_of(dout)
     x, W = cache
-    # For a shared 2-D input, (d_in, n) @ (M, n, d_out) broadcasts to (M, d_in, d_out).
-    dW = xp.linalg.matrix_transpose(x) @ dout
+    # dW = x^T @ dout, computed as (dout^T @ x)^T so that only the small operand and the
+    # result are transposed: CuPy's matmul makes transposed 3-D operands contiguous, and
+    # x (layer 1's input, (n, 3072) per model) is the largest array of the step.
+    # A shared 2-D x broadcasts: (M, d_out, n) @ (n, d_in) -> (M, d_out, d_in).
+    T = xp.linalg.matrix_transpose
+    dW = T(T(dout) @ x)
     db = xp.sum(dout, axis=-2, keepdims=True) if need_db else None
-    dx = dout @ xp.linalg.matrix_transpose(W) if need_dx else None
+    dx = dout @ T(W) if need_dx else None
     return dx, dW, db
 
 
@@ -73,6 +77,7 @@ def batchnorm_forward(s, gamma, beta, running_mean, running_var, *, train=True,
         s: ``(M, n, d)`` pre-activations.
         gamma, beta: ``(M, 1, d)`` scale and shift.
         running_mean, running_var: ``(M, 1, d)``.
+        eps: a float, or per model ``(M, 1, 1)``.
 
     Returns:
         ``out`` ``(M, n, d)``, ``cache``, ``new_running_mean``, ``new_running_var``.

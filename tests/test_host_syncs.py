@@ -1,0 +1,207 @@
+"""No host syncs inside the training step (design rule 6), counted without a GPU.
+
+Training runs on ``strict:device1`` (array_api_strict with its arrays off the CPU
+device, which refuses host/device mixing as CuPy does) with every way a device value
+can reach the host instrumented: ``float``/``int``/``bool``/``complex``/``index``
+conversions, ``__array__``/``__buffer__``/``__dlpack__`` host copies, ``to_device`` and
+:func:`xpnet.backend.to_numpy`.  A :class:`~xpnet.training.Callback` marks each step;
+a conversion between its ``on_step_begin`` and ``on_step_end`` is a sync in the step
+(on a GPU, a stall).  Each scenario also reruns on the CPU in float64 and must give the
+same numbers, so the paths it covers (momentum, per-model momentum and rates, M > 1
+models on their own batch orders, divergence, the lockstep sweep) are proven on a
+non-CPU device, not only sync-free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import pytest
+
+import xpnet.backend
+from xpnet.backend import get_backend, to_numpy
+from xpnet.network import Network, NetworkConfig
+from xpnet.schedules import ConstantLR, CyclicalLR
+from xpnet.sweep import train_lockstep
+from xpnet.training import Callback, DeviceSplit, TrainConfig, train
+
+xp_strict = pytest.importorskip("array_api_strict")
+
+DEVICE = "strict:device1"
+# Every dunder of array_api_strict's Array that hands a value (or a buffer) to the host.
+HOST_DOORS = ("__bool__", "__int__", "__float__", "__complex__", "__index__", "__array__",
+              "__buffer__", "__dlpack__", "to_device")
+
+
+class SyncCounter(Callback):
+    """Counts host transfers, split by whether a step was running (``inside``) or not."""
+
+    def __init__(self):
+        self.step = None
+        self.inside: list[tuple[int, str]] = []
+        self.outside: list[str] = []
+        self.steps_seen = 0
+
+    def on_step_begin(self, step):
+        self.step = step
+        self.steps_seen += 1
+
+    def on_step_end(self, step):
+        self.step = None
+
+    def note(self, door: str) -> None:
+        if self.step is None:
+            self.outside.append(door)
+        else:
+            self.inside.append((self.step, door))
+
+
+@pytest.fixture
+def counter(monkeypatch) -> SyncCounter:
+    """A :class:`SyncCounter` wired into array_api_strict's Array and ``to_numpy``."""
+    counter = SyncCounter()
+    array_type = type(xp_strict.asarray(0.0))
+    for door in HOST_DOORS:
+        original = getattr(array_type, door, None)
+        if original is None:
+            continue
+
+        def counted(self, *args, _original=original, _door=door, **kwargs):
+            counter.note(_door)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(array_type, door, counted)
+
+    original_to_numpy = xpnet.backend.to_numpy
+
+    def counted_to_numpy(x):
+        counter.note("to_numpy")
+        return original_to_numpy(x)
+
+    # Modules hold their own reference (from xpnet.backend import to_numpy): patch each.
+    for name, module in list(sys.modules.items()):
+        if (name == "xpnet" or name.startswith("xpnet.")) and \
+                getattr(module, "to_numpy", None) is original_to_numpy:
+            monkeypatch.setattr(module, "to_numpy", counted_to_numpy)
+    return counter
+
+
+@dataclasses.dataclass(frozen=True)
+class PerModelRates:
+    """A constant rate per model: ``rates()`` is ``(steps, M)``."""
+
+    etas: tuple[float, ...]
+    steps: int
+    cycle_length: int
+
+    def rates(self) -> np.ndarray:
+        return np.tile(np.asarray(self.etas, dtype=np.float64), (self.steps, 1))
+
+
+def _data(backend, n=60, d=10, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, d)) * 2
+    y = rng.integers(0, classes, n)
+    X = centres[y] + rng.standard_normal((n, d))
+    return DeviceSplit.from_host(backend, X, y, classes, "float64")
+
+
+CONFIG = NetworkConfig(d_in=10, hidden=(8, 6), n_classes=4)
+SCHEDULE = CyclicalLR(eta_min=1e-3, eta_max=0.1, n_s=6, cycles=1)  # 12 steps, 2 epochs
+
+SCENARIOS = {
+    "plain": dict(seeds=0, train=TrainConfig(batch_size=10, evals_per_cycle=2)),
+    "momentum": dict(seeds=0, train=TrainConfig(batch_size=10, momentum=0.9)),
+    "three-models-own-orders": dict(seeds=[0, 1, 2], lam=[0.0, 0.01, 0.1],
+                                    train=TrainConfig(batch_size=10)),
+    "per-model-momentum": dict(seeds=[0, 1], train=TrainConfig(batch_size=10,
+                                                               momentum=(0.0, 0.9))),
+    # Model 1's rate is absurd: it diverges (and stops updating) while model 0 trains.
+    "one-diverges": dict(seeds=[0, 1], schedule=PerModelRates((0.05, 1e8), 12, 6),
+                         config=dataclasses.replace(CONFIG, batch_norm=False),
+                         train=TrainConfig(batch_size=10, momentum=0.9)),
+    # Every model diverges: training stops early at a record point.
+    "all-diverge": dict(seeds=[0, 1], schedule=ConstantLR(eta=1e8, steps=24, cycle_length=6),
+                        config=dataclasses.replace(CONFIG, batch_norm=False),
+                        train=TrainConfig(batch_size=10)),
+}
+
+
+def _run(device, scenario, callbacks=()):
+    backend = get_backend(device) if isinstance(device, str) else device
+    data = _data(backend)
+    net = Network.create(scenario.get("config", CONFIG), seeds=scenario["seeds"],
+                         lam=scenario.get("lam", 0.005), device=backend, dtype="float64")
+    history = train(net, scenario.get("schedule", SCHEDULE), data, data, scenario["train"],
+                    callbacks=callbacks, progress=False)
+    return net, history
+
+
+def _assert_same_run(net, history, ref_net, ref_history):
+    np.testing.assert_array_equal(history.diverged_step, ref_history.diverged_step)
+    assert history.steps == ref_history.steps
+    assert history.stopped_step == ref_history.stopped_step
+    for key, ref in ref_history.metrics.items():
+        np.testing.assert_allclose(history.metrics[key], ref, rtol=1e-9, atol=1e-12,
+                                   err_msg=key)  # NaN where diverged, on both
+    alive = ref_history.diverged_step < 0
+    for name, ref in ref_net.params.items():
+        np.testing.assert_allclose(to_numpy(net.params[name])[alive], ref[alive],
+                                   rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_no_host_sync_inside_a_training_step(name, counter):
+    scenario = SCENARIOS[name]
+    net, history = _run(DEVICE, scenario, callbacks=[counter])
+    assert net.params["W1"].device == xp_strict.Device("device1")
+    assert counter.steps_seen == history.stopped_step > 0
+    assert counter.inside == [], f"host syncs inside the step: {counter.inside[:5]}"
+    assert "to_numpy" in counter.outside  # the instrumentation is live: records read back
+    if name.endswith("diverges") or name == "all-diverge":
+        assert np.any(history.diverged_step >= 0)
+    if name == "all-diverge":
+        assert history.stopped_step < SCENARIOS[name]["schedule"].steps
+
+    ref_net, ref_history = _run("cpu", scenario)
+    _assert_same_run(net, history, ref_net, ref_history)
+
+
+def test_lockstep_sweep_runs_on_a_non_cpu_device_without_syncs(counter):
+    backend = get_backend(DEVICE)
+    data = _data(backend, seed=1)
+    kwargs = dict(seeds=0, lam=[1e-4, 1e-2, 1.0], dtype="float64", progress=False)
+    net, history = train_lockstep(CONFIG, SCHEDULE, data, data, TrainConfig(batch_size=10),
+                                  backend=backend, callbacks=[counter], **kwargs)
+    assert counter.inside == [] and counter.steps_seen == SCHEDULE.total_steps
+    ref_data = _data(get_backend("cpu"), seed=1)
+    ref_net, ref_history = train_lockstep(CONFIG, SCHEDULE, ref_data, ref_data,
+                                          TrainConfig(batch_size=10), backend="cpu", **kwargs)
+    _assert_same_run(net, history, ref_net, ref_history)
+
+
+def test_the_counter_catches_a_sync_inside_the_step(counter):
+    """A deliberate ``float(loss)`` in the step is counted, once per step."""
+    backend = get_backend(DEVICE)
+
+    def leaky_step(net, X, Y, **kwargs):
+        loss, grads = backend.data_gradients(net, X, Y, **kwargs)
+        float(loss[0])  # what a per-step progress print would do
+        return loss, grads
+
+    _, history = _run(dataclasses.replace(backend, data_gradients=leaky_step),
+                      SCENARIOS["plain"], callbacks=[counter])
+    assert [door for _, door in counter.inside] == ["__float__"] * history.stopped_step
+    assert sorted({step for step, _ in counter.inside}) == list(range(history.stopped_step))
+
+
+def test_the_counter_sees_every_host_door(counter):
+    x = get_backend(DEVICE).asarray(np.arange(3.0))
+    counter.on_step_begin(0)
+    float(x[0]), int(x[1]), bool(x[2]), xpnet.backend.to_numpy(x)
+    counter.on_step_end(0)
+    doors = [door for _, door in counter.inside]
+    for door in ("__float__", "__int__", "__bool__", "to_numpy", "to_device"):
+        assert door in doors
