@@ -5,7 +5,8 @@ Hidden layers are ``dense -> [batch norm] -> ReLU``; the output layer is dense a
 a softmax cross-entropy.  A dense layer followed by batch norm has no bias (batch norm's
 ``beta`` plays that role and a bias there would have zero gradient); other dense layers
 have ``b{l}`` ``(M, 1, d_l)``.  Batch-norm layers have ``gamma{l}``, ``beta{l}`` and the
-running averages ``mean{l}``, ``var{l}``, all ``(M, 1, d_l)``.
+running averages ``mean{l}``, ``var{l}``, all ``(M, 1, d_l)``; their epsilon is per model
+(``Network.bn_eps`` ``(M,)``, ``NetworkConfig.bn_eps`` by default).
 
 Cost of model m = mean cross-entropy + the L2 term of :mod:`xpnet.l2`.
 """
@@ -76,11 +77,12 @@ class Network:
 
     Build one with :meth:`Network.create`.  ``params`` and ``buffers`` are dicts of
     device arrays named as in the module docstring; ``lam`` is the device ``(M,)``
-    array of L2 strengths.
+    array of L2 strengths and ``bn_eps`` the device ``(M,)`` array of batch norm's
+    epsilon (``config.bn_eps`` unless given per model).
     """
 
     def __init__(self, config: NetworkConfig, params: dict, buffers: dict, lam,
-                 backend: Backend, seeds=None):
+                 backend: Backend, seeds=None, bn_eps=None):
         self.config = config
         self.params = params
         self.buffers = buffers
@@ -90,12 +92,15 @@ class Network:
         self.n_models = int(self.lam_host.shape[0])
         self.dtype = params["W1"].dtype
         self.lam = backend.asarray(self.lam_host, dtype=self.dtype)
+        self.bn_eps_host = _per_model(config.bn_eps if bn_eps is None else to_numpy(bn_eps),
+                                      self.n_models, "bn_eps")
+        self.bn_eps = backend.asarray(self.bn_eps_host, dtype=self.dtype)
         self.seeds = None if seeds is None else [int(s) for s in np.asarray(seeds).reshape(-1)]
 
     # ----------------------------------------------------------------- creation
     @classmethod
     def create(cls, config: NetworkConfig, *, n_models: int | None = None, seeds=0,
-               lam=0.0, sigma=None, device: str | Backend = "cpu",
+               lam=0.0, sigma=None, bn_eps=None, device: str | Backend = "cpu",
                dtype: str = "float32") -> "Network":
         """Initialise M models.
 
@@ -103,10 +108,11 @@ class Network:
             seeds: int or ``(M,)``; model m's weights come from ``default_rng(seeds[m])``.
             lam: L2 strength, scalar or ``(M,)``.
             sigma: weight std for ``init="normal"``, scalar or ``(M,)``.
-            n_models: M; by default the length of the longest of seeds, lam, sigma.
+            bn_eps: batch norm's epsilon, scalar or ``(M,)``; default ``config.bn_eps``.
+            n_models: M; by default the length of the longest of seeds, lam, sigma, bn_eps.
         """
         backend = device if isinstance(device, Backend) else get_backend(device)
-        lengths = [np.size(v) for v in (seeds, lam, sigma) if v is not None]
+        lengths = [np.size(v) for v in (seeds, lam, sigma, bn_eps) if v is not None]
         M = int(n_models or max(lengths))
         seeds_arr = np.asarray(seeds, dtype=np.int64).reshape(-1)
         if seeds_arr.size == 1:
@@ -117,6 +123,9 @@ class Network:
         if np.any(lam_arr < 0) or not np.all(np.isfinite(lam_arr)):
             raise XpnetError("lam must be finite and non-negative.")
         sigma_arr = None if sigma is None else _per_model(sigma, M, "sigma")
+        eps_arr = _per_model(config.bn_eps if bn_eps is None else bn_eps, M, "bn_eps")
+        if not np.all(np.isfinite(eps_arr) & (eps_arr > 0)):
+            raise XpnetError("bn_eps must be positive.")
         if config.init == "normal" and sigma_arr is None:
             raise XpnetError("init='normal' needs sigma, for example sigma=1e-3.")
 
@@ -135,7 +144,7 @@ class Network:
                 buffers[f"var{l}"] = backend.asarray(np.ones((M, 1, d_out)), dtype=dt)
             else:
                 params[f"b{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
-        return cls(config, params, buffers, lam_arr, backend, seeds_arr)
+        return cls(config, params, buffers, lam_arr, backend, seeds_arr, eps_arr)
 
     # ------------------------------------------------------------------ forward
     def forward(self, X, *, train: bool = True, update_stats: bool = True):
@@ -165,7 +174,7 @@ class Network:
                 s, bn_cache, mean, var = layers.batchnorm_forward(
                     s, p[f"gamma{l}"], p[f"beta{l}"], self.buffers[f"mean{l}"],
                     self.buffers[f"var{l}"], train=train, momentum=cfg.bn_momentum,
-                    eps=cfg.bn_eps, xp=xp)
+                    eps=self.bn_eps[:, None, None], xp=xp)
                 if train and update_stats:
                     self.buffers[f"mean{l}"], self.buffers[f"var{l}"] = mean, var
             h, relu_cache = layers.relu_forward(s, xp=xp)
@@ -246,8 +255,9 @@ class Network:
     def predict(self, X, *, chunk: int = 10000):
         """Eval-mode class predictions ``(M, N)`` for inputs ``(N, d_in)``."""
         xp = self.xp
-        parts = [xp.argmax(self.forward(X[s:s + chunk, ...], train=False)[0], axis=-1)
-                 for s in range(0, X.shape[0], chunk)]
+        N = X.shape[0]  # slices stop at N: the standard leaves out-of-bounds stops undefined
+        parts = [xp.argmax(self.forward(X[s:min(s + chunk, N), ...], train=False)[0], axis=-1)
+                 for s in range(0, N, chunk)]
         return xp.concat(parts, axis=-1)
 
     # ------------------------------------------------------------- checkpoints
@@ -256,6 +266,7 @@ class Network:
         state = {f"param/{k}": to_numpy(v) for k, v in self.params.items()}
         state.update({f"buffer/{k}": to_numpy(v) for k, v in self.buffers.items()})
         state["lam"] = self.lam_host
+        state["bn_eps"] = self.bn_eps_host
         meta = {"config": self.config.to_dict(), "seeds": self.seeds, "format": 1}
         state["meta"] = np.array(json.dumps(meta))
         return state
@@ -286,7 +297,8 @@ class Network:
                 params[name] = backend.asarray(value, dtype=dt)
             elif kind == "buffer":
                 buffers[name] = backend.asarray(value, dtype=dt)
-        net = cls(config, params, buffers, state["lam"], backend, meta.get("seeds"))
+        net = cls(config, params, buffers, state["lam"], backend, meta.get("seeds"),
+                  state.get("bn_eps"))
         expected = cls.create(config, n_models=net.n_models, device="cpu", dtype="float64")
         for name, value in expected.params.items():
             if name not in params or tuple(params[name].shape) != tuple(value.shape):

@@ -91,7 +91,7 @@ def _batchnorm(net, l, s, inv_n, update_stats):
     s -= mean
     var = np.square(s).sum(axis=-2, keepdims=True)
     var *= inv_n
-    inv_std = var + cfg.bn_eps
+    inv_std = var + net.bn_eps[:, None, None]
     np.sqrt(inv_std, out=inv_std)
     np.reciprocal(inv_std, out=inv_std)
     s *= inv_std

@@ -1,9 +1,19 @@
-"""Learning-rate schedules, evaluated on the host (one float per step).
+"""Learning-rate schedules, evaluated on the host: a table of rates, one row per step.
 
 ``CyclicalLR`` is the triangular policy of Smith (2017) as in
 ``torch.optim.lr_scheduler.CyclicLR(mode="triangular")``: the rate climbs linearly from
 ``eta_min`` to ``eta_max`` over ``n_s`` steps and falls back over the next ``n_s``; one
-cycle is ``2 * n_s`` steps.
+cycle is ``2 * n_s`` steps.  ``RangeTestLR`` is the learning-rate range test of the same
+paper (section 3.3): one sweep from ``eta_min`` up to ``eta_max``.
+
+Per-model rates.  The rate-valued parameters (``eta_min``, ``eta_max``, ``eta``,
+``eta0``, ``factor``), the step size ``every`` of :class:`StepDecayLR` and the spacing
+of :class:`RangeTestLR` take one value for all models or a sequence of one value per
+model.  With any of them per model, :meth:`rates` returns ``(T, M)`` (column m is model
+m's schedule, exactly the scalar schedule of its values); otherwise ``(T,)``, as a
+scalar schedule always has.  The length parameters that fix ``T`` and the record points
+(``n_s``, ``cycles``, ``steps``, ``cycle_length``) are shared: lockstep models take the
+same number of steps.
 """
 
 from __future__ import annotations
@@ -15,25 +25,87 @@ import numpy as np
 from xpnet.errors import XpnetError
 
 
-def _check_positive(**values):
-    for name, value in values.items():
-        if not (np.isfinite(value) and value > 0):
-            raise XpnetError(f"{name} must be a positive number, got {value!r}.")
+class _Schedule:
+    """Shared machinery: per-model fields normalised to a float/int or a tuple of them."""
+
+    #: Fields that may hold one value per model.
+    PER_MODEL: tuple[str, ...] = ()
+    #: Fields that must be positive numbers (per-model or not).
+    POSITIVE: tuple[str, ...] = ()
+    #: Fields that are whole numbers.
+    INTEGER: tuple[str, ...] = ()
+
+    def _normalise(self) -> None:
+        lengths = set()
+        for name in self.POSITIVE:
+            value = getattr(self, name)
+            arr = np.asarray(value, dtype=np.float64)
+            per_model = arr.ndim > 0
+            if per_model and name not in self.PER_MODEL:
+                raise XpnetError(f"{name} is shared by all models; give one number, "
+                                 f"got {value!r}.")
+            if arr.ndim > 1 or arr.size == 0 or not np.all(np.isfinite(arr) & (arr > 0)):
+                raise XpnetError(f"{name} must be a positive number"
+                                 f"{' or one per model' if name in self.PER_MODEL else ''}, "
+                                 f"got {value!r}.")
+            cast = int if name in self.INTEGER else float
+            if name in self.INTEGER and not np.all(arr == np.round(arr)):
+                raise XpnetError(f"{name} must be a whole number, got {value!r}.")
+            if per_model:
+                lengths.add(arr.size)
+                object.__setattr__(self, name, tuple(cast(v) for v in arr.tolist()))
+            else:
+                object.__setattr__(self, name, cast(arr))
+        if len(lengths) > 1:
+            raise XpnetError("Per-model schedule parameters must all have one value per "
+                             f"model; got lengths {sorted(lengths)}.")
+
+    def per_model_fields(self) -> tuple[str, ...]:
+        """Names of the fields given one value per model (empty: a shared schedule)."""
+        return tuple(name for name in self.PER_MODEL if isinstance(getattr(self, name), tuple))
+
+    @property
+    def n_models(self) -> int | None:
+        """M when some parameter is per model, else None."""
+        fields = self.per_model_fields()
+        return len(getattr(self, fields[0])) if fields else None
+
+    def _arg(self, name: str):
+        """A field for :meth:`_table`: a float, or a row ``(1, M)`` for a per-model field."""
+        value = getattr(self, name)
+        return np.asarray(value, dtype=np.float64)[None, :] if isinstance(value, tuple) else value
+
+    def rates(self) -> np.ndarray:
+        """The rate of every step ``t = 0 .. total_steps - 1``: ``(T,)``, or ``(T, M)``."""
+        M = self.n_models
+        t = np.arange(self.total_steps, dtype=np.float64)
+        table = self._table(t if M is None else t[:, None])
+        shape = (self.total_steps,) if M is None else (self.total_steps, M)
+        return np.array(np.broadcast_to(table, shape), dtype=np.float64)
+
+    def _table(self, t):
+        raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)
-class CyclicalLR:
-    """Triangular cyclical rate: ``cycles`` cycles of ``2 * n_s`` steps."""
+class CyclicalLR(_Schedule):
+    """Triangular cyclical rate: ``cycles`` cycles of ``2 * n_s`` steps.
 
-    eta_min: float = 1e-5
-    eta_max: float = 1e-1
+    ``eta_min`` and ``eta_max`` may be per model; ``n_s`` and ``cycles`` are shared.
+    """
+
+    eta_min: float | tuple[float, ...] = 1e-5
+    eta_max: float | tuple[float, ...] = 1e-1
     n_s: int = 2250
     cycles: int = 2
 
+    PER_MODEL = ("eta_min", "eta_max")
+    POSITIVE = ("eta_min", "eta_max", "n_s", "cycles")
+    INTEGER = ("n_s", "cycles")
+
     def __post_init__(self):
-        _check_positive(eta_min=self.eta_min, eta_max=self.eta_max, n_s=self.n_s,
-                        cycles=self.cycles)
-        if self.eta_min > self.eta_max:
+        self._normalise()
+        if np.any(np.asarray(self.eta_min) > np.asarray(self.eta_max)):
             raise XpnetError("eta_min must not exceed eta_max.")
 
     @property
@@ -44,50 +116,118 @@ class CyclicalLR:
     def cycle_length(self) -> int:
         return 2 * self.n_s
 
-    def rates(self) -> np.ndarray:
-        """The rate at every step ``t = 0 .. total_steps - 1``, shape ``(total_steps,)``."""
-        t = np.arange(self.total_steps)
+    def _table(self, t):
         phase = (t % self.cycle_length) / self.n_s  # in [0, 2)
         rise = 1.0 - np.abs(1.0 - phase)  # 0 -> 1 -> 0 over one cycle
-        return self.eta_min + (self.eta_max - self.eta_min) * rise
+        lo, hi = self._arg("eta_min"), self._arg("eta_max")
+        return lo + (hi - lo) * rise
 
 
 @dataclasses.dataclass(frozen=True)
-class ConstantLR:
-    """A fixed rate for ``steps`` steps; ``cycle_length`` sets how often to record history."""
+class ConstantLR(_Schedule):
+    """A fixed rate (per model or shared) for ``steps`` steps; ``cycle_length`` sets how
+    often to record history."""
 
-    eta: float = 0.01
+    eta: float | tuple[float, ...] = 0.01
     steps: int = 4500
     cycle_length: int = 450
 
+    PER_MODEL = ("eta",)
+    POSITIVE = ("eta", "steps", "cycle_length")
+    INTEGER = ("steps", "cycle_length")
+
     def __post_init__(self):
-        _check_positive(eta=self.eta, steps=self.steps, cycle_length=self.cycle_length)
+        self._normalise()
 
     @property
     def total_steps(self) -> int:
         return self.steps
 
-    def rates(self) -> np.ndarray:
-        return np.full(self.steps, float(self.eta))
+    def _table(self, t):
+        return self._arg("eta") + 0.0 * t
 
 
 @dataclasses.dataclass(frozen=True)
-class StepDecayLR:
-    """``eta0 * factor ** (t // every)`` for ``steps`` steps (``torch``'s ``StepLR``)."""
+class StepDecayLR(_Schedule):
+    """``eta0 * factor ** (t // every)`` for ``steps`` steps (``torch``'s ``StepLR``).
 
-    eta0: float = 0.1
-    factor: float = 0.1
-    every: int = 2250
+    ``eta0``, ``factor`` and the step size ``every`` may be per model.
+    """
+
+    eta0: float | tuple[float, ...] = 0.1
+    factor: float | tuple[float, ...] = 0.1
+    every: int | tuple[int, ...] = 2250
     steps: int = 9000
     cycle_length: int = 450
 
+    PER_MODEL = ("eta0", "factor", "every")
+    POSITIVE = ("eta0", "factor", "every", "steps", "cycle_length")
+    INTEGER = ("every", "steps", "cycle_length")
+
     def __post_init__(self):
-        _check_positive(eta0=self.eta0, factor=self.factor, every=self.every,
-                        steps=self.steps, cycle_length=self.cycle_length)
+        self._normalise()
 
     @property
     def total_steps(self) -> int:
         return self.steps
 
-    def rates(self) -> np.ndarray:
-        return self.eta0 * self.factor ** (np.arange(self.steps) // self.every)
+    def _table(self, t):
+        return self._arg("eta0") * self._arg("factor") ** (t // self._arg("every"))
+
+
+#: Spacings of :class:`RangeTestLR`.
+SPACINGS = ("linear", "log")
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeTestLR(_Schedule):
+    """The learning-rate range test (Smith 2017, section 3.3): one rising sweep.
+
+    The rate goes from ``eta_min`` at step 0 to ``eta_max`` at the last step, evenly
+    spaced in eta (``spacing="linear"``, as in the paper) or in ``log(eta)``
+    (``"log"``, which resolves the small rates too).  ``eta_min``, ``eta_max`` and
+    ``spacing`` may be per model, so one lockstep run can hold both sweeps.
+    ``cycle_length`` sets how often to record history (``TrainConfig.evals_per_cycle``
+    points per ``cycle_length`` steps).
+    """
+
+    eta_min: float | tuple[float, ...] = 1e-5
+    eta_max: float | tuple[float, ...] = 1.0
+    steps: int = 1800
+    cycle_length: int = 1800
+    spacing: str | tuple[str, ...] = "linear"
+
+    PER_MODEL = ("eta_min", "eta_max", "spacing")
+    POSITIVE = ("eta_min", "eta_max", "steps", "cycle_length")
+    INTEGER = ("steps", "cycle_length")
+
+    def __post_init__(self):
+        self._normalise()
+        spacing = self.spacing
+        values = (spacing,) if isinstance(spacing, str) else tuple(spacing)
+        if not values or any(v not in SPACINGS for v in values):
+            raise XpnetError(f"spacing must be one of {', '.join(SPACINGS)} (or one per "
+                             f"model), got {spacing!r}.")
+        object.__setattr__(self, "spacing", spacing if isinstance(spacing, str) else values)
+        lengths = {len(getattr(self, f)) for f in self.per_model_fields()}
+        if len(lengths) > 1:
+            raise XpnetError("Per-model schedule parameters must all have one value per "
+                             f"model; got lengths {sorted(lengths)}.")
+        if self.steps < 2:
+            raise XpnetError("A range test needs at least 2 steps.")
+        if np.any(np.asarray(self.eta_min) >= np.asarray(self.eta_max)):
+            raise XpnetError("eta_min must be below eta_max.")
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps
+
+    def _table(self, t):
+        frac = t / (self.steps - 1)
+        lo, hi = self._arg("eta_min"), self._arg("eta_max")
+        linear = lo + (hi - lo) * frac
+        log = lo * (hi / lo) ** frac
+        if isinstance(self.spacing, str):
+            return log if self.spacing == "log" else linear
+        is_log = np.array([s == "log" for s in self.spacing])[None, :]
+        return np.where(is_log, log, linear)
