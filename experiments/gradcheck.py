@@ -6,19 +6,25 @@ per config; every config is one cached run.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from experiments.common import ARCHS
 from xpnet import Network, NetworkConfig, get_backend, one_hot
 from xpnet.gradcheck import check_gradients
-from xpnet.plots import plot_grouped_bars
-from xpnet.report import sci
+from xpnet.plots import DotPanel, plot_dot_rows
+from experiments.report import sci
 
 NAME = "gradcheck"
 DESCRIPTION = ("Analytic vs numerical gradients in float64 on a reduced problem: K = 2, 3, 4, 9 "
                "layers, BN on/off, lambda 0 and 0.01; max and mean relative error per parameter.")
 REPORTS_WORST = "7e-3 (W1, 3-layer, BN); 0.3-1.0 with a buggy BN"
 THRESHOLD = 1e-6
+#: The reports' worst relative error (W1, 3-layer, BN): the second reference line.
+REPORTS_WORST_VALUE = 7e-3
+#: Parameter kinds in the order a layer holds them.
+KINDS = ("W", "b", "gamma", "beta")
 
 
 def configs(quick: bool) -> list[tuple[int, bool, float]]:
@@ -35,28 +41,39 @@ def label(k: int, bn: bool, lam: float) -> str:
     return f"{k}-layer, {'BN' if bn else 'no BN'}, lambda {lam:g}"
 
 
+def check_config(env, spec: dict, callbacks) -> dict:
+    """One gradient check as its spec says (a run: see :mod:`experiments.runs`).
+
+    Always on the CPU, whatever --device says: the reference runs in extended
+    precision there, which no GPU offers.
+    """
+    d, n = spec["d"], spec["n"]
+    X = np.asarray(env.data.X_train[:n, :d], dtype=np.float64)
+    Y = one_hot(env.data.y_train[:n], env.data.n_classes)
+    config = NetworkConfig(d_in=d, hidden=tuple(spec["hidden"]), n_classes=env.data.n_classes,
+                           batch_norm=spec["batch_norm"])
+    net = Network.create(config, seeds=spec["seed"], lam=spec["lam"],
+                         device=get_backend("cpu"), dtype="float64")
+    errors = check_gradients(net, X, Y, threshold=spec["threshold"])
+    return {"params": [e.to_dict() for e in errors]}
+
+
 def run(ctx) -> dict:
     d, n = (10, 5) if ctx.quick else (20, 10)
-    X = np.asarray(ctx.data.X_train[:n, :d], dtype=np.float64)
-    Y = one_hot(ctx.data.y_train[:n], ctx.data.n_classes)
-    # Always on the CPU, whatever --device says: the reference runs in extended
-    # precision there, which no GPU offers.
-    cpu = get_backend("cpu")
-    results = {}
+    handles = {}
     for k, bn, lam in configs(ctx.quick):
         key = f"K{k}-{'bn' if bn else 'nobn'}-lam{lam:g}"
         spec = {"K": k, "hidden": hidden_for(k), "batch_norm": bn, "lam": lam, "d": d,
                 "n": n, "seed": 0, "threshold": THRESHOLD, "data": ctx.data_sizes()}
-
-        def compute(k=k, bn=bn, lam=lam):
-            config = NetworkConfig(d_in=d, hidden=hidden_for(k), n_classes=ctx.data.n_classes,
-                                   batch_norm=bn)
-            net = Network.create(config, seeds=0, lam=lam, device=cpu, dtype="float64")
-            errors = check_gradients(net, X, Y, threshold=THRESHOLD)
-            return {"params": [e.to_dict() for e in errors]}
-
-        results[(k, bn, lam)] = ctx.run_once(key, spec, compute)["params"]
+        handles[(k, bn, lam)] = ctx.submit(key, spec, check_config)
+    results = {cfg: handle.result()["params"] for cfg, handle in handles.items()}
     return summarise(ctx, results, d, n)
+
+
+def network_order(name: str) -> tuple[int, int]:
+    """Sort key of a parameter name (``"gamma3"``): its layer, then its kind's place."""
+    kind, layer = re.fullmatch(r"([A-Za-z]+)(\d+)", name).groups()
+    return int(layer), KINDS.index(kind) if kind in KINDS else len(KINDS)
 
 
 def summarise(ctx, results: dict, d: int, n: int) -> dict:
@@ -64,6 +81,7 @@ def summarise(ctx, results: dict, d: int, n: int) -> dict:
     summary_rows, detail_rows = [], []
     worst = (-1.0, "", "")
     for (k, bn, lam), params in results.items():
+        params = sorted(params, key=lambda p: network_order(p["name"]))
         top = max(params, key=lambda p: p["max_rel_error"])
         share = float(np.mean([p["share_below"] for p in params]))
         summary_rows.append([label(k, bn, lam), top["name"], sci(top["max_rel_error"]),
@@ -75,23 +93,8 @@ def summarise(ctx, results: dict, d: int, n: int) -> dict:
                                 f"{100 * p['share_below']:.1f} %"])
         if top["max_rel_error"] > worst[0]:
             worst = (top["max_rel_error"], top["name"], label(k, bn, lam))
-    figures = []
-    for k in sorted({k for k, _, _ in results}):
-        names = []
-        for (kk, _, _), params in results.items():
-            names += [p["name"] for p in params if kk == k and p["name"] not in names]
-        series = {}
-        for (kk, bn, lam), params in results.items():
-            if kk != k:
-                continue
-            by_name = {p["name"]: p["max_rel_error"] for p in params}
-            series[f"{'BN' if bn else 'no BN'}, lambda {lam:g}"] = (
-                [by_name.get(nm, np.nan) for nm in names], None)
-        path, rel = ctx.figure_path(f"K{k}")
-        plot_grouped_bars(path, f"Gradient check, {k}-layer: max relative error per parameter",
-                          names, series, "max relative error (log)", xlabel="parameter",
-                          logy=True)
-        figures.append(rel)
+    figures = [figure(ctx, k, {cfg: params for cfg, params in results.items() if cfg[0] == k})
+               for k in sorted({k for k, _, _ in results})]
     return {
         "summary": f"worst max relative error {sci(worst[0])} ({worst[1]}, {worst[2]})",
         "headline": [["worst max relative error (gradients)",
@@ -103,10 +106,36 @@ def summarise(ctx, results: dict, d: int, n: int) -> dict:
              "note": (f"Reduced problem: first {d} features of {n} training images, float64, "
                       "fourth-order centred differences. Reports: worst 7e-3 (W1, 3-layer, "
                       "BN); a buggy BN gave 0.3-1.0.")},
-            {"title": "Per parameter", "columns": ["config", "parameter", "shape",
-                                                   "max rel. error", "mean rel. error",
-                                                   f"share < {THRESHOLD:g}"],
+            {"title": "Per parameter", "appendix": True,
+             "columns": ["config", "parameter", "shape", "max rel. error", "mean rel. error",
+                         f"share < {THRESHOLD:g}"],
              "rows": detail_rows},
         ],
         "figures": figures,
     }
+
+
+def figure(ctx, k: int, results: dict) -> str:
+    """One K's figure: a row per layer, a panel per (BN, lambda), a marker per kind."""
+    panels = []
+    for (_, bn, lam), params in sorted(results.items(), key=lambda item: (not item[0][1],
+                                                                          item[0][2])):
+        series = {kind: np.full(k, np.nan) for kind in KINDS}
+        for p in params:
+            layer, kind = network_order(p["name"])
+            series[KINDS[kind]][layer - 1] = p["max_rel_error"]
+        panels.append(DotPanel(f"{'BN' if bn else 'no BN'}, lambda {lam:g}",
+                               {kind: v for kind, v in series.items() if np.isfinite(v).any()}))
+    rows = [f"layer {l}" for l in range(1, k)] + [f"layer {k} (output)"]
+    path, rel = ctx.figure_path(f"K{k}")
+    plot_dot_rows(
+        path, f"Gradient check, {k}-layer {list(hidden_for(k))}: max relative error per "
+        "parameter", rows, panels, "max relative error (log scale)",
+        refs=[(THRESHOLD, f"target {THRESHOLD:.0e}".replace("e-0", "e-")),
+              (REPORTS_WORST_VALUE,
+               f"reports' worst\n{REPORTS_WORST_VALUE:.0e}".replace("e-0", "e-"))],
+        caption="Each marker is one parameter array's largest relative error between the "
+                "analytic and the centred-difference gradient (float64, one seed); layers in "
+                "network order from the input (top). With BN the hidden layers have no bias "
+                "b (beta takes its place).")
+    return rel

@@ -240,6 +240,43 @@ def test_download_flag_defaults_to_the_cache(no_data_anywhere, monkeypatch):
     assert calls == [no_data_anywhere / ".cache" / "xpnet"]
 
 
+def _refused_download(root, progress=True, **kwargs):
+    """The real download against a port nothing listens on: it fails at once."""
+    import socket
+
+    from xpnet.data import download_cifar
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return download_cifar(root, url=f"http://127.0.0.1:{port}/cifar.tar.gz", timeout=0.5,
+                          progress=False)
+
+
+@pytest.mark.parametrize("where", ["data_dir", "cache"])
+def test_failed_download_leaves_no_folder_behind(tmp_path, no_data_anywhere, monkeypatch, where):
+    from xpnet.data import DownloadError
+
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setattr(cifar10, "download_cifar", _refused_download)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(DownloadError):
+        load_cifar10(tmp_path / "new" / "data" if where == "data_dir" else None,
+                     download=True, progress=False)
+    assert sorted(tmp_path.rglob("*")) == before  # neither new/data nor ~/.cache/xpnet
+
+
+def test_download_keeps_folders_that_existed(tmp_path, no_data_anywhere, monkeypatch):
+    from xpnet.data import DownloadError
+
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setattr(cifar10, "download_cifar", _refused_download)
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DownloadError):
+        load_cifar10(tmp_path / "mine" / "data", download=True, progress=False)
+    assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "data").exists()
+
+
 def test_loader_never_calls_plain_pickle_load(root, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("plain pickle.load/loads must never be used")

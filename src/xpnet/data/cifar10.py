@@ -8,6 +8,7 @@ NumPy; moving arrays to a device is the caller's job (see ``backend``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,17 +101,41 @@ def _not_found_message(data_dir) -> str:
     )
 
 
+@contextlib.contextmanager
+def _removing_new_folders(path: Path):
+    """Remove, on the way out, the folders of ``path`` made meanwhile that are still empty.
+
+    So a failed download (or data found elsewhere) leaves no empty data folder behind;
+    a folder that now holds the data is not empty and stays.
+    """
+    new = []
+    for folder in (path.absolute(), *path.absolute().parents):  # deepest first
+        if folder.exists():
+            break
+        new.append(folder)
+    try:
+        yield
+    finally:
+        for folder in new:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (the data arrived), or never made
+                if folder.exists():
+                    break
+
+
 def _find_or_download(data_dir, download: bool, progress: bool) -> Path:
     """The batch folder, downloading it when allowed and absent."""
-    if download and data_dir is not None:
-        Path(data_dir).expanduser().mkdir(parents=True, exist_ok=True)
-    folder = locate_cifar(data_dir)
-    if folder is not None:
-        return folder
     if not download:
-        raise DataError(_not_found_message(data_dir))
+        folder = locate_cifar(data_dir)
+        if folder is None:
+            raise DataError(_not_found_message(data_dir))
+        return folder
     root = Path(data_dir).expanduser() if data_dir is not None else _cache_root()
-    return download_cifar(root, progress=progress)
+    with _removing_new_folders(root):
+        if data_dir is not None:
+            root.mkdir(parents=True, exist_ok=True)
+        return locate_cifar(data_dir) or download_cifar(root, progress=progress)
 
 
 def _load_files(folder: Path, names) -> tuple[np.ndarray, np.ndarray]:
