@@ -1,38 +1,32 @@
-"""What every study shares: settings, data, the result store, and cached training runs.
+"""What every study shares: settings, the per-study context, and submitted runs.
 
 A *run* is one lockstep training (one Network of M models) or one other unit of work
 (a gradient check of one config).  Each run has a readable key inside its study and a
-fingerprint of everything that determines its result; :meth:`Context.run_once` returns
-the stored record when key and fingerprint match and otherwise computes it and saves
-it to ``results.json`` at once (atomically), so an interrupted suite resumes where it
-stopped.
+fingerprint of everything that determines its result (:mod:`experiments.store`);
+:meth:`Context.submit` reuses the stored record when key and fingerprint match and
+otherwise hands the run to the executor, and the record is saved to ``results.json``
+(atomically) the moment it finishes, so an interrupted suite resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import errno
-import hashlib
 import importlib
-import json
-import math
-import os
-import platform
-import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from xpnet import CyclicalLR, DeviceSplit, NetworkConfig, to_numpy
-from xpnet.errors import OutputError
-from xpnet.atomic import write_text_atomic
-from xpnet.sweep import train_lockstep
+from experiments import runs
+from experiments.store import ResultStore, fingerprint, now
+from xpnet import CyclicalLR, NetworkConfig, TrainConfig
+from xpnet.codec import to_float_array, to_jsonable  # noqa: F401  (to_jsonable: for studies)
+from xpnet.errors import OutputError, XpnetError
 
 #: Study modules in the order they run (and appear in the report).
 STUDY_NAMES = ("gradcheck", "overfit", "depth_bn", "lambda_search", "init_sensitivity",
-               "lr_bn")
+               "lr_bn", "lr_range", "bn_eps", "activations")
 
 #: The reports' architectures.
 ARCHS = {
@@ -51,121 +45,6 @@ def load_study(name: str):
     return importlib.import_module(f"experiments.{name}")
 
 
-def now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def fingerprint(obj) -> str:
-    """A short stable hash of a JSON-able object."""
-    text = json.dumps(to_jsonable(obj), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def to_jsonable(obj):
-    """NumPy scalars/arrays to Python, non-finite floats to None, tuples to lists."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    return obj
-
-
-def library_versions(device: str) -> dict:
-    """Versions of the libraries that shape the numbers."""
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for dist in ("xpnet", "numpy", "array-api-compat", "matplotlib", "tqdm"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    if device == "cuda":
-        try:
-            import cupy
-
-            out["cupy"] = cupy.__version__
-        except Exception:  # reported as absent; get_backend has already vetted it
-            out["cupy"] = "not importable"
-    return out
-
-
-# --------------------------------------------------------------------- storage
-class ResultStore:
-    """``results.json`` in memory, written atomically after every change.
-
-    The file is valid JSON at every instant: each save writes a temp file in the same
-    folder, fsyncs it and ``os.replace``-s it over the old one.
-    """
-
-    def __init__(self, out_dir: Path):
-        self.path = Path(out_dir) / "results.json"
-        self.data = {"format": 1, "meta": {}, "studies": {}}
-        if self.path.exists():
-            try:
-                loaded = json.loads(self.path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise OutputError(
-                    f"{self.path} exists but is not readable JSON ({type(exc).__name__}); "
-                    "move it away or choose another --out.") from None
-            if isinstance(loaded, dict) and isinstance(loaded.get("studies"), dict):
-                self.data = loaded
-                self.data.setdefault("meta", {})
-
-    def study(self, name: str) -> dict:
-        return self.data["studies"].setdefault(name, {"runs": {}})
-
-    def save(self) -> None:
-        text = json.dumps(to_jsonable(self.data), indent=1, allow_nan=False)
-        try:
-            write_text_atomic(self.path, text)
-            _fsync_dir(self.path.parent)
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            hint = ("free some space" if exc.errno == errno.ENOSPC
-                    else "check the folder's permissions")
-            raise OutputError(
-                f"Could not write {self.path} ({reason}); {hint} and run again with the "
-                "same --out to resume from the last saved run.") from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def check_writable(out_dir: Path) -> None:
-    """Create ``out_dir`` (and ``figures/``) and prove it writable with a probe file."""
-    try:
-        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".probe-")
-        os.write(fd, b"probe")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise OutputError(
-            f"The output folder {out_dir} is not writable ({reason}); pass --out with a "
-            "folder you can write to.") from None
-
-
 # --------------------------------------------------------------------- context
 @dataclasses.dataclass
 class Settings:
@@ -173,7 +52,6 @@ class Settings:
 
     quick: bool = False
     seeds: int = 3
-    device: str = "cpu"
     data_dir: str | None = None
     download: bool = False
     force: bool = False
@@ -184,20 +62,110 @@ class Settings:
         return {"quick": self.quick, "seeds": self.seeds}
 
 
-class Context:
-    """Handed to ``study.run(ctx)``: data, schedules, figure paths and cached runs."""
+class RunFailed(XpnetError):
+    """A run raised; names its study and key."""
 
-    def __init__(self, settings: Settings, store: ResultStore, out_dir: Path, backend):
+
+#: Set when the suite stops (Ctrl-C, SIGTERM): study threads waiting on runs give up.
+ABORT = threading.Event()
+
+
+class PlanOnly(Exception):
+    """Raised by a planned run's ``result()``: the planning pass stops its study there."""
+
+
+class RunHandle:
+    """A submitted run: its record once every part has finished (see :meth:`Context.submit`).
+
+    The record is stored in ``results.json`` the moment the run finishes, on whichever
+    thread learns of it, whether or not a study is waiting for it yet.
+    """
+
+    def __init__(self, ctx: "Context", key: str, spec: dict, futures: list, merge=None,
+                 start: float | None = None):
+        self.ctx, self.key, self.spec = ctx, key, spec
+        self.name = f"{ctx.study_name}/{key}"
+        self._merge = merge
+        self._futures = futures
+        self._pending = len(futures)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._record = self._error = None
+        self._start = time.perf_counter() if start is None else start
+        for future in futures:
+            future.add_done_callback(self._part_done)
+
+    @classmethod
+    def planned(cls, ctx, key, spec) -> "RunHandle":
+        handle = cls(ctx, key, spec, [])
+        handle._error = PlanOnly(key)
+        handle._done.set()
+        return handle
+
+    @classmethod
+    def finished(cls, ctx, key, record) -> "RunHandle":
+        handle = cls(ctx, key, record.get("spec"), [])
+        handle._record = record
+        handle._done.set()
+        return handle
+
+    def _part_done(self, _future) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending:
+                return
+        try:
+            # Done futures answer at once; the timeout guards Dask's callback thread (which
+            # the interpreter joins at exit) against a future that can never answer.
+            parts = [f.result(timeout=60) for f in self._futures]
+            record = self._merge(parts) if self._merge else parts[0]
+            self._record = self.ctx.store_run(self.key, self.spec, record,
+                                              time.perf_counter() - self._start)
+        except Exception as exc:  # a run's error, a cancelled future, a full disk
+            self._error = exc
+        except BaseException as exc:  # Ctrl-C during an in-process run's save: stop now
+            self._error = exc
+            raise
+        finally:
+            self._done.set()
+            self.ctx.reporter.run_finished(self.name, failed=self._error is not None)
+
+    def result(self) -> dict:
+        """The run's record; raises :class:`RunFailed` (or the store's error) if it failed."""
+        while not self._done.wait(0.2):  # short waits keep Ctrl-C responsive
+            if ABORT.is_set():
+                raise KeyboardInterrupt
+        if self._error is not None:
+            if isinstance(self._error, (OutputError, PlanOnly)) or not isinstance(
+                    self._error, Exception):
+                raise self._error
+            err = self._error
+            what = str(err) if isinstance(err, XpnetError) else f"{type(err).__name__}: {err}"
+            raise RunFailed(f"Run {self.name} failed: {what}") from err
+        return self._record
+
+
+class Context:
+    """Handed to ``study.run(ctx)``: data, schedules, figure paths and cached runs.
+
+    One per study.  Runs go to the executor (this process or a Dask cluster): submit
+    the runs that do not depend on each other first (:meth:`submit_train`), then ask
+    for their records, so they can run concurrently.
+    """
+
+    def __init__(self, settings: Settings, store: ResultStore, out_dir: Path, executor,
+                 study_name: str, data_settings, reporter, planning: bool = False):
         self.settings = settings
         self.store = store
         self.out_dir = Path(out_dir)
-        self.backend = backend
-        self.study_name = ""
+        self.executor = executor
+        self.study_name = study_name
+        self.data_settings = data_settings
+        self.reporter = reporter
+        self.planning = planning  # only tell the reporter what would run (see Suite.plan)
         self.trained = 0
         self.reused = 0
         self.reused_s = 0.0
-        self._data = None
-        self._splits = None
 
     # ------------------------------------------------------------------ data
     @property
@@ -209,37 +177,25 @@ class Context:
         return list(range(self.settings.seeds))
 
     @property
+    def env(self):
+        """This process's data and backend (:class:`experiments.runs.RunEnv`)."""
+        return runs.env_for(self.data_settings)
+
+    @property
     def data(self):
         """The host :class:`xpnet.data.Dataset` (loaded once; smaller with --quick)."""
-        if self._data is None:
-            from xpnet.data import load_cifar10
-
-            kwargs = dict(limit=1000, n_val=500) if self.quick else dict(n_val=5000)
-            self._data = load_cifar10(self.settings.data_dir, download=self.settings.download,
-                                      progress=self.settings.progress, **kwargs)
-        return self._data
-
-    def split(self, name: str) -> DeviceSplit:
-        """``"train"``, ``"val"`` or ``"test"`` on the device (float32)."""
-        if self._splits is None:
-            d = self.data
-            self._splits = {
-                s: DeviceSplit.from_host(self.backend, getattr(d, f"X_{s}"),
-                                         getattr(d, f"y_{s}"), d.n_classes, "float32")
-                for s in ("train", "val", "test")}
-        return self._splits[name]
+        return self.env.data
 
     def data_sizes(self) -> dict:
-        """Split sizes and a fingerprint of the training statistics.
+        return self.env.data_sizes()
 
-        Part of every run's spec, so a folder resumed with other data (another
-        --data-dir of the same size) retrains instead of reusing stale runs.
+    def train_config(self, **changes) -> TrainConfig:
+        """The reports' training settings (batch 100), with ``changes`` applied.
+
+        Training metrics are measured on 10,000 training images (all of them with --quick).
         """
-        d = self.data
-        stats = hashlib.sha256(np.ascontiguousarray(d.mean, dtype=np.float64).tobytes()
-                               + np.ascontiguousarray(d.std, dtype=np.float64).tobytes())
-        return {"train": len(d.y_train), "val": len(d.y_val), "test": len(d.y_test),
-                "train_stats": stats.hexdigest()[:16]}
+        settings = dict(batch_size=BATCH, train_eval_size=None if self.quick else 10000)
+        return TrainConfig(**{**settings, **changes})
 
     def cyclical(self, cycles: int, n_train: int | None = None) -> CyclicalLR:
         """The reports' schedule: eta 1e-5..1e-1, n_s = 5 epochs of batch 100."""
@@ -253,106 +209,135 @@ class Context:
         return self.out_dir / rel, rel
 
     # ------------------------------------------------------------------ runs
-    def run_once(self, key: str, spec: dict, compute) -> dict:
-        """The stored record of run ``key`` if its ``spec`` is unchanged, else ``compute()``.
+    def submit(self, key: str, spec: dict, fn, *, splittable: bool = False,
+               steps: int = 0) -> RunHandle:
+        """Start run ``key`` = ``fn(env, spec, callbacks)`` unless it is stored with this spec.
 
-        ``compute()`` returns a JSON-able dict; it is stored with the spec, the wall
-        time and a timestamp, and ``results.json`` is rewritten before returning.
+        ``fn`` is a top-level function (it may run on another machine).  A stored record
+        whose fingerprint matches is reused without running anything.  With
+        ``splittable`` (a spec with per-model ``spec["models"]``), CPU clusters train the
+        models in groups on several workers and merge the records.  ``steps`` is the
+        training length, for the progress display.
         """
-        runs = self.store.study(self.study_name)["runs"]
+        runs_dict = self.store.study(self.study_name)["runs"]
         fp = fingerprint(spec)
-        old = runs.get(key)
+        old = runs_dict.get(key)
+        name = f"{self.study_name}/{key}"
         if old is not None and old.get("fingerprint") == fp and not self.settings.force:
             self.reused += 1
             self.reused_s += float(old.get("wall_s") or 0.0)
-            return old
-        start = time.perf_counter()
-        record = compute()
-        self.backend.synchronize()
-        record = to_jsonable(record)
-        record.update(spec=to_jsonable(spec), fingerprint=fp,
-                      wall_s=round(time.perf_counter() - start, 3), finished_at=now())
-        runs[key] = record
-        self.store.save()
-        self.trained += 1
+            if not self.planning:
+                self.reporter.run_reused(name)
+            return RunHandle.finished(self, key, old)
+        if self.planning:
+            self.reporter.run_planned(name, steps)
+            return RunHandle.planned(self, key, spec)
+        parts = [spec]
+        if splittable and self.executor.splits_models:
+            parts = runs.split_spec(spec, self.executor.n_workers)
+        self.reporter.run_submitted(name, steps, n_parts=len(parts))
+        start = time.perf_counter()  # the in-process executor computes inside submit()
+        futures = [self.executor.submit(runs.execute, fn, part, self.data_settings,
+                                        name if len(parts) == 1 else f"{name}#{i}",
+                                        key=f"{name}#{i}-{fp}")
+                   for i, part in enumerate(parts)]
+        return RunHandle(self, key, spec, futures,
+                         runs.merge_records if len(parts) > 1 else None, start)
+
+    def run_once(self, key: str, spec: dict, fn) -> dict:
+        """The record of run ``key`` (stored, or computed now): :meth:`submit` and wait."""
+        return self.submit(key, spec, fn).result()
+
+    def store_run(self, key: str, spec: dict, record: dict, wall_s: float) -> dict:
+        """Save a finished run's record with its spec and times (thread-safe)."""
+        record = dict(to_jsonable(record))
+        record.update(spec=to_jsonable(spec), fingerprint=fingerprint(spec),
+                      wall_s=round(wall_s, 3), finished_at=now())
+        with self.store.lock:
+            self.store.study(self.study_name)["runs"][key] = record
+            self.store.save()
+            self.trained += 1
         return record
 
-    def train_run(self, key: str, *, hidden, seeds, lam=LAMBDA, sigma=None,
-                  batch_norm: bool = True, init: str = "he", schedule=None,
-                  momentum: float = 0.0, batch_size: int = BATCH, n_train: int | None = None,
-                  evals_per_cycle: int = 10) -> dict:
-        """Train one Network of M models (per-model seeds, lam, sigma) and test it.
+    def train_spec(self, *, hidden, seeds, lam=LAMBDA, sigma=None, eps=None,
+                   batch_norm: bool = True, init: str = "he", schedule=None,
+                   train: TrainConfig | None = None, n_train: int | None = None) -> dict:
+        """The spec of a training run (see :func:`experiments.runs.train_and_test`).
 
-        Returns the record: ``history`` (``History.to_dict()``, metrics ``(n_points, M)``),
-        ``test_accuracy``/``test_loss`` ``(M,)`` (None for diverged models), ``diverged_step``
-        ``(M,)`` and ``last_val_accuracy`` ``(M,)`` (the last finite value).
+        Everything that determines the result; the dataclasses give every field, so a
+        setting added to one of them later cannot be left out of the fingerprint.
+        ``seeds``, ``lam``, ``sigma`` and ``eps`` (batch norm's epsilon) are scalars or
+        one value per model, as are the schedule's per-model fields and
+        ``train.momentum``; every per-model value goes under ``spec["models"]``, where
+        :func:`experiments.runs.split_spec` can cut it into model groups.
         """
         config = NetworkConfig(d_in=self.data.X_train.shape[1], hidden=tuple(hidden),
                                n_classes=self.data.n_classes, batch_norm=batch_norm, init=init)
-        train_data = self.split("train")
-        if n_train is not None:
-            train_data = train_data.head(n_train)
         schedule = schedule or self.cyclical(2)
-        spec = {"config": config.to_dict(), "seeds": list(np.atleast_1d(seeds)),
-                "lam": list(np.atleast_1d(lam)),
-                "sigma": None if sigma is None else list(np.atleast_1d(sigma)),
-                "schedule": {"type": type(schedule).__name__, **dataclasses.asdict(schedule)},
-                "momentum": momentum, "batch_size": batch_size, "n_train": train_data.size,
-                "data": self.data_sizes(), "evals_per_cycle": evals_per_cycle}
+        train = train or self.train_config()
+        n = len(self.data.y_train) if n_train is None else min(n_train, len(self.data.y_train))
+        sched = {"type": type(schedule).__name__, **dataclasses.asdict(schedule)}
+        train_fields = dataclasses.asdict(train)
+        per_model = {"seeds": seeds, "lam": lam, "sigma": sigma}
+        if eps is not None:  # absent unless used: older runs keep their fingerprints
+            per_model["eps"] = eps
+        if isinstance(train.momentum, tuple):
+            per_model["momentum"] = train_fields.pop("momentum")
+        sizes = [np.size(v) for v in per_model.values() if v is not None]
+        M = max(sizes + [schedule.n_models or 1])
+        if any(size not in (1, M) for size in sizes):
+            raise XpnetError(f"Per-model values of one run must all have {M} entries.")
+        models = {k: None if v is None else np.broadcast_to(np.asarray(v), (M,)).tolist()
+                  for k, v in per_model.items()}
+        if schedule.n_models is not None:
+            if schedule.n_models != M:
+                raise XpnetError(f"The schedule has values for {schedule.n_models} models; "
+                                 f"the run has {M}.")
+            models["schedule"] = {k: list(sched.pop(k)) for k in schedule.per_model_fields()}
+        return {"config": dataclasses.asdict(config), "train": train_fields,
+                "schedule": sched, "models": models, "n_train": n, "data": self.data_sizes()}
 
-        def compute():
-            with np.errstate(all="ignore"):  # a diverging model overflows by design
-                return self._train_and_test(config, schedule, train_data, seeds, lam, sigma,
-                                            batch_size, momentum, evals_per_cycle, key)
+    def submit_train(self, key: str, **kwargs) -> RunHandle:
+        """Submit a training run of M lockstep models (arguments of :meth:`train_spec`)."""
+        spec = self.train_spec(**kwargs)
+        steps = runs.make_schedule(spec["schedule"], spec["models"]).total_steps
+        return self.submit(key, spec, runs.train_and_test, splittable=True, steps=steps)
 
-        return self.run_once(key, spec, compute)
-
-    def _train_and_test(self, config, schedule, train_data, seeds, lam, sigma, batch_size,
-                        momentum, evals_per_cycle, key) -> dict:
-        """Train a fresh Network and evaluate it on the test split (see :meth:`train_run`)."""
-        net, history = train_lockstep(
-            config, schedule, train_data, self.split("val"), seeds=seeds, lam=lam,
-            sigma=sigma, backend=self.backend, batch_size=batch_size, momentum=momentum,
-            evals_per_cycle=evals_per_cycle, train_eval_size=None if self.quick else 10000,
-            progress=self.settings.progress, desc=f"{self.study_name}/{key}")
-        test = self.split("test")
-        result = net.evaluate(test.X, test.y, test.Y)
-        dead = history.diverged
-        acc = to_numpy(result["accuracy"]).astype(np.float64)
-        loss = to_numpy(result["loss"]).astype(np.float64)
-        acc[dead] = np.nan
-        loss[dead] = np.nan
-        return {"history": history.to_dict(), "test_accuracy": acc, "test_loss": loss,
-                "diverged_step": history.diverged_step,
-                "last_val_accuracy": history.last_finite("val_accuracy"),
-                "n_models": net.n_models}
+    def train_run(self, key: str, **kwargs) -> dict:
+        """Train and test one run now (see :meth:`submit_train`) and return its record."""
+        return self.submit_train(key, **kwargs).result()
 
 
 # ------------------------------------------------------------ record helpers
 def column(record: dict, field: str, columns=None) -> np.ndarray:
     """A per-model field of a run record as floats ``(M,)`` or its ``columns``."""
-    values = np.array([np.nan if v is None else v for v in record[field]], dtype=np.float64)
+    values = to_float_array(record[field])
     return values if columns is None else values[list(columns)]
 
 
 def test_cell(record: dict, columns=None) -> str:
     """Test accuracy over the chosen models, naming divergence (see ``accuracy_cell``)."""
-    from xpnet.report import accuracy_cell
+    from experiments.report import accuracy_cell
 
     return accuracy_cell(column(record, "test_accuracy", columns),
                          column(record, "diverged_step", columns),
                          column(record, "last_val_accuracy", columns))
 
 
+def seeds_split(record: dict, columns=None) -> bool:
+    """Whether the chosen models' test accuracies split (see ``report.split_outcome``)."""
+    from experiments.report import split_outcome
+
+    return split_outcome(column(record, "test_accuracy", columns)) is not None
+
+
 def mean_test(record: dict, columns=None) -> float:
     """Mean test accuracy of the chosen models (NaN when all diverged)."""
-    from xpnet.report import mean_or_nan
+    from experiments.report import mean_or_nan
 
     return mean_or_nan(column(record, "test_accuracy", columns))
 
 
 def metric(record: dict, key: str) -> np.ndarray:
     """A history metric ``(n_points, M)`` with NaN for missing values."""
-    rows = record["history"]["metrics"][key]
-    return np.array([[np.nan if v is None else v for v in row] for row in rows],
-                    dtype=np.float64)
+    return to_float_array(record["history"]["metrics"][key])

@@ -5,11 +5,17 @@ Writes ``OUT/results.json`` (every number, saved after every finished run),
 resumes: finished studies and finished runs are not recomputed unless ``--force``.
 Errors a user can fix end in one sentence on stderr and exit status 2; Ctrl-C (or
 SIGTERM) keeps what has finished and exits with 130.
+
+Runs execute on every usable core by default: a local Dask cluster of single-threaded
+worker processes (``--workers N``; ``--workers 1`` trains in this process without
+Dask), or an existing cluster (``--scheduler tcp://HOST:PORT``).  Studies run
+concurrently; a run that fails fails its study alone, and the suite exits non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime as _dt
 import os
 import platform
@@ -19,36 +25,19 @@ import sys
 import time
 from pathlib import Path
 
+from experiments import runs
 from experiments.common import (
-    STUDY_NAMES, Context, ResultStore, Settings, check_writable, library_versions,
-    load_study, now)
+    ABORT, STUDY_NAMES, Context, PlanOnly, RunFailed, Settings, load_study)
+from experiments.executor import make_executor
+from experiments.store import ResultStore, check_writable, library_versions, now
+from experiments.progress import Reporter
+from experiments.cli import Parser, UsageError, positive_int
 from xpnet.errors import DataError, XpnetError
 
 
-class UsageError(XpnetError):
-    """A bad command-line flag or value."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (exit 2), without the usage block."""
-
-    def error(self, message):
-        raise UsageError(f"{message[:1].upper()}{message[1:]}; see --help.")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m experiments.run",
-                description="Reproduce the DD2424 Assignment 3 studies on CIFAR-10.")
+    p = Parser(prog="python -m experiments.run",
+               description="Reproduce the DD2424 Assignment 3 studies on CIFAR-10.")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="array backend: NumPy on the CPU or CuPy on an NVIDIA GPU")
     p.add_argument("--data-dir", metavar="DIR",
@@ -61,10 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the studies and exit")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: small data and schedules (numbers not comparable)")
-    p.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
+    p.add_argument("--seeds", type=positive_int, default=3, metavar="N",
                    help="seeds per setting, trained together on the model axis (default 3)")
     p.add_argument("--force", action="store_true", help="recompute finished studies and runs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress display (recommended when logging to a file)")
+    p.add_argument("--workers", type=positive_int, metavar="N",
+                   help="worker processes on this machine (default: $XPNET_WORKERS, else one "
+                        "per usable core, or one per GPU with --device cuda); 1 trains in "
+                        "this process, without Dask")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="run on the Dask cluster whose scheduler is at ADDR, e.g. "
+                        "tcp://10.0.0.5:8786 (default: $XPNET_SCHEDULER)")
     return p
 
 
@@ -97,61 +94,103 @@ def _raise_interrupt(signum, frame):
 
 
 class Suite:
-    """Runs the chosen studies against one output folder."""
+    """Runs the chosen studies against one output folder, on one executor."""
 
-    def __init__(self, args, names: list[str], out: Path, backend, argv=()):
+    def __init__(self, args, names: list[str], out: Path, backend, executor, argv=()):
         self.names = names
         self.argv = list(argv)
         self.out = out
-        self.settings = Settings(quick=args.quick, seeds=args.seeds, device=args.device,
-                                 data_dir=args.data_dir, download=args.download,
-                                 force=args.force, progress=not args.no_progress)
-        self.store = ResultStore(out)
-        self.ctx = Context(self.settings, self.store, out, backend)
         self.backend = backend
+        self.executor = executor
+        self.settings = Settings(quick=args.quick, seeds=args.seeds, data_dir=args.data_dir,
+                                 download=args.download, force=args.force,
+                                 progress=not args.no_progress)
+        # Workers may run elsewhere: they get the data folder as an absolute path.
+        data_dir = str(Path(args.data_dir).expanduser().absolute()) if args.data_dir else None
+        self.data_settings = runs.DataSettings(data_dir, args.download, args.quick,
+                                               args.device, progress=not args.no_progress)
+        self.store = ResultStore(out)
+        ABORT.clear()
+        self.reporter = Reporter(enabled=not args.no_progress)
+        executor.subscribe_progress(self.reporter.handle)
         self.trained = 0
+        self.failures: list[tuple[str, Exception]] = []
+
+    def context(self, name: str, planning: bool = False) -> Context:
+        return Context(self.settings, self.store, self.out, self.executor, name,
+                       self.data_settings, self.reporter, planning)
+
+    def plan(self) -> None:
+        """Tell the reporter every run the studies will submit first, before any trains.
+
+        Each unfinished study runs with a planning context whose handles stop the study
+        at its first ``result()``: studies submit their independent runs first, so this
+        finds all of them (a chain such as the lambda search's shows its first link),
+        and the progress total and ETA are right from the start.
+        """
+        for name in self.names:
+            if self.finished(name):
+                continue
+            try:
+                load_study(name).run(self.context(name, planning=True))
+            except PlanOnly:
+                pass
 
     def say(self, line: str) -> None:
-        from tqdm.auto import tqdm
-
-        tqdm.write(line, file=sys.stdout)
-        sys.stdout.flush()
+        self.reporter.say(line)
 
     def prepare(self) -> None:
         """Record the invocation; refuse to mix scales or data in one folder unless --force."""
         meta = self.store.data["meta"]
-        scale = self.settings.scale()
-        self._keep_comparable("scale", scale, lambda old: (
-            f"--seeds {old['seeds']}{' --quick' if old['quick'] else ''}"))
+        self._keep_comparable("scale", self.settings.scale(), self._scale_difference)
         try:
-            data = self.ctx.data_sizes()  # loads the data (or fails) before anything trains
+            # Loads the data (or fails) in this process before anything trains.
+            data = runs.env_for(self.data_settings).data_sizes()
         except OSError as exc:  # --data-dir names a file, a name too long, ... (not --out)
             where = exc.filename or self.settings.data_dir or "the default data location"
             raise DataError(
                 f"Cannot use the data folder {where} ({exc.strerror or type(exc).__name__}); "
                 "pass --data-dir an existing folder that holds cifar-10-batches-py, or one "
                 "that --download can create.") from None
-        self._keep_comparable("data", data, lambda old: (
-            f"other data than {self.settings.data_dir or 'the default data location'}"))
+        self._keep_comparable("data", data, lambda old, new: (
+            f"other CIFAR-10 data ({old['train']} / {old['val']} / {old['test']} images, "
+            f"training statistics {old['train_stats']}) than you gave it "
+            f"({new['train']} / {new['val']} / {new['test']}, {new['train_stats']} from "
+            f"{self.settings.data_dir or 'the default data location'})"))
         meta.setdefault("created", now())
+        for duplicate in ("quick", "seeds"):  # stored in meta["scale"]
+            meta.pop(duplicate, None)
         meta.update(updated=now(), device=describe_device(self.backend),
-                    quick=self.settings.quick, seeds=self.settings.seeds,
+                    executor=self.executor.description,
                     versions=library_versions(self.backend.name),
                     command=" ".join(["python -m experiments.run",
                                       *(shlex.quote(a) for a in self.argv)]))
         self.store.save()
 
-    def _keep_comparable(self, key: str, value, describe_old) -> None:
+    @staticmethod
+    def _scale_difference(old: dict, new: dict) -> str:
+        """``"--quick; you ran without it"``-style words for two ``Settings.scale()``."""
+        parts = []
+        if old.get("quick") != new["quick"]:
+            parts.append("--quick; you ran without it" if old.get("quick")
+                         else "the full data; you ran with --quick")
+        if old.get("seeds") != new["seeds"]:
+            parts.append(f"--seeds {old.get('seeds')}; you ran with --seeds {new['seeds']}")
+        return " and ".join(parts)
+
+    def _keep_comparable(self, key: str, value, difference) -> None:
         """Store ``meta[key] = value``, refusing stored results made with another value.
 
-        With --force the old results are dropped instead.
+        ``difference(old, new)`` says in words how they differ.  With --force the old
+        results are dropped instead.
         """
         meta = self.store.data["meta"]
         old = meta.get(key)
         if old is not None and old != value and self.store.data["studies"]:
             if not self.settings.force:
-                raise UsageError(f"{self.out} holds results made with {describe_old(old)}; "
-                                 "use another --out or add --force to replace them.")
+                raise UsageError(
+                    f"The folder {self.out} was made with {difference(old, value)}; "
+                    "choose another --out, or add --force to replace its results.")
             self.store.data["studies"] = {}
         meta[key] = value
 
@@ -161,55 +200,87 @@ class Suite:
                     and all((self.out / f).is_file() for f in entry.get("figures", [])))
 
     def run_study(self, name: str) -> None:
+        """Run one study; a failed run marks the study failed and is kept for the end."""
+        if self.finished(name):
+            runs_done = len(self.store.data["studies"][name].get("runs", {}))
+            self.say(f"{name}: skipped (already done, {runs_done} runs reused)")
+            return
         module = load_study(name)
-        ctx = self.ctx
-        ctx.study_name, ctx.trained, ctx.reused, ctx.reused_s = name, 0, 0, 0.0
-        entry = self.store.study(name)
-        if self.settings.force:
-            entry["runs"] = {}  # stale keys of an older layout go too
-        entry.update(description=module.DESCRIPTION, status="running")
+        ctx = self.context(name)
+        with self.store.lock:
+            entry = self.store.study(name)
+            if self.settings.force:
+                entry["runs"] = {}  # stale keys of an older layout go too
+            entry.update(description=module.DESCRIPTION, status="running")
         start = time.perf_counter()
         try:
             result = module.run(ctx)
+        except RunFailed as exc:
+            with self.store.lock:
+                entry.update(status="failed", error=str(exc))
+                self.store.save()
+            self.failures.append((name, exc))
+            self.say(f"{name}: failed ({exc})")
+            return
         finally:
             self.trained += ctx.trained
         wall = time.perf_counter() - start
-        entry.update(result)
-        # Runs reused from an earlier invocation count with the time they took then.
-        entry.update(status="done", finished_at=now(), wall_s=round(wall + ctx.reused_s, 1))
-        self.store.save()
-        self.say(f"{name}: {len(entry['runs'])} runs ({ctx.trained} trained, {ctx.reused} "
-                 f"reused), {entry['wall_s']:.0f} s, {result.get('summary', '')}")
+        with self.store.lock:
+            entry.update(result)
+            entry.pop("error", None)
+            # Runs reused from an earlier invocation count with the time they took then.
+            entry.update(status="done", finished_at=now(), wall_s=round(wall + ctx.reused_s, 1))
+            self.store.save()
+        n = len(entry["runs"])
+        self.say(f"{name}: {n} run{'' if n == 1 else 's'} ({ctx.trained} trained, "
+                 f"{ctx.reused} reused), {entry['wall_s']:.0f} s, {result.get('summary', '')}")
 
     def run(self) -> int:
-        from tqdm.auto import tqdm
-
-        from xpnet.report import write_report
+        from experiments.report import write_report
 
         self.prepare()
+        self.plan()
         start = time.perf_counter()
-        with tqdm(self.names, desc="suite", unit="study", disable=not self.settings.progress,
-                  dynamic_ncols=True) as bar:
-            for name in bar:
-                bar.set_postfix_str(name)
-                if self.finished(name):
-                    runs = len(self.store.data["studies"][name].get("runs", {}))
-                    self.say(f"{name}: skipped (already done, {runs} runs reused)")
-                    continue
-                self.run_study(name)
+        try:
+            if self.executor.concurrent_studies <= 1:
+                for name in self.names:
+                    self.run_study(name)
+            else:
+                self._run_concurrently()
+        finally:
+            self.reporter.close()
         self.store.data["meta"]["wall_s_last_invocation"] = round(time.perf_counter() - start, 1)
         self.store.save()
-        self.write_report(write_report)
+        write_report(self.store.data, self.out / "report.md", order=STUDY_NAMES)
         self.say(f"Trained {self.trained} runs in {time.perf_counter() - start:.0f} s; "
                  f"report: {self.out / 'report.md'}")
-        return 0
+        for name, exc in self.failures:
+            print(f"error: {exc}", file=sys.stderr)
+        if not self.failures:
+            return 0
+        user_errors = all(isinstance(exc.__cause__, XpnetError) for _, exc in self.failures)
+        return 2 if user_errors else 1
 
-    def write_report(self, writer) -> None:
-        writer(self.store.data, self.out / "report.md", order=STUDY_NAMES)
+    def _run_concurrently(self) -> None:
+        """Each study on its own client thread; the cluster runs their runs in parallel."""
+        pool = concurrent.futures.ThreadPoolExecutor(len(self.names), "study")
+        try:
+            futures = [pool.submit(self.run_study, name) for name in self.names]
+            for future in futures:
+                while True:  # short waits keep Ctrl-C responsive in the main thread
+                    try:
+                        future.result(timeout=0.2)
+                        break
+                    except concurrent.futures.TimeoutError:
+                        continue
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def main(argv=None) -> int:
     out = None
+    created = False
+    executor = None
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _raise_interrupt)
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -224,8 +295,13 @@ def main(argv=None) -> int:
         from xpnet.backend import get_backend
 
         backend = get_backend(args.device)
+        executor = make_executor(args.device, args.workers, args.scheduler)
+        try:
+            created = not out.exists()
+        except OSError:  # a name too long, a file in the path: check_writable says so
+            created = False
         check_writable(out)
-        return Suite(args, names, out, backend, argv).run()
+        return Suite(args, names, out, backend, executor, argv).run()
     except XpnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -239,6 +315,26 @@ def main(argv=None) -> int:
         print(f"Interrupted: finished runs are saved{where}; run again with the same --out "
               "to resume.", file=sys.stderr)
         return 130
+    finally:
+        ABORT.set()  # study threads still waiting on runs give up
+        if executor is not None:
+            executor.close()
+        if created:
+            _remove_if_empty(out)
+
+
+def _remove_if_empty(out: Path) -> None:
+    """Remove an output folder this invocation made if it holds nothing (failed start)."""
+    try:
+        if (out / "results.json").exists():
+            return
+        figures = out / "figures"
+        if figures.is_dir() and not any(figures.iterdir()):
+            figures.rmdir()
+        if not any(out.iterdir()):
+            out.rmdir()
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

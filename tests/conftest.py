@@ -74,6 +74,17 @@ def dtype(request):
     return request.param
 
 
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A learnable CIFAR-10 look-alike in the official format: 1,000 training images in
+    five batches, 200 test images.  Shared by the CLI tests, which only read it."""
+    from xpnet.testing import write_cifar_batches
+
+    root = tmp_path_factory.mktemp("tiny-cifar")
+    write_cifar_batches(root, n_per_batch=200, seed=1)
+    return root
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 

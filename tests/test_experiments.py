@@ -45,14 +45,6 @@ def finished_times(results: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    """A learnable CIFAR-10 look-alike: 1,000 images in the five training batches."""
-    root = tmp_path_factory.mktemp("tiny")
-    write_cifar_batches(root, n_per_batch=200, seed=1)
-    return root
-
-
-@pytest.fixture(scope="module")
 def quick_run(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("quick") / "out"
     proc = cli(*QUICK_PAIR, "--seeds", 2, "--data-dir", tiny_data, "--out", out)
@@ -72,14 +64,16 @@ def test_quick_suite_writes_results_for_every_run(quick_run):
         assert study["status"] == "done" and study["wall_s"] > 0
     for run in depth["runs"].values():
         assert len(run["test_accuracy"]) == 2  # two seeds on the model axis
-        assert run["spec"]["seeds"] == [0, 1]
+        assert run["spec"]["models"]["seeds"] == [0, 1]
         assert len(run["history"]["metrics"]["val_accuracy"][-1]) == 2
     # The generated data is learnable: the 3-layer BN net beats chance by far.
     assert min(depth["runs"]["3-layer-bn"]["test_accuracy"]) > 0.5
     for run in results["studies"]["gradcheck"]["runs"].values():
         assert max(p["max_rel_error"] for p in run["params"]) < 1e-6
     meta = results["meta"]
-    assert meta["quick"] is True and meta["seeds"] == 2 and meta["device"].startswith("cpu")
+    assert meta["scale"] == {"quick": True, "seeds": 2} and meta["device"].startswith("cpu")
+    assert "quick" not in meta and "seeds" not in meta  # stored once, in meta["scale"]
+    assert meta["executor"] == "in-process"
     assert {"python", "numpy", "array-api-compat", "matplotlib", "xpnet"} <= set(meta["versions"])
     assert "gradcheck: 4 runs (4 trained, 0 reused)" in proc.stdout
     assert "depth_bn: 4 runs (4 trained, 0 reused)" in proc.stdout
@@ -96,7 +90,7 @@ def test_report_holds_the_tables_and_links_the_figures(quick_run):
     assert "## gradcheck" in report and "### Per config" in report
     assert "### Per parameter" in report and "| 3-layer, BN, lambda 0.01 | gamma1 |" in report
     links = [line[line.index("(") + 1:-1] for line in report.splitlines() if line.startswith("![")]
-    assert len(links) == 6
+    assert len(links) == 3  # gradcheck K = 2 and 3, and depth_bn's one comparison figure
     for link in links:
         assert (out / link).is_file(), link
 
@@ -105,8 +99,7 @@ def test_figures_are_non_empty_pngs(quick_run):
     _, out = quick_run
     figures = sorted((out / "figures").glob("*.png"))
     names = {p.name for p in figures}
-    assert {"gradcheck_K2.png", "gradcheck_K3.png", "depth_bn_3-layer-bn.png",
-            "depth_bn_9-layer-nobn.png"} <= names
+    assert {"gradcheck_K2.png", "gradcheck_K3.png", "depth_bn_curves.png"} <= names
     for path in figures:
         data = path.read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 1000, path
@@ -162,7 +155,7 @@ def test_other_data_in_the_same_folder_is_refused_then_forced(quick_run, tmp_pat
             "--data-dir", other, "--out", out]
     proc = cli(*args)
     assert proc.returncode == 2
-    assert "other data" in proc.stderr and "Traceback" not in proc.stderr
+    assert "other CIFAR-10 data" in proc.stderr and "Traceback" not in proc.stderr
     forced = cli(*args, "--force")
     assert forced.returncode == 0, forced.stderr
     assert "gradcheck: 4 runs (4 trained, 0 reused)" in forced.stdout
@@ -220,7 +213,7 @@ def test_list_names_every_study():
     assert proc.returncode == 0
     names = [line.split()[0] for line in proc.stdout.splitlines()]
     assert names == ["gradcheck", "overfit", "depth_bn", "lambda_search", "init_sensitivity",
-                     "lr_bn"]
+                     "lr_bn", "lr_range", "bn_eps", "activations"]
 
 
 # ------------------------------------------------------------ in-process parts
@@ -254,19 +247,19 @@ def test_nan_is_stored_as_null(tmp_path):
 
 
 def test_interrupt_saves_finished_runs_and_exits_130(tiny_data, tmp_path, monkeypatch, capsys):
-    import experiments.common as common
+    from experiments import runs
     from experiments.run import main
 
-    real = common.Context.train_run
+    real = runs.execute
     calls = []
 
-    def interrupted_after_one(self, key, **kwargs):
+    def interrupted_after_one(fn, spec, settings, run):
         if calls:
             raise KeyboardInterrupt
-        calls.append(key)
-        return real(self, key, **kwargs)
+        calls.append(run.split("/", 1)[1])
+        return real(fn, spec, settings, run)
 
-    monkeypatch.setattr(common.Context, "train_run", interrupted_after_one)
+    monkeypatch.setattr(runs, "execute", interrupted_after_one)
     out = tmp_path / "out"
     old_handler = signal.getsignal(signal.SIGTERM)
     try:

@@ -22,7 +22,6 @@ import pytest
 
 from xpnet import ConstantLR, Network, NetworkConfig, get_backend, to_numpy
 from xpnet.data import load_cifar10
-from xpnet.testing import write_cifar_batches
 from xpnet.training import DeviceSplit, TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,15 +35,8 @@ def strict_json(text: str):
 
 
 @pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny-data")
-    write_cifar_batches(root, n_per_batch=200, seed=1)
-    return root
-
-
-@pytest.fixture(scope="module")
-def splits(tiny_root):
-    data = load_cifar10(tiny_root, limit=1000, n_val=500, progress=False)  # as --quick
+def splits(tiny_data):
+    data = load_cifar10(tiny_data, limit=1000, n_val=500, progress=False)  # as --quick
     be = get_backend("cpu")
     return be, tuple(DeviceSplit.from_host(be, getattr(data, f"X_{s}"), getattr(data, f"y_{s}"),
                                            10, "float32") for s in ("train", "val"))
@@ -151,11 +143,11 @@ def test_mid_run_divergence_in_lockstep_spares_the_survivor(splits):
 
 # -------------------------------------------------------------------- study level
 @pytest.fixture(scope="module")
-def lr_bn_run(tiny_root, tmp_path_factory):
+def lr_bn_run(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("lr-bn") / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.run", "--quick", "--only", "lr_bn", "--seeds", "2",
-         "--no-progress", "--data-dir", str(tiny_root), "--out", str(out)],
+         "--no-progress", "--data-dir", str(tiny_data), "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=180)
     return proc, out
 
@@ -168,26 +160,28 @@ def test_lr_bn_study_marks_the_no_bn_eta_0_8_run_diverged_and_goes_on(lr_bn_run)
     study = results["studies"]["lr_bn"]
     assert study["status"] == "done"
     runs = study["runs"]
-    assert len(runs) == 6
-
-    wild = runs["nobn-eta0.8"]
-    assert all(s >= 0 for s in wild["diverged_step"])
-    assert wild["test_accuracy"] == [None, None] and wild["test_loss"] == [None, None]
-    assert all(isinstance(v, float) and math.isfinite(v) for v in wild["last_val_accuracy"])
-    for m, step in enumerate(wild["diverged_step"]):
-        hist = wild["history"]
+    assert set(runs) == {"bn", "nobn"}  # one lockstep run per BN setting: 3 rates x 2 seeds
+    nobn = runs["nobn"]
+    wild = [4, 5]  # model i * 2 + s has rate ETAS[i]; eta 0.8 is i = 2
+    assert all(nobn["diverged_step"][m] >= 0 for m in wild)
+    assert [nobn["test_accuracy"][m] for m in wild] == [None, None]
+    assert [nobn["test_loss"][m] for m in wild] == [None, None]
+    assert all(isinstance(nobn["last_val_accuracy"][m], float)
+               and math.isfinite(nobn["last_val_accuracy"][m]) for m in wild)
+    hist = nobn["history"]
+    for m in wild:
         after = [row[m] for s, row in zip(hist["steps"], hist["metrics"]["val_accuracy"])
-                 if s > step]
+                 if s > nobn["diverged_step"][m]]
         assert after and all(v is None for v in after)
-
+    # The other models of the run trained on: divergence stops a model, not its run.
     for key, rec in runs.items():
-        if key == "nobn-eta0.8":
-            continue
-        assert rec["diverged_step"] == [-1, -1], key
-        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in rec["test_accuracy"]), key
+        tame = [m for m in range(6) if key == "bn" or m not in wild]
+        assert all(rec["diverged_step"][m] == -1 for m in tame), key
+        assert all(isinstance(rec["test_accuracy"][m], float)
+                   and 0.0 <= rec["test_accuracy"][m] <= 1.0 for m in tame), key
 
     report = (out / "report.md").read_text(encoding="utf-8")
-    first = min(wild["diverged_step"])
+    first = min(nobn["diverged_step"][m] for m in wild)
     assert re.search(rf"\| 2-layer, no BN, eta 0\.8 \| diverged at step {first} \(last finite: "
                      r"\d+\.\d( ± \d+\.\d)? %\)", report), report
     assert "1 of 6 settings diverged" in proc.stdout
@@ -195,13 +189,16 @@ def test_lr_bn_study_marks_the_no_bn_eta_0_8_run_diverged_and_goes_on(lr_bn_run)
         assert (out / rel).stat().st_size > 1000
 
 
-def test_sigma_10_run_in_a_study_is_recorded_and_the_next_run_goes_on(tiny_root, tmp_path):
+def test_sigma_10_run_in_a_study_is_recorded_and_the_next_run_goes_on(tiny_data, tmp_path):
+    from experiments import runs
     from experiments.common import ARCHS, Context, ResultStore, Settings, test_cell
+    from experiments.executor import InProcess
+    from experiments.progress import Reporter
 
     store = ResultStore(tmp_path)
-    ctx = Context(Settings(quick=True, seeds=2, data_dir=str(tiny_root), progress=False),
-                  store, tmp_path, get_backend("cpu"))
-    ctx.study_name = "sigma"
+    ctx = Context(Settings(quick=True, seeds=2, data_dir=str(tiny_data), progress=False),
+                  store, tmp_path, InProcess(), "sigma",
+                  runs.DataSettings(str(tiny_data), quick=True), Reporter(enabled=False))
     rec = ctx.train_run("sigma-mix", hidden=ARCHS["3-layer"], seeds=[0, 1], sigma=[0.1, 10.0],
                         init="normal", batch_norm=False)
     after = ctx.train_run("he", hidden=ARCHS["3-layer"], seeds=[0, 1], batch_norm=False)

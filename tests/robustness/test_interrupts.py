@@ -2,7 +2,7 @@
 
 The suite runs as a user runs it, ``python -m experiments.run`` in a subprocess on a tiny
 generated dataset.  The signal is sent once ``results.json`` holds at least one finished
-run of the six-run ``lr_bn`` study, so it lands between or inside runs, never before
+run of the four-run ``depth_bn`` study, so it lands between or inside runs, never before
 the handlers are installed.  Throughout both invocations a watcher thread
 reads ``results.json`` every few milliseconds and parses it: the file must be valid JSON
 at every instant.  The restarted sweep must reuse every run stored before the kill (same
@@ -23,23 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from xpnet.testing import write_cifar_batches
 
 REPO = Path(__file__).resolve().parents[2]
-STUDIES = "lr_bn"  # six runs of about 0.2 s each on the tiny data
+STUDIES = "depth_bn"  # four runs of about a second each on the tiny data
 ALL_RUNS = {
-    "lr_bn": {f"{bn}-eta{eta}" for bn in ("bn", "nobn") for eta in ("0.0005", "0.03", "0.8")},
+    "depth_bn": {f"{k}-layer-{bn}" for k in (3, 9) for bn in ("bn", "nobn")},
 }
 SWEEP = ["--quick", "--only", STUDIES, "--seeds", "1", "--no-progress"]
 STUDY_LINE = re.compile(r"^(\w+): (\d+) runs \((\d+) trained, (\d+) reused\)")
 SKIP_LINE = re.compile(r"^(\w+): skipped \(already done, (\d+) runs reused\)")
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny-data")
-    write_cifar_batches(root, n_per_batch=200, seed=1)
-    return root
 
 
 def strict_json(text: str):
@@ -257,11 +249,11 @@ def test_interrupt_inside_a_save_leaves_the_last_good_results(tiny_data, tmp_pat
                                                               capsys, one_sentence,
                                                               restore_sigterm):
     """Ctrl-C while results.json is being replaced: the old file stays, no temp file stays."""
-    import experiments.common as common
+    import experiments.store as store
     from experiments.run import main
     from xpnet.atomic import atomic_write
 
-    real_write = common.write_text_atomic
+    real_write = store.write_text_atomic
     good = {}
 
     def interrupted_write(path, text):
@@ -272,7 +264,7 @@ def test_interrupt_inside_a_save_leaves_the_last_good_results(tiny_data, tmp_pat
                 raise KeyboardInterrupt
         return real_write(path, text)
 
-    monkeypatch.setattr(common, "write_text_atomic", interrupted_write)
+    monkeypatch.setattr(store, "write_text_atomic", interrupted_write)
     out = tmp_path / "out"
     assert main(_argv(tiny_data, out)) == 130
     err = capsys.readouterr().err
@@ -284,5 +276,5 @@ def test_interrupt_inside_a_save_leaves_the_last_good_results(tiny_data, tmp_pat
 
     monkeypatch.undo()
     assert main(_argv(tiny_data, out)) == 0
-    assert "lr_bn: 6 runs (5 trained, 1 reused)" in capsys.readouterr().out
+    assert "lr_bn: 2 runs (1 trained, 1 reused)" in capsys.readouterr().out
 

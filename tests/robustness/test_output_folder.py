@@ -18,14 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from xpnet.testing import write_cifar_batches
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny-data")
-    write_cifar_batches(root, n_per_batch=200, seed=1)
-    return root
 
 
 @pytest.fixture(autouse=True)
@@ -37,17 +29,17 @@ def restore_sigterm():
 
 @pytest.fixture
 def trained(monkeypatch):
-    """Keys of every run that started training (the real training still runs)."""
-    import experiments.common as common
+    """Keys of every run that started computing (the real computation still runs)."""
+    from experiments import runs
 
     calls = []
-    real = common.Context.train_run
+    real = runs.execute
 
-    def recording(self, key, **kwargs):
-        calls.append(key)
-        return real(self, key, **kwargs)
+    def recording(fn, spec, settings, run):
+        calls.append(run.split("/", 1)[1].split("#", 1)[0])
+        return real(fn, spec, settings, run)
 
-    monkeypatch.setattr(common.Context, "train_run", recording)
+    monkeypatch.setattr(runs, "execute", recording)
     return calls
 
 
@@ -216,7 +208,7 @@ def test_disk_full_after_a_finished_run_keeps_it_and_the_resume_reuses_it(
     monkeypatch.undo()  # space freed
     rc, stdout, _ = run_main(argv(tiny_data, out), capsys)
     assert rc == 0
-    assert "lr_bn: 6 runs (5 trained, 1 reused)" in stdout
+    assert "lr_bn: 2 runs (1 trained, 1 reused)" in stdout
 
 
 def test_disk_full_while_writing_a_figure_keeps_the_runs(tiny_data, tmp_path, monkeypatch,
@@ -227,13 +219,13 @@ def test_disk_full_while_writing_a_figure_keeps_the_runs(tiny_data, tmp_path, mo
     assert rc == 2
     one_sentence(err, str(out), "No space left on device", "same --out")
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert len(results["studies"]["lr_bn"]["runs"]) == 6
+    assert len(results["studies"]["lr_bn"]["runs"]) == 2
     assert not list((out / "figures").glob(".*.tmp"))
 
     monkeypatch.undo()
     rc, stdout, _ = run_main(argv(tiny_data, out), capsys)
     assert rc == 0
-    assert "lr_bn: 6 runs (0 trained, 6 reused)" in stdout
+    assert "lr_bn: 2 runs (0 trained, 2 reused)" in stdout
 
 
 def test_disk_full_while_writing_the_report_keeps_the_results(tiny_data, tmp_path, monkeypatch,
@@ -249,5 +241,5 @@ def test_disk_full_while_writing_the_report_keeps_the_results(tiny_data, tmp_pat
 
     monkeypatch.undo()
     rc, stdout, _ = run_main(argv(tiny_data, out), capsys)
-    assert rc == 0 and "lr_bn: skipped (already done, 6 runs reused)" in stdout
+    assert rc == 0 and "lr_bn: skipped (already done, 2 runs reused)" in stdout
     assert (out / "report.md").is_file()

@@ -1,0 +1,410 @@
+"""The suite on Dask clusters: same numbers on any cluster, and every fault handled.
+
+Each CLI test runs ``python -m experiments.run`` in its own session (process group) on a
+tiny generated dataset.  Clusters are real: a ``LocalCluster``-style cluster of worker
+processes (``--workers 2``), or ``dask scheduler`` / ``dask worker`` processes over TCP on
+127.0.0.1 (and, as root, in network namespaces joined by veth pairs).  Every process a
+test starts is ended by its fixture, also when the test fails; ``no_leftovers`` checks
+that nothing of a session survives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from experiments import executor
+
+REPO = Path(__file__).resolve().parents[2]
+STUDIES = "gradcheck,depth_bn,lambda_search"
+QUICK = ["--quick", "--only", STUDIES, "--seeds", "2", "--no-progress"]
+DASK_SCHEDULER = [sys.executable, "-c", "from distributed.cli.dask_scheduler import main; main()"]
+DASK_WORKER = [sys.executable, "-c", "from distributed.cli.dask_worker import main; main()"]
+
+
+# ------------------------------------------------------------------ helpers
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def session_processes(sid: int) -> list[psutil.Process]:
+    """Live processes of session ``sid`` (a process started with start_new_session)."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def kill_session(sid: int) -> None:
+    for proc in session_processes(sid):
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(session_processes(sid), timeout=10)
+
+
+class Processes:
+    """Starts processes in sessions of their own and ends every one of them at teardown."""
+
+    def __init__(self):
+        self.sessions: list[int] = []
+
+    def start(self, args, **kwargs) -> subprocess.Popen:
+        env = {**os.environ, **kwargs.pop("env", {})}
+        env.pop("XPNET_WORKERS", None)  # these tests choose their executor explicitly
+        proc = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                **kwargs)
+        self.sessions.append(proc.pid)
+        return proc
+
+    def end_all(self) -> None:
+        for sid in self.sessions:
+            kill_session(sid)
+
+
+@pytest.fixture
+def procs():
+    p = Processes()
+    yield p
+    p.end_all()
+    left = [proc for sid in p.sessions for proc in session_processes(sid)]
+    assert not left, f"processes left behind: {left}"
+
+
+def run_cli(procs: Processes, *args, timeout=240, env=None) -> subprocess.CompletedProcess:
+    proc = procs.start([sys.executable, "-m", "experiments.run", *map(str, args)], env=env or {})
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_session(proc.pid)
+        out, err = proc.communicate()
+        pytest.fail(f"the suite did not finish in {timeout} s:\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def load(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+def numbers(results: dict) -> dict:
+    """Per run, everything a run's numbers are: accuracies, divergence, gradient errors."""
+    table = {}
+    for study, entry in results["studies"].items():
+        for key, rec in entry["runs"].items():
+            if "params" in rec:
+                table[(study, key)] = [p["max_rel_error"] for p in rec["params"]]
+            else:
+                table[(study, key)] = (rec["test_accuracy"], rec["diverged_step"],
+                                       rec["last_val_accuracy"])
+    return table
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{what}: the process ended early:\n{proc.stderr.read()}")
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def wait_workers(address: str, n: int, scheduler: subprocess.Popen,
+                 timeout: float = 90) -> None:
+    """Wait until the scheduler at ``address`` has ``n`` workers (start-up is slow on a
+    busy 2-core machine); fail with the scheduler's own words if it died."""
+    from distributed import Client
+
+    host, port = address.rsplit("//", 1)[1].rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+
+    def listening():
+        if scheduler.poll() is not None:
+            pytest.fail(f"the test's dask scheduler exited:\n{scheduler.stderr.read()}")
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_for(listening, timeout, f"the scheduler at {address}")
+    with Client(address, timeout=f"{max(10, deadline - time.monotonic()):.0f}s") as client:
+        client.wait_for_workers(n, timeout=max(10, deadline - time.monotonic()))
+
+
+#: How README tells users to start `dask worker` (see experiments.executor.WORKER_ENV).
+WORKER_ENV = {f"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__{k}": v
+              for k, v in executor.WORKER_ENV.items()}
+
+
+def start_cluster(procs: Processes, n_workers: int, *, host="127.0.0.1", worker_args=(),
+                  wrap=lambda i, args: args, sched_wrap=lambda args: args,
+                  contact=None) -> str:
+    """``dask scheduler`` and ``n_workers`` ``dask worker`` processes; returns the address."""
+    port = free_port()
+    address = f"tcp://{contact or host}:{port}"
+    scheduler = procs.start(sched_wrap([*DASK_SCHEDULER, "--host", host, "--port", str(port),
+                                        "--no-dashboard"]))
+    for i in range(n_workers):
+        procs.start(wrap(i, [*DASK_WORKER, address, "--nthreads", "1", "--nworkers", "1",
+                             "--no-dashboard", "--name", f"w{i}", *worker_args]),
+                    env=WORKER_ENV)
+    wait_workers(address, n_workers, scheduler)
+    return address
+
+
+# ----------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def reference(tiny_data, tmp_path_factory) -> dict:
+    """The in-process run's results (``--workers 1``)."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    env = {k: v for k, v in os.environ.items() if k != "XPNET_WORKERS"}
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", *QUICK, "--workers", "1",
+                           "--data-dir", tiny_data, "--out", out], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = load(out)
+    assert results["meta"]["executor"] == "in-process"
+    return {"out": out, "results": results}
+
+
+# -------------------------------------------------------------------- tests
+def test_two_local_workers_give_the_in_process_numbers(procs, tiny_data, reference, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli(procs, *QUICK, "--workers", 2, "--data-dir", tiny_data, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    results = load(out)
+    assert numbers(results) == numbers(reference["results"])
+    assert results["meta"]["executor"] == "local cluster, 2 CPU workers"
+    # The executor is metadata, not part of a run's fingerprint: a folder made in-process
+    # resumes on a cluster with every run reused, and the reverse.
+    again = run_cli(procs, *QUICK, "--workers", 2, "--data-dir", tiny_data, "--out",
+                    reference["out"])
+    assert again.returncode == 0, again.stderr
+    assert numbers(load(reference["out"])) == numbers(reference["results"])
+    assert "Trained 0 runs" in again.stdout
+
+
+def test_an_external_cluster_over_tcp_gives_the_same_numbers(procs, tiny_data, reference,
+                                                             tmp_path):
+    address = start_cluster(procs, 2)
+    out = tmp_path / "out"
+    proc = run_cli(procs, *QUICK, "--scheduler", address, "--data-dir", tiny_data,
+                   "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    results = load(out)
+    assert numbers(results) == numbers(reference["results"])
+    assert results["meta"]["executor"] == f"scheduler {address}"
+
+
+def test_a_killed_worker_costs_nothing_but_time(procs, tiny_data, reference, tmp_path):
+    """SIGKILL one worker while runs are in flight: Dask reruns its task elsewhere."""
+    address = start_cluster(procs, 2)
+    worker_pids = [p.pid for sid in procs.sessions[1:] for p in session_processes(sid)]
+    out = tmp_path / "out"
+    suite = procs.start([sys.executable, "-m", "experiments.run", *QUICK, "--scheduler",
+                         address, "--data-dir", tiny_data, "--out", out])
+    # Kill as soon as the first run is stored: the others are queued or running.
+    wait_for(lambda: (out / "results.json").is_file() and any(
+        s.get("runs") for s in load(out)["studies"].values()), 120, "a first run", suite)
+    victim = psutil.Process(worker_pids[0])
+    for child in victim.children(recursive=True):
+        child.kill()
+    victim.kill()
+    stdout, stderr = suite.communicate(timeout=300)
+    assert suite.returncode == 0, stderr
+    assert numbers(load(out)) == numbers(reference["results"])
+
+
+def test_a_failing_run_fails_alone(procs, tiny_data, tmp_path):
+    """A run that raises fails its study; the other studies finish and are saved.
+
+    The failure is a runaway recursion: its traceback is too deep to send whole, which
+    must not keep the client from learning that the run failed.
+    """
+    preload = tmp_path / "break_gradcheck.py"
+    preload.write_text(  # Dask may load a preload twice: wrap the original only once
+        "import experiments.gradcheck as g\n"
+        "def broken(env, spec, callbacks):\n"
+        "    if spec['K'] == 3 and spec['batch_norm']:\n"
+        "        return broken(env, spec, callbacks)\n"
+        "    return g.unbroken(env, spec, callbacks)\n"
+        "if not hasattr(g, 'unbroken'):\n"
+        "    g.unbroken = g.check_config\n"
+        "    g.check_config = broken\n")
+    address = start_cluster(procs, 1, worker_args=["--preload", str(preload)])
+    out = tmp_path / "out"
+    proc = run_cli(procs, "--quick", "--only", "gradcheck,overfit", "--seeds", "1",
+                   "--no-progress", "--scheduler", address, "--data-dir", tiny_data,
+                   "--out", out)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "gradcheck/K3-bn-lam0.01" in errors[0] and "RecursionError" in errors[0]
+    studies = load(out)["studies"]
+    assert studies["gradcheck"]["status"] == "failed"
+    assert set(studies["gradcheck"]["runs"]) == {"K2-bn-lam0.01", "K2-nobn-lam0.01",
+                                                "K3-nobn-lam0.01"}
+    assert studies["overfit"]["status"] == "done"
+    assert (out / "report.md").is_file()
+
+
+def test_an_unreachable_scheduler_is_one_sentence(procs, tiny_data, tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    out = tmp_path / "out"
+    start = time.monotonic()
+    proc = run_cli(procs, "--quick", "--scheduler", address, "--data-dir", tiny_data,
+                   "--out", out, timeout=60)
+    assert time.monotonic() - start < 15
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and address in lines[0], \
+        proc.stderr
+    assert not out.exists()
+
+
+def test_a_worker_without_the_data_names_itself_and_the_path(procs, tiny_data, tmp_path):
+    """A worker in its own mount namespace, where the data folder is an empty tmpfs."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        if in_ci():
+            pytest.fail("CI runs as root with unshare; this test must run there")
+        pytest.skip("needs root and unshare to hide the data from one worker")
+
+    def hide_data(i, args):
+        script = f"mount -t tmpfs none {tiny_data} && exec \"$@\""
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *args]
+
+    address = start_cluster(procs, 1, wrap=hide_data)
+    out = tmp_path / "out"
+    proc = run_cli(procs, "--quick", "--only", "overfit", "--seeds", "1", "--no-progress",
+                   "--scheduler", address, "--data-dir", tiny_data, "--out", out)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "Worker w0" in errors[0] and str(tiny_data) in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupting_the_client_ends_its_cluster(procs, tiny_data, tmp_path, sig):
+    out = tmp_path / "out"
+    suite = procs.start([sys.executable, "-m", "experiments.run", *QUICK, "--workers", "2",
+                         "--data-dir", tiny_data, "--out", out])
+    wait_for(lambda: (out / "results.json").is_file() and any(
+        s.get("runs") for s in load(out)["studies"].values()), 120, "a first run", suite)
+    stored = numbers(load(out))
+    suite.send_signal(sig)
+    _, stderr = suite.communicate(timeout=60)
+    assert suite.returncode == 130, stderr
+    assert "Interrupted: finished runs are saved" in stderr
+    kept = numbers(load(out))
+    assert stored.items() <= kept.items()
+    wait_for(lambda: not session_processes(suite.pid), 20, "the cluster's processes to end")
+
+
+def test_resume_after_the_client_is_killed(procs, tiny_data, reference, tmp_path):
+    out = tmp_path / "out"
+    suite = procs.start([sys.executable, "-m", "experiments.run", *QUICK, "--workers", "2",
+                         "--data-dir", tiny_data, "--out", out])
+    wait_for(lambda: (out / "results.json").is_file() and any(
+        s.get("runs") for s in load(out)["studies"].values()), 120, "a first run", suite)
+    suite.kill()
+    suite.wait(timeout=30)
+    kill_session(suite.pid)  # SIGKILL gives the client no chance to stop its workers
+    before = {k: r["finished_at"] for s in load(out)["studies"].values()
+              for k, r in s["runs"].items()}
+    assert before
+    proc = run_cli(procs, *QUICK, "--workers", 2, "--data-dir", tiny_data, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    after = load(out)
+    assert {k: r["finished_at"] for s in after["studies"].values()
+            for k, r in s["runs"].items() if k in before} == before
+    assert numbers(after) == numbers(reference["results"])
+
+
+# ------------------------------------------------------ network namespaces
+NETNS = ["xpn-sched", "xpn-w0", "xpn-w1"]
+
+
+def _ip(*args) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def namespaces():
+    """A scheduler "host" and two worker "hosts", each a network namespace.
+
+    veth pairs on private test addresses join the client (this namespace) and each
+    worker to the scheduler's namespace: 10.77.<k>.1 (scheduler side) - 10.77.<k>.2.
+    """
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        if in_ci():
+            pytest.fail("CI runs as root with iproute2; the namespace test must run there")
+        pytest.skip("needs root and iproute2")
+    try:
+        _ip("netns", "add", NETNS[0])
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"ip netns add is not permitted here ({exc.stderr.strip()})")
+    try:
+        for ns in NETNS[1:]:
+            _ip("netns", "add", ns)
+        for ns in NETNS:
+            _ip("-n", ns, "link", "set", "lo", "up")
+        for k, peer in enumerate([None, *NETNS[1:]]):
+            a, b = f"xpn{k}s", f"xpn{k}p"
+            _ip("link", "add", a, "type", "veth", "peer", "name", b)
+            _ip("link", "set", a, "netns", NETNS[0])
+            if peer is not None:
+                _ip("link", "set", b, "netns", peer)
+            _ip("-n", NETNS[0], "addr", "add", f"10.77.{k}.1/24", "dev", a)
+            _ip("-n", NETNS[0], "link", "set", a, "up")
+            where = [] if peer is None else ["-n", peer]
+            _ip(*where, "addr", "add", f"10.77.{k}.2/24", "dev", b)
+            _ip(*where, "link", "set", b, "up")
+        yield NETNS
+    finally:
+        for ns in NETNS:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+        subprocess.run(["ip", "link", "del", "xpn0p"], capture_output=True, timeout=10)
+
+
+def test_a_cluster_of_separate_network_hosts(procs, namespaces, tiny_data, reference,
+                                             tmp_path):
+    sched_ns, *worker_ns = namespaces
+
+    def in_worker_ns(i, args):
+        # Worker i reaches the scheduler on its own link, 10.77.<i+1>.1.
+        return ["ip", "netns", "exec", worker_ns[i], *[
+            a.replace("10.77.0.1", f"10.77.{i + 1}.1") for a in args]]
+
+    address = start_cluster(procs, 2, host="0.0.0.0", contact="10.77.0.1",
+                            sched_wrap=lambda args: ["ip", "netns", "exec", sched_ns, *args],
+                            wrap=in_worker_ns)
+    out = tmp_path / "out"
+    proc = run_cli(procs, *QUICK, "--scheduler", address, "--data-dir", tiny_data,
+                   "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert numbers(load(out)) == numbers(reference["results"])

@@ -1,0 +1,125 @@
+"""Executor choices and the split/merge of lockstep runs (no cluster started here)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from experiments import runs
+from experiments.executor import ClusterError, InProcess, make_executor, visible_gpus, worker_plan
+from xpnet.testing import write_cifar_batches
+
+
+def test_cpu_plan_uses_every_usable_core_with_one_blas_thread():
+    plan = worker_plan("cpu", None, cores=4)
+    assert len(plan) == 4
+    assert all(env["OPENBLAS_NUM_THREADS"] == "1" and "CUDA_VISIBLE_DEVICES" not in env
+               for env in plan)
+    assert len(worker_plan("cpu", 3, cores=16)) == 3
+
+
+@pytest.mark.parametrize("count, visible, expected", [
+    (4, None, ["0", "1", "2", "3"]),
+    (2, "5,7", ["5", "7"]),
+    (1, "GPU-0a1b", ["GPU-0a1b"]),
+    (2, "3,4,6", ["3", "4"]),  # the runtime sees fewer than were listed
+])
+def test_each_gpu_worker_is_pinned_to_one_visible_gpu(count, visible, expected):
+    ids = visible_gpus(count, visible)
+    plan = worker_plan("cuda", None, gpu_ids=ids)
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in plan] == expected
+    assert all(env["OMP_NUM_THREADS"] == "1" for env in plan)
+    assert len(worker_plan("cuda", 1, gpu_ids=ids)) == 1  # --workers caps the count
+
+
+def test_no_visible_gpu_is_one_sentence():
+    with pytest.raises(ClusterError, match="No GPU is visible"):
+        worker_plan("cuda", None, gpu_ids=[])
+
+
+def test_one_worker_means_in_process_without_dask(monkeypatch):
+    monkeypatch.delenv("XPNET_SCHEDULER", raising=False)
+    monkeypatch.delenv("XPNET_WORKERS", raising=False)
+    assert isinstance(make_executor("cpu", 1, None), InProcess)
+    assert isinstance(make_executor("cuda", None, None, gpu_count=lambda: 1), InProcess)
+    monkeypatch.setenv("XPNET_WORKERS", "1")
+    assert isinstance(make_executor("cpu", None, None), InProcess)
+    monkeypatch.setenv("XPNET_WORKERS", "none")
+    with pytest.raises(Exception, match="XPNET_WORKERS must be a whole number"):
+        make_executor("cpu", None, None)
+
+
+def test_in_process_executor_keeps_errors_in_the_future():
+    future = InProcess().submit(lambda: 1 / 0, key="k")
+    with pytest.raises(ZeroDivisionError):
+        future.result()
+    assert InProcess().submit(lambda a: a + 1, 1, key="k").result() == 2
+
+
+# -------------------------------------------------------------- split / merge
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-split")
+    write_cifar_batches(root, n_per_batch=200, seed=3)
+    return runs.RunEnv(runs.DataSettings(str(root), quick=True))
+
+
+def _spec(env, *, seeds, lam, sigma=None, eta=0.05, momentum=0.0, steps=30):
+    return {
+        "config": {"d_in": 3072, "hidden": [20, 10], "n_classes": 10, "batch_norm": sigma is None,
+                   "init": "he" if sigma is None else "normal", "bn_momentum": 0.9,
+                   "bn_eps": 1e-5},
+        "train": {"batch_size": 20, "momentum": momentum, "evals_per_cycle": 3,
+                  "train_eval_size": None, "divergence_loss": 1e4},
+        "schedule": {"type": "ConstantLR", "eta": eta, "steps": steps, "cycle_length": 10},
+        "models": {"seeds": seeds, "lam": lam, "sigma": sigma},
+        "n_train": 200, "data": env.data_sizes(),
+    }
+
+
+def _assert_same_record(merged, whole):
+    assert merged["n_models"] == whole["n_models"]
+    assert merged["history"]["steps"] == whole["history"]["steps"]
+    assert merged["history"]["diverged_step"] == whole["history"]["diverged_step"]
+    assert merged["history"]["stopped_step"] == whole["history"]["stopped_step"]
+    for key, rows in whole["history"]["metrics"].items():
+        a = np.array(merged["history"]["metrics"][key], dtype=float)
+        b = np.array(rows, dtype=float)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=key)
+    for key in ("test_accuracy", "last_val_accuracy", "diverged_step"):
+        np.testing.assert_allclose(np.array(merged[key], dtype=float),
+                                   np.array(whole[key], dtype=float), rtol=1e-5,
+                                   equal_nan=True, err_msg=key)
+
+
+@pytest.mark.parametrize("groups", [2, 3, 5])
+def test_a_split_run_merges_into_the_unsplit_record(env, groups):
+    spec = _spec(env, seeds=[0, 1, 2, 0, 1], lam=[0.0, 1e-3, 1e-2, 0.1, 0.0])
+    whole = runs.execute(runs.train_and_test, spec, env.settings, "t")
+    parts = runs.split_spec(spec, groups)
+    assert sum(runs.n_models(p) for p in parts) == 5
+    merged = runs.merge_records([runs.execute(runs.train_and_test, p, env.settings, "t")
+                                 for p in parts])
+    _assert_same_record(merged, whole)
+
+
+def test_a_group_that_diverges_early_is_padded_like_the_whole(env):
+    """Models 2 and 3 blow up (sigma 10): their group stops early, the merge pads with NaN."""
+    spec = _spec(env, seeds=[0, 1, 2, 3], lam=[0.0] * 4, sigma=[0.01, 0.01, 10.0, 10.0],
+                 eta=0.5, momentum=0.9)
+    whole = runs.execute(runs.train_and_test, spec, env.settings, "t")
+    parts = [runs.execute(runs.train_and_test, p, env.settings, "t")
+             for p in runs.split_spec(spec, 2)]
+    assert parts[1]["history"]["stopped_step"] < parts[0]["history"]["stopped_step"]
+    _assert_same_record(runs.merge_records(parts), whole)
+
+
+def test_split_leaves_the_spec_alone(env):
+    spec = _spec(env, seeds=[0, 1, 2], lam=[0.0, 0.1, 0.2])
+    before = copy.deepcopy(spec)
+    parts = runs.split_spec(spec, 8)
+    assert spec == before
+    assert [p["models"]["lam"] for p in parts] == [[0.0], [0.1], [0.2]]
+
