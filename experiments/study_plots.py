@@ -12,18 +12,15 @@ dot and band are) under its panels and is sized for a page (about 1000 px wide).
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 
 import numpy as np
 
-from xpnet.plots import plt, save_figure
+from xpnet.plots import PALETTE, add_caption, page_figure, plt, save_figure
 
 #: Chance accuracy on 10 classes, in percent.
 CHANCE = 10.0
-#: Figure width in inches (at the 110 dpi of ``save_figure``: ~1000 px).
-WIDTH = 9.0
-#: Colours of the settings a figure compares (colour-blind safe, Okabe-Ito).
-COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+#: Colours of the settings a figure compares (xpnet.plots' colour-blind-safe palette).
+COLORS = PALETTE
 
 
 @dataclasses.dataclass
@@ -80,19 +77,8 @@ class BarPanel:
     chance: float | None = CHANCE
 
 
-def _caption(fig, caption: str, width_in: float) -> None:
-    chars = int(width_in * 14)  # ~14 small-font characters per inch
-    fig.supxlabel(textwrap.fill(caption, chars), fontsize="small", ha="center")
-
-
 def _figure(n_panels: int, ncols: int | None, height: float, sharey: bool, sharex=False):
-    ncols = ncols or n_panels
-    nrows = -(-n_panels // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, height * nrows), squeeze=False,
-                             sharey=sharey, sharex=sharex, layout="constrained")
-    for ax in list(axes.flat)[n_panels:]:
-        ax.set_visible(False)
-    return fig, list(axes.flat)[:n_panels]
+    return page_figure(n_panels, ncols, panel_height=height, sharex=sharex, sharey=sharey)
 
 
 def draw_line(ax, line: Line, color) -> None:
@@ -170,8 +156,7 @@ def plot_lines(path, title: str, panels: list[LinePanel], caption: str, *, ncols
             handles, labels = ax.get_legend_handles_labels()
             if handles:
                 ax.legend(fontsize="small", loc="best")
-    fig.suptitle(title)
-    _caption(fig, caption, WIDTH)
+    add_caption(fig, title, caption)
     return save_figure(fig, path)
 
 
@@ -248,8 +233,7 @@ def plot_bars(path, title: str, panels: list[BarPanel], caption: str, *, ncols=N
     axes[-1].legend(entries, labels + [h.get_label() for h in extra], fontsize="small",
                     loc="upper center", ncols=min(len(entries), 5 if len(axes) == 1 else 3),
                     framealpha=0.9)
-    fig.suptitle(title)
-    _caption(fig, caption, WIDTH)
+    add_caption(fig, title, caption)
     return save_figure(fig, path)
 
 
@@ -279,6 +263,5 @@ def plot_heatmaps(path, title: str, panels: list, caption: str, *, cbar_label: s
     axes[0].set_ylabel(ylabel)
     cbar = fig.colorbar(image, ax=axes, shrink=0.9)
     cbar.set_label(cbar_label)
-    fig.suptitle(title)
-    _caption(fig, caption, WIDTH)
+    add_caption(fig, title, caption)
     return save_figure(fig, path)

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tests.conftest import TEST_DEVICES, matrix_backend
 from xpnet.backend import get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
 from xpnet.gradcheck import check_gradients, numerical_gradients, relative_error
@@ -20,16 +21,25 @@ def _problem(d=20, n=10, seed=0):
     return X, y, one_hot(y, 10)
 
 
-@pytest.mark.parametrize("K", [2, 3, 4, 9])
-@pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "nobn"])
-@pytest.mark.parametrize("lam", [0.0, 0.01], ids=["lam0", "lam0.01"])
-def test_gradients_match_numerical_to_1e6(K, batch_norm, lam, backend):
+def _gradient_cases():
+    """Every K, BN and lambda on NumPy (and CuPy); the strict namespaces, slower, check
+    K = 2, 3, 4 at lambda 0.01 (each backend's own training step either way)."""
+    for device in TEST_DEVICES:
+        for K in (2, 3, 4, 9):
+            for bn in (True, False):
+                for lam in (0.0, 0.01):
+                    if device.startswith("strict") and (K == 9 or lam == 0.0):
+                        continue
+                    yield pytest.param(device, K, bn, lam,
+                                       id=f"{device}-K{K}-{'bn' if bn else 'nobn'}-lam{lam:g}")
+
+
+@pytest.mark.parametrize("device, K, batch_norm, lam", list(_gradient_cases()))
+def test_gradients_match_numerical_to_1e6(device, K, batch_norm, lam):
     """On every backend, the step that backend trains with (numpy_step on the CPU)."""
-    if backend.name == "strict" and (K == 9 or lam == 0.0):
-        pytest.skip("strict covers K = 2, 3, 4 at lambda 0.01; the CPU covers all")
     X, _, Y = _problem()
     net = Network.create(NetworkConfig(d_in=20, hidden=HIDDEN[K], batch_norm=batch_norm),
-                         seeds=K, lam=lam, dtype="float64", device=backend)
+                         seeds=K, lam=lam, dtype="float64", device=matrix_backend(device))
     report = check_gradients(net, X, Y)
     assert {r.name for r in report} == set(net.params)
     worst = max(report, key=lambda r: r.max_rel_error)

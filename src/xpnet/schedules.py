@@ -35,6 +35,14 @@ class _Schedule:
     #: Fields that are whole numbers.
     INTEGER: tuple[str, ...] = ()
 
+    def __post_init__(self):
+        self._normalise()
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of the schedule: ``steps``, unless a subclass derives it."""
+        return self.steps
+
     def _normalise(self) -> None:
         lengths = set()
         for name in self.POSITIVE:
@@ -136,13 +144,6 @@ class ConstantLR(_Schedule):
     POSITIVE = ("eta", "steps", "cycle_length")
     INTEGER = ("steps", "cycle_length")
 
-    def __post_init__(self):
-        self._normalise()
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps
-
     def _table(self, t):
         return self._arg("eta") + 0.0 * t
 
@@ -163,13 +164,6 @@ class StepDecayLR(_Schedule):
     PER_MODEL = ("eta0", "factor", "every")
     POSITIVE = ("eta0", "factor", "every", "steps", "cycle_length")
     INTEGER = ("every", "steps", "cycle_length")
-
-    def __post_init__(self):
-        self._normalise()
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps
 
     def _table(self, t):
         return self._arg("eta0") * self._arg("factor") ** (t // self._arg("every"))
@@ -217,10 +211,6 @@ class RangeTestLR(_Schedule):
             raise XpnetError("A range test needs at least 2 steps.")
         if np.any(np.asarray(self.eta_min) >= np.asarray(self.eta_max)):
             raise XpnetError("eta_min must be below eta_max.")
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps
 
     def _table(self, t):
         frac = t / (self.steps - 1)
