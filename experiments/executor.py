@@ -102,6 +102,9 @@ class InProcess:
             future.set_exception(exc)
         return future
 
+    def warm_up(self, fn, *args) -> None:
+        """Nothing to warm: runs share this process's data with the client."""
+
     def subscribe_progress(self, handler) -> None:
         """In-process runs report to the handler directly (see :mod:`experiments.runs`)."""
         from experiments import runs
@@ -138,6 +141,17 @@ class DaskExecutor:
         # pure=False: a run is keyed by the suite, not by hashing its (large) arguments;
         # the key names the study and run in Dask's dashboard and logs.
         return self.client.submit(fn, *args, key=key, pure=False)
+
+    def warm_up(self, fn, *args) -> None:
+        """Start ``fn(*args)`` (loading the data) on every worker now, as a task of its own.
+
+        The workers then load while the client loads its copy, instead of after it.
+        Failures are left to the real runs, which report them with their names.
+        """
+        for address in self.client.scheduler_info().get("workers", {}):
+            future = self.client.submit(fn, *args, workers=[address], pure=False,
+                                        allow_other_workers=False, key=f"warm-up-{address}")
+            future.add_done_callback(lambda f: f.exception())  # retrieve, never raise
 
     def subscribe_progress(self, handler) -> None:
         self.client.subscribe_topic(PROGRESS_TOPIC, lambda event: handler(event[1]))

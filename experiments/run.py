@@ -143,6 +143,7 @@ class Suite:
         """Record the invocation; refuse to mix scales or data in one folder unless --force."""
         meta = self.store.data["meta"]
         self._keep_comparable("scale", self.settings.scale(), self._scale_difference)
+        self.executor.warm_up(runs.warm_up, self.data_settings)  # workers load meanwhile
         try:
             # Loads the data (or fails) in this process before anything trains.
             data = runs.env_for(self.data_settings).data_sizes()

@@ -111,6 +111,14 @@ def env_for(settings: DataSettings) -> RunEnv:
     return _ENVS[settings]
 
 
+def warm_up(settings: DataSettings) -> None:
+    """Load this process's data now (a worker's first task, see ``DaskExecutor.warm_up``)."""
+    try:
+        env_for(settings).data_sizes()
+    except Exception:  # the runs that need the data will say what is wrong
+        pass
+
+
 # -------------------------------------------------------------------- progress
 def _dask_worker():
     """The Dask worker running this code, or None (in-process)."""
