@@ -234,12 +234,14 @@ class Context:
             return RunHandle.planned(self, key, spec)
         parts = [spec]
         if splittable and self.executor.splits_models:
-            parts = runs.split_spec(spec, self.executor.n_workers)
+            # Lockstep gains nothing on a CPU: one model per task balances workers best.
+            parts = runs.split_spec(spec, runs.n_models(spec))
         self.reporter.run_submitted(name, steps, n_parts=len(parts))
         start = time.perf_counter()  # the in-process executor computes inside submit()
         futures = [self.executor.submit(runs.execute, fn, part, self.data_settings,
                                         name if len(parts) == 1 else f"{name}#{i}",
-                                        key=f"{name}#{i}-{fp}")
+                                        key=f"{name}#{i}-{fp}",
+                                        priority=runs.cost(part, steps))
                    for i, part in enumerate(parts)]
         return RunHandle(self, key, spec, futures,
                          runs.merge_records if len(parts) > 1 else None, start)

@@ -92,7 +92,7 @@ class InProcess:
     splits_models = False
     concurrent_studies = 1
 
-    def submit(self, fn, *args, key: str) -> concurrent.futures.Future:
+    def submit(self, fn, *args, key: str, priority: int = 0) -> concurrent.futures.Future:
         future = concurrent.futures.Future()
         try:
             future.set_result(fn(*args))
@@ -137,10 +137,11 @@ class DaskExecutor:
         """On CPU workers lockstep gains nothing, so runs may split across workers."""
         return self.device == "cpu" and self.n_workers > 1
 
-    def submit(self, fn, *args, key: str):
+    def submit(self, fn, *args, key: str, priority: int = 0):
         # pure=False: a run is keyed by the suite, not by hashing its (large) arguments;
-        # the key names the study and run in Dask's dashboard and logs.
-        return self.client.submit(fn, *args, key=key, pure=False)
+        # the key names the study and run in Dask's dashboard and logs.  Higher priority
+        # first: the suite passes a run's cost, so the longest runs start first.
+        return self.client.submit(fn, *args, key=key, pure=False, priority=priority)
 
     def warm_up(self, fn, *args) -> None:
         """Start ``fn(*args)`` (loading the data) on every worker now, as a task of its own.
