@@ -240,8 +240,7 @@ class Context:
         start = time.perf_counter()  # the in-process executor computes inside submit()
         futures = [self.executor.submit(runs.execute, fn, part, self.data_settings,
                                         name if len(parts) == 1 else f"{name}#{i}",
-                                        key=f"{name}#{i}-{fp}",
-                                        priority=runs.cost(part, steps))
+                                        key=f"{name}#{i}-{fp}")
                    for i, part in enumerate(parts)]
         return RunHandle(self, key, spec, futures,
                          runs.merge_records if len(parts) > 1 else None, start)

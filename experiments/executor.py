@@ -92,7 +92,7 @@ class InProcess:
     splits_models = False
     concurrent_studies = 1
 
-    def submit(self, fn, *args, key: str, priority: int = 0) -> concurrent.futures.Future:
+    def submit(self, fn, *args, key: str) -> concurrent.futures.Future:
         future = concurrent.futures.Future()
         try:
             future.set_result(fn(*args))
@@ -137,11 +137,13 @@ class DaskExecutor:
         """On CPU workers lockstep gains nothing, so runs may split across workers."""
         return self.device == "cpu" and self.n_workers > 1
 
-    def submit(self, fn, *args, key: str, priority: int = 0):
+    def submit(self, fn, *args, key: str):
         # pure=False: a run is keyed by the suite, not by hashing its (large) arguments;
-        # the key names the study and run in Dask's dashboard and logs.  Higher priority
-        # first: the suite passes a run's cost, so the longest runs start first.
-        return self.client.submit(fn, *args, key=key, pure=False, priority=priority)
+        # the key names the study and run in Dask's dashboard and logs.  Dask's default
+        # order (first submitted, first run) starts the head of a chain (a range test,
+        # a coarse search) as soon as its study submits it: a longest-first priority was
+        # tried and left those short heads, and the long runs behind them, to the end.
+        return self.client.submit(fn, *args, key=key, pure=False)
 
     def warm_up(self, fn, *args) -> None:
         """Start ``fn(*args)`` (loading the data) on every worker now, as a task of its own.

@@ -282,13 +282,6 @@ def fit_and_test(env: RunEnv, spec: dict, net: Network, callbacks) -> dict:
 
 
 # ------------------------------------------------------------ split and merge
-def cost(spec: dict, steps: int) -> int:
-    """A run's rough cost for scheduling (longest first): steps x models x layers."""
-    if "models" not in spec:
-        return 0
-    return int(steps) * n_models(spec) * (len(spec["config"]["hidden"]) + 1)
-
-
 def n_models(spec: dict) -> int:
     return len(spec["models"]["seeds"])
 
