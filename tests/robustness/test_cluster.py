@@ -98,6 +98,15 @@ def run_cli(procs: Processes, *args, timeout=240, env=None) -> subprocess.Comple
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+def start_suite(procs: Processes, out: Path, *args) -> subprocess.Popen:
+    """``python -m experiments.run *args --out out``, returned once a first run is stored."""
+    suite = procs.start([sys.executable, "-m", "experiments.run", *map(str, args),
+                         "--out", str(out)])
+    wait_for(lambda: (out / "results.json").is_file() and any(
+        s.get("runs") for s in load(out)["studies"].values()), 120, "a first run", suite)
+    return suite
+
+
 def load(out: Path) -> dict:
     return json.loads((out / "results.json").read_text(encoding="utf-8"))
 
@@ -226,11 +235,8 @@ def test_a_killed_worker_costs_nothing_but_time(procs, tiny_data, reference, tmp
     address = start_cluster(procs, 2)
     worker_pids = [p.pid for sid in procs.sessions[1:] for p in session_processes(sid)]
     out = tmp_path / "out"
-    suite = procs.start([sys.executable, "-m", "experiments.run", *QUICK, "--scheduler",
-                         address, "--data-dir", tiny_data, "--out", out])
     # Kill as soon as the first run is stored: the others are queued or running.
-    wait_for(lambda: (out / "results.json").is_file() and any(
-        s.get("runs") for s in load(out)["studies"].values()), 120, "a first run", suite)
+    suite = start_suite(procs, out, *QUICK, "--scheduler", address, "--data-dir", tiny_data)
     victim = psutil.Process(worker_pids[0])
     for child in victim.children(recursive=True):
         child.kill()
@@ -311,10 +317,7 @@ def test_a_worker_without_the_data_names_itself_and_the_path(procs, tiny_data, t
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupting_the_client_ends_its_cluster(procs, tiny_data, tmp_path, sig):
     out = tmp_path / "out"
-    suite = procs.start([sys.executable, "-m", "experiments.run", *QUICK, "--workers", "2",
-                         "--data-dir", tiny_data, "--out", out])
-    wait_for(lambda: (out / "results.json").is_file() and any(
-        s.get("runs") for s in load(out)["studies"].values()), 120, "a first run", suite)
+    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data)
     stored = numbers(load(out))
     suite.send_signal(sig)
     _, stderr = suite.communicate(timeout=60)
@@ -327,10 +330,7 @@ def test_interrupting_the_client_ends_its_cluster(procs, tiny_data, tmp_path, si
 
 def test_resume_after_the_client_is_killed(procs, tiny_data, reference, tmp_path):
     out = tmp_path / "out"
-    suite = procs.start([sys.executable, "-m", "experiments.run", *QUICK, "--workers", "2",
-                         "--data-dir", tiny_data, "--out", out])
-    wait_for(lambda: (out / "results.json").is_file() and any(
-        s.get("runs") for s in load(out)["studies"].values()), 120, "a first run", suite)
+    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data)
     suite.kill()
     suite.wait(timeout=30)
     kill_session(suite.pid)  # SIGKILL gives the client no chance to stop its workers
