@@ -245,10 +245,6 @@ class Context:
         return RunHandle(self, key, spec, futures,
                          runs.merge_records if len(parts) > 1 else None, start)
 
-    def run_once(self, key: str, spec: dict, fn) -> dict:
-        """The record of run ``key`` (stored, or computed now): :meth:`submit` and wait."""
-        return self.submit(key, spec, fn).result()
-
     def store_run(self, key: str, spec: dict, record: dict, wall_s: float) -> dict:
         """Save a finished run's record with its spec and times (thread-safe)."""
         record = dict(to_jsonable(record))

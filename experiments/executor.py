@@ -88,7 +88,6 @@ class InProcess:
     """Runs each submitted function at once, in this process (no Dask)."""
 
     description = "in-process"
-    n_workers = 1
     splits_models = False
     concurrent_studies = 1
 
