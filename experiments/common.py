@@ -132,6 +132,7 @@ class RunHandle:
 
     def result(self) -> dict:
         """The run's record; raises :class:`RunFailed` (or the store's error) if it failed."""
+        self.ctx.waits += 1
         while not self._done.wait(0.2):  # short waits keep Ctrl-C responsive
             if ABORT.is_set():
                 raise KeyboardInterrupt
@@ -166,6 +167,9 @@ class Context:
         self.trained = 0
         self.reused = 0
         self.reused_s = 0.0
+        #: Records this study has asked for so far: runs submitted after such a wait
+        #: depend on earlier ones (a chain), and go ahead of the queue (see :meth:`submit`).
+        self.waits = 0
 
     # ------------------------------------------------------------------ data
     @property
@@ -215,8 +219,9 @@ class Context:
 
         ``fn`` is a top-level function (it may run on another machine).  A stored record
         whose fingerprint matches is reused without running anything.  With
-        ``splittable`` (a spec with per-model ``spec["models"]``), CPU clusters train the
-        models in groups on several workers and merge the records.  ``steps`` is the
+        ``splittable`` (a spec with per-model ``spec["models"]``), a CPU cluster with idle
+        workers trains the models in groups on several of them and merges the records
+        (see :class:`experiments.executor.Backlog`).  ``steps`` is the
         training length, for the progress display.
         """
         runs_dict = self.store.study(self.study_name)["runs"]
@@ -231,16 +236,19 @@ class Context:
             return RunHandle.finished(self, key, old)
         if self.planning:
             self.reporter.run_planned(name, steps)
+            self.executor.expect(name)
             return RunHandle.planned(self, key, spec)
         parts = [spec]
-        if splittable and self.executor.splits_models:
-            # Lockstep gains nothing on a CPU: one model per task balances workers best.
-            parts = runs.split_spec(spec, runs.n_models(spec))
+        if splittable:
+            parts = runs.split_spec(spec, self.executor.parts_for(name, runs.n_models(spec)))
         self.reporter.run_submitted(name, steps, n_parts=len(parts))
         start = time.perf_counter()  # the in-process executor computes inside submit()
+        # A run submitted after its study waited for others is a later link of a chain
+        # (the lambda search's fine and final runs, a range test's final run): it is on
+        # the suite's critical path, so it runs before runs that nothing waits on.
         futures = [self.executor.submit(runs.execute, fn, part, self.data_settings,
                                         name if len(parts) == 1 else f"{name}#{i}",
-                                        key=f"{name}#{i}-{fp}")
+                                        key=f"{name}#{i}-{fp}", priority=self.waits)
                    for i, part in enumerate(parts)]
         return RunHandle(self, key, spec, futures,
                          runs.merge_records if len(parts) > 1 else None, start)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from experiments import runs
-from experiments.executor import ClusterError, InProcess, make_executor, visible_gpus, worker_plan
+from experiments.executor import (Backlog, ClusterError, InProcess, make_executor, visible_gpus,
+                                  worker_plan)
 from xpnet.testing import write_cifar_batches
 
 
@@ -49,6 +50,30 @@ def test_one_worker_means_in_process_without_dask(monkeypatch):
     monkeypatch.setenv("XPNET_WORKERS", "none")
     with pytest.raises(Exception, match="XPNET_WORKERS must be a whole number"):
         make_executor("cpu", None, None)
+
+
+def test_a_run_is_cut_only_for_workers_that_would_otherwise_idle():
+    backlog = Backlog()
+    for run in ("a", "b", "c"):
+        backlog.expect(run)
+    # Two workers, three runs on their way: every run stays whole.
+    assert [backlog.parts(run, 3, n_workers=2) for run in ("a", "b")] == [1, 1]
+    backlog.task_submitted()
+    backlog.task_submitted()
+    assert backlog.parts("c", 3, n_workers=2) == 1
+    backlog.task_submitted()
+    for _ in range(3):
+        backlog.task_done()
+    # The queue is empty: a run is cut for every idle worker, never into more than M parts.
+    assert backlog.parts("d", 5, n_workers=2) == 2
+    assert backlog.parts("e", 3, n_workers=8) == 3
+    assert backlog.parts("f", 1, n_workers=8) == 1
+    backlog.task_submitted()
+    assert backlog.parts("g", 8, n_workers=8) == 7  # one worker busy with f
+
+
+def test_in_process_runs_are_never_cut():
+    assert InProcess().parts_for("study/run", 8) == 1
 
 
 def test_in_process_executor_keeps_errors_in_the_future():

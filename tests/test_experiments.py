@@ -274,6 +274,27 @@ def test_interrupt_saves_finished_runs_and_exits_130(tiny_data, tmp_path, monkey
     assert results["studies"]["depth_bn"]["status"] == "running"
 
 
+def test_later_links_of_a_chain_go_ahead_of_the_queue(tiny_data, tmp_path, monkeypatch):
+    from experiments.executor import InProcess
+    from experiments.run import main
+
+    real = InProcess.submit
+    priorities = {}
+
+    def recording(self, fn, *args, key, priority=0):
+        priorities[key.split("#")[0]] = priority
+        return real(self, fn, *args, key=key, priority=priority)
+
+    monkeypatch.setattr(InProcess, "submit", recording)
+    code = main(["--quick", "--only", "lambda_search,lr_bn", "--no-progress", "--seeds", "1",
+                 "--data-dir", str(tiny_data), "--out", str(tmp_path / "out")])
+    assert code == 0
+    search = [priorities[f"lambda_search/{k}"] for k in ("coarse", "fine", "final")]
+    assert search[0] == 0 and search[0] < search[1] < search[2]
+    # lr_bn submits both of its runs before waiting for either: nothing to hurry.
+    assert priorities["lr_bn/bn"] == priorities["lr_bn/nobn"] == 0
+
+
 def _has_a_stored_run(out: Path) -> bool:
     try:
         return any(study["runs"] for study in load_results(out)["studies"].values())
