@@ -197,13 +197,17 @@ class DaskExecutor:
         the first submitted.
 
         pure=False: a run is keyed by the suite, not by hashing its (large) arguments; the
-        key names the study and run in Dask's dashboard and logs.  First-in-first-out
-        starts the head of a chain (a range test, a coarse search) as soon as its study
+        key names the study and run in Dask's dashboard and logs.  fifo_timeout=0: Dask
+        gives every task submitted within 100 ms the same rank by default, and the whole
+        first wave of the suite then ran in no particular order (the lambda search's
+        first run started last, and its chain ran alone at the end).  First-in-first-out
+        starts the head of a chain (a range test, a coarse search) soon after its study
         submits it; a longest-first order was tried and left those short heads, and the
         long runs behind them, to the end.
         """
         self.backlog.task_submitted()
-        future = self.client.submit(fn, *args, key=key, pure=False, priority=priority)
+        future = self.client.submit(fn, *args, key=key, pure=False, priority=priority,
+                                    fifo_timeout=0)
         future.add_done_callback(self.backlog.task_done)
         return future
 
