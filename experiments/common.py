@@ -155,7 +155,8 @@ class Context:
     """
 
     def __init__(self, settings: Settings, store: ResultStore, out_dir: Path, executor,
-                 study_name: str, data_settings, reporter, planning: bool = False):
+                 study_name: str, data_settings, reporter, planning: bool = False,
+                 chained: bool = False):
         self.settings = settings
         self.store = store
         self.out_dir = Path(out_dir)
@@ -170,6 +171,8 @@ class Context:
         #: Records this study has asked for so far: runs submitted after such a wait
         #: depend on earlier ones (a chain), and go ahead of the queue (see :meth:`submit`).
         self.waits = 0
+        #: A study whose later runs wait on its earlier ones declares ``CHAINED = True``.
+        self.chained = chained
 
     # ------------------------------------------------------------------ data
     @property
@@ -243,12 +246,14 @@ class Context:
             parts = runs.split_spec(spec, self.executor.parts_for(name, runs.n_models(spec)))
         self.reporter.run_submitted(name, steps, n_parts=len(parts))
         start = time.perf_counter()  # the in-process executor computes inside submit()
-        # A run submitted after its study waited for others is a later link of a chain
-        # (the lambda search's fine and final runs, a range test's final run): it is on
-        # the suite's critical path, so it runs before runs that nothing waits on.
+        # A chained study's runs are on the suite's critical path (the lambda search's
+        # coarse → fine → final, a range test → its final run): they go ahead of runs
+        # that nothing waits on, and a later link (submitted after the study waited for
+        # a record) ahead of earlier ones.
         futures = [self.executor.submit(runs.execute, fn, part, self.data_settings,
                                         name if len(parts) == 1 else f"{name}#{i}",
-                                        key=f"{name}#{i}-{fp}", priority=self.waits)
+                                        key=f"{name}#{i}-{fp}",
+                                        priority=self.waits + self.chained)
                    for i, part in enumerate(parts)]
         return RunHandle(self, key, spec, futures,
                          runs.merge_records if len(parts) > 1 else None, start)

@@ -258,8 +258,10 @@ def start_local_cluster(plan: list[dict], device: str) -> DaskExecutor:
     import dask
     from distributed import Client, Nanny, Scheduler, SpecCluster
 
-    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None,
-                                               "host": "127.0.0.1"}}
+    # Its health/metrics HTTP server on any free loopback port: the default, 8787, would
+    # be taken by a second suite running at the same time, with a warning.
+    scheduler = {"cls": Scheduler, "options": {"dashboard": False, "host": "127.0.0.1",
+                                               "dashboard_address": "127.0.0.1:0"}}
     workers = {f"worker-{i}": {"cls": Nanny, "options": {
         "nthreads": 1, "env": env, "host": "127.0.0.1", "silence_logs": 40,
         "memory_limit": 0, "dashboard": False}} for i, env in enumerate(plan)}

@@ -19,6 +19,9 @@ DESCRIPTION = ("3-layer [50, 50] with BN: coarse search (8 lambdas, log10 in [-5
 N_VALUES = 8
 REPORTS_BEST = "~0.003-0.007"
 REPORTS_TEST = "53.4 %"
+#: Later runs wait on earlier ones (coarse → fine → final): start this study's runs first
+#: (see ``Context.submit``).
+CHAINED = True
 
 
 def _search(ctx, key: str, grid, cycles: int):

@@ -118,7 +118,8 @@ class Suite:
 
     def context(self, name: str, planning: bool = False) -> Context:
         return Context(self.settings, self.store, self.out, self.executor, name,
-                       self.data_settings, self.reporter, planning)
+                       self.data_settings, self.reporter, planning,
+                       chained=getattr(load_study(name), "CHAINED", False))
 
     def plan(self) -> None:
         """Tell the reporter every run the studies will submit first, before any trains.

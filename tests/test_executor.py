@@ -1,8 +1,9 @@
-"""Executor choices and the split/merge of lockstep runs (no cluster started here)."""
+"""Executor choices, the split/merge of lockstep runs, and the order Dask runs tasks in."""
 
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 import pytest
@@ -148,3 +149,35 @@ def test_split_leaves_the_spec_alone(env):
     assert spec == before
     assert [p["models"]["lam"] for p in parts] == [[0.0], [0.1], [0.2]]
 
+
+
+STARTED: list = []  # names of the tasks below, as an in-process worker starts them
+
+
+def _record_start(name: str, hold: float = 0.0) -> str:
+    STARTED.append(name)
+    time.sleep(hold)
+    return name
+
+
+def test_dask_runs_tasks_in_submission_order_and_chain_links_first():
+    from distributed import Client, LocalCluster
+
+    from experiments.executor import DaskExecutor
+
+    STARTED.clear()
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                           dashboard_address="127.0.0.1:0")
+    executor = DaskExecutor(Client(cluster), cluster, "test", "cpu")
+    try:
+        # The first task holds the only worker while the rest queue up behind it.
+        futures = [executor.submit(_record_start, "first", 1.0, key="first")]
+        futures += [executor.submit(_record_start, f"r{i}", key=f"r{i}") for i in range(6)]
+        futures.append(executor.submit(_record_start, "link", key="link", priority=1))
+        assert [f.result(timeout=60) for f in futures][0] == "first"
+    finally:
+        executor.close()
+    # r0 may already wait on the worker when "link" arrives; everything else keeps order.
+    rest = [name for name in STARTED if name not in ("first", "link")]
+    assert STARTED[0] == "first" and STARTED.index("link") <= 2
+    assert rest == [f"r{i}" for i in range(6)]
