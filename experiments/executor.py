@@ -199,11 +199,9 @@ class DaskExecutor:
         pure=False: a run is keyed by the suite, not by hashing its (large) arguments; the
         key names the study and run in Dask's dashboard and logs.  fifo_timeout=0: Dask
         gives every task submitted within 100 ms the same rank by default, and the whole
-        first wave of the suite then ran in no particular order (the lambda search's
-        first run started last, and its chain ran alone at the end).  First-in-first-out
-        starts the head of a chain (a range test, a coarse search) soon after its study
-        submits it; a longest-first order was tried and left those short heads, and the
-        long runs behind them, to the end.
+        first wave of the suite then ran last-submitted first (the lambda search's first
+        run started last, and its chain ran alone at the end).  The suite sets
+        ``priority`` so that chained studies go first (see ``Context.submit``).
         """
         self.backlog.task_submitted()
         future = self.client.submit(fn, *args, key=key, pure=False, priority=priority,
