@@ -102,7 +102,7 @@ def run(ctx) -> dict:
                               train=ctx.train_config(evals_per_cycle=EVALS_PER_CYCLE))
         spec["probe_size"] = PROBE_SIZE
         handles[bn] = ctx.submit("bn" if bn else "nobn", spec, train_with_probe,
-                                 steps=schedule.total_steps)
+                                 steps=schedule.total_steps, cost=runs.estimated_seconds(spec))
     recs = {bn: handles[bn].result() for bn in (True, False)}
     acts = {bn: {k: np.asarray(v, dtype=np.float64) for k, v in rec["activations"].items()}
             for bn, rec in recs.items()}  # steps (T,), stats (T, L, M[, 3])

@@ -38,6 +38,8 @@ ARCHS = {
 
 BATCH = 100
 LAMBDA = 0.005
+#: Priority step between links of a chain: more than any run's estimated seconds.
+CHAIN_LEVEL = 1e9
 
 
 def load_study(name: str):
@@ -72,6 +74,19 @@ ABORT = threading.Event()
 
 class PlanOnly(Exception):
     """Raised by a planned run's ``result()``: the planning pass stops its study there."""
+
+
+@dataclasses.dataclass
+class PlannedRun:
+    """A run the planning pass found: everything :meth:`Context.start` needs, and its
+    Dask priority (see :meth:`Context.priority`)."""
+
+    key: str
+    spec: dict
+    fn: object
+    splittable: bool
+    steps: int
+    priority: float
 
 
 class RunHandle:
@@ -130,12 +145,16 @@ class RunHandle:
             self._done.set()
             self.ctx.reporter.run_finished(self.name, failed=self._error is not None)
 
-    def result(self) -> dict:
-        """The run's record; raises :class:`RunFailed` (or the store's error) if it failed."""
-        self.ctx.waits += 1
+    def wait(self) -> None:
+        """Return once the run has finished, failed or not (its record is then saved)."""
         while not self._done.wait(0.2):  # short waits keep Ctrl-C responsive
             if ABORT.is_set():
                 raise KeyboardInterrupt
+
+    def result(self) -> dict:
+        """The run's record; raises :class:`RunFailed` (or the store's error) if it failed."""
+        self.ctx.waits += 1
+        self.wait()
         if self._error is not None:
             if isinstance(self._error, (OutputError, PlanOnly)) or not isinstance(
                     self._error, Exception):
@@ -173,6 +192,11 @@ class Context:
         self.waits = 0
         #: A study whose later runs wait on its earlier ones declares ``CHAINED = True``.
         self.chained = chained
+        #: Planning: the runs found (see ``Suite.plan``).  Running: runs the suite has
+        #: already started, by key, which :meth:`submit` hands out instead of starting.
+        self.planned: list[PlannedRun] = []
+        self.started: dict[str, RunHandle] = {}
+        self._handles: list[RunHandle] = []  # every run this context started
 
     # ------------------------------------------------------------------ data
     @property
@@ -217,7 +241,7 @@ class Context:
 
     # ------------------------------------------------------------------ runs
     def submit(self, key: str, spec: dict, fn, *, splittable: bool = False,
-               steps: int = 0) -> RunHandle:
+               steps: int = 0, cost: float = 0.0) -> RunHandle:
         """Start run ``key`` = ``fn(env, spec, callbacks)`` unless it is stored with this spec.
 
         ``fn`` is a top-level function (it may run on another machine).  A stored record
@@ -225,10 +249,14 @@ class Context:
         ``splittable`` (a spec with per-model ``spec["models"]``), a CPU cluster with idle
         workers trains the models in groups on several of them and merges the records
         (see :class:`experiments.executor.Backlog`).  ``steps`` is the
-        training length, for the progress display.
+        training length, for the progress display; ``cost`` its estimated seconds
+        (:func:`experiments.runs.estimated_seconds`), for the order runs start in.
         """
-        runs_dict = self.store.study(self.study_name)["runs"]
         fp = fingerprint(spec)
+        started = self.started.pop(key, None)
+        if started is not None and fingerprint(started.spec) == fp:
+            return started  # started by the suite's planning pass (it may be done)
+        runs_dict = self.store.study(self.study_name)["runs"]
         old = runs_dict.get(key)
         name = f"{self.study_name}/{key}"
         if old is not None and old.get("fingerprint") == fp and not self.settings.force:
@@ -240,23 +268,53 @@ class Context:
         if self.planning:
             self.reporter.run_planned(name, steps)
             self.executor.expect(name)
+            self.planned.append(PlannedRun(key, spec, fn, splittable, steps,
+                                           self.priority(cost)))
             return RunHandle.planned(self, key, spec)
+        return self.start(key, spec, fn, splittable=splittable, steps=steps,
+                          priority=self.priority(cost))
+
+    def start(self, key: str, spec: dict, fn, *, splittable: bool, steps: int,
+              priority: float) -> RunHandle:
+        """Hand run ``key`` to the executor now (see :meth:`submit`)."""
+        name = f"{self.study_name}/{key}"
+        fp = fingerprint(spec)
         parts = [spec]
         if splittable:
             parts = runs.split_spec(spec, self.executor.parts_for(name, runs.n_models(spec)))
         self.reporter.run_submitted(name, steps, n_parts=len(parts))
         start = time.perf_counter()  # the in-process executor computes inside submit()
-        # A chained study's runs are on the suite's critical path (the lambda search's
-        # coarse → fine → final, a range test → its final run): they go ahead of runs
-        # that nothing waits on, and a later link (submitted after the study waited for
-        # a record) ahead of earlier ones.
         futures = [self.executor.submit(runs.execute, fn, part, self.data_settings,
                                         name if len(parts) == 1 else f"{name}#{i}",
-                                        key=f"{name}#{i}-{fp}",
-                                        priority=self.waits + self.chained)
+                                        key=f"{name}#{i}-{fp}", priority=priority)
                    for i, part in enumerate(parts)]
-        return RunHandle(self, key, spec, futures,
-                         runs.merge_records if len(parts) > 1 else None, start)
+        handle = RunHandle(self, key, spec, futures,
+                           runs.merge_records if len(parts) > 1 else None, start)
+        self._handles.append(handle)
+        return handle
+
+    def settle(self) -> None:
+        """Wait until every run this study started has finished (and is saved)."""
+        for handle in self._handles:
+            handle.wait()
+
+    def start_planned(self, run: PlannedRun) -> None:
+        """Start a run the planning pass found; :meth:`submit` hands it out later."""
+        self.started[run.key] = self.start(run.key, run.spec, run.fn,
+                                           splittable=run.splittable, steps=run.steps,
+                                           priority=run.priority)
+
+    def priority(self, cost: float) -> float:
+        """The Dask priority of a run submitted now (higher starts first).
+
+        A chained study's runs are on the suite's critical path (the lambda search's
+        coarse → fine → final, a range test → its final run): they go ahead of runs that
+        nothing waits on, and a later link (submitted after the study waited for a
+        record) ahead of earlier ones.  Within a level, the longest run first: the
+        shortest runs then fill the workers' last gaps, instead of one long run
+        finishing alone while the other workers idle.
+        """
+        return CHAIN_LEVEL * (self.waits + self.chained) + min(cost, CHAIN_LEVEL / 2)
 
     def store_run(self, key: str, spec: dict, record: dict, wall_s: float) -> dict:
         """Save a finished run's record with its spec and times (thread-safe)."""
@@ -311,7 +369,8 @@ class Context:
         """Submit a training run of M lockstep models (arguments of :meth:`train_spec`)."""
         spec = self.train_spec(**kwargs)
         steps = runs.make_schedule(spec["schedule"], spec["models"]).total_steps
-        return self.submit(key, spec, runs.train_and_test, splittable=True, steps=steps)
+        return self.submit(key, spec, runs.train_and_test, splittable=True, steps=steps,
+                           cost=runs.estimated_seconds(spec))
 
     def train_run(self, key: str, **kwargs) -> dict:
         """Train and test one run now (see :meth:`submit_train`) and return its record."""

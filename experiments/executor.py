@@ -21,6 +21,12 @@ import threading
 
 from xpnet.errors import XpnetError
 
+#: The first part of every run's Dask key: the runs form one task group, which Dask's
+#: scheduler holds in its own queue and hands out in priority order as workers free up
+#: (its "root-ish" tasks: a group with more tasks than twice the cluster's threads).
+#: With a key of its own, each run would be a group of one, sent to a worker the moment
+#: it is submitted and run there in that worker's order.
+RUN_TASK_GROUP = "xpnet-run"
 #: Dask topic on which workers publish run progress (see :mod:`experiments.progress`).
 PROGRESS_TOPIC = "xpnet-progress"
 #: Seconds to wait for a scheduler named by --scheduler before giving up.
@@ -39,8 +45,11 @@ WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 #: event-loop watchdog tick (20 ms) and system monitor (500 ms, for the dashboard) run
 #: rarely.  Their defaults kept an idle 2-worker cluster at 11 % of a core (client with
 #: scheduler and nannies 5.6 %, each worker 2.8 %), taken from the training on a small
-#: machine; with these settings, 2 %.
+#: machine; with these settings, 2 %.  A worker takes its next queued run only when it
+#: has finished the last (saturation 1.0; the default, 1.1, rounds up to a second run
+#: held in reserve on each single-threaded worker, chosen before it was needed).
 DASK_CONFIG = {"distributed.nanny.pre-spawn-environ": WORKER_ENV,
+               "distributed.scheduler.worker-saturation": 1.0,
                "distributed.worker.profile.enabled": False,
                "distributed.admin.tick.interval": "1s",
                "distributed.admin.system-monitor.interval": "5s"}
@@ -141,7 +150,7 @@ class InProcess:
     def parts_for(self, run: str, n_models: int) -> int:
         return 1
 
-    def submit(self, fn, *args, key: str, priority: int = 0) -> concurrent.futures.Future:
+    def submit(self, fn, *args, key: str, priority: float = 0) -> concurrent.futures.Future:
         future = concurrent.futures.Future()
         try:
             future.set_result(fn(*args))
@@ -192,20 +201,23 @@ class DaskExecutor:
             return 1
         return self.backlog.parts(run, n_models, self.n_workers)
 
-    def submit(self, fn, *args, key: str, priority: int = 0):
+    def submit(self, fn, *args, key: str, priority: float = 0):
         """Queue ``fn(*args)``; among queued tasks, higher ``priority`` starts first, then
         the first submitted.
 
         pure=False: a run is keyed by the suite, not by hashing its (large) arguments; the
-        key names the study and run in Dask's dashboard and logs.  fifo_timeout=0: Dask
-        gives every task submitted within 100 ms the same rank by default, and the whole
-        first wave of the suite then ran last-submitted first (the lambda search's first
-        run started last, and its chain ran alone at the end).  The suite sets
-        ``priority`` so that chained studies go first (see ``Context.submit``).
+        key, ``(RUN_TASK_GROUP, key)``, names the study and run in Dask's dashboard and
+        logs, and puts every run in one task group (see RUN_TASK_GROUP).
+        fifo_timeout=0: Dask gives every task submitted within 100 ms the same rank by
+        default, and the whole first wave of the suite then ran last-submitted first (the
+        lambda search's first run started last, and its chain ran alone at the end).  The
+        suite sets
+        ``priority`` so that chained studies go first, then the longest runs (see
+        ``Context.priority``).
         """
         self.backlog.task_submitted()
-        future = self.client.submit(fn, *args, key=key, pure=False, priority=priority,
-                                    fifo_timeout=0)
+        future = self.client.submit(fn, *args, key=(RUN_TASK_GROUP, key), pure=False,
+                                    priority=priority, fifo_timeout=0)
         future.add_done_callback(self.backlog.task_done)
         return future
 

@@ -115,6 +115,8 @@ class Suite:
         executor.subscribe_progress(self.reporter.handle)
         self.trained = 0
         self.failures: list[tuple[str, Exception]] = []
+        #: The studies' contexts that :meth:`plan` started runs in, by study name.
+        self.contexts: dict[str, Context] = {}
 
     def context(self, name: str, planning: bool = False) -> Context:
         return Context(self.settings, self.store, self.out, self.executor, name,
@@ -122,26 +124,41 @@ class Suite:
                        chained=getattr(load_study(name), "CHAINED", False))
 
     def plan(self) -> None:
-        """Tell the reporter every run the studies will submit first, before any trains.
+        """Find every run the studies will submit first, before any trains; on a cluster,
+        start them, the first to start first.
 
         Each unfinished study runs with a planning context whose handles stop the study
         at its first ``result()``: studies submit their independent runs first, so this
         finds all of them (a chain such as the lambda search's shows its first link),
-        and the progress total and ETA are right from the start.
+        and the progress total and ETA are right from the start.  A cluster gets them
+        here, in one pass in the order of their priorities (chains, then the longest
+        runs: see ``Context.priority``): left to the study threads, whichever thread came
+        first would take the idle workers, and Dask hands a task to a worker as it
+        arrives.  The studies' contexts then hand out these runs instead of starting them.
         """
+        planned = []
         for name in self.names:
             if self.finished(name):
                 continue
+            ctx = self.context(name, planning=True)
             try:
-                load_study(name).run(self.context(name, planning=True))
+                load_study(name).run(ctx)
             except PlanOnly:
                 pass
+            planned += [(name, run) for run in ctx.planned]
+        if self.executor.concurrent_studies <= 1:
+            return  # in this process, runs go one after another as the studies ask
+        for name, run in sorted(planned, key=lambda item: -item[1].priority):
+            if name not in self.contexts:
+                self.contexts[name] = self.context(name)
+            self.contexts[name].start_planned(run)
 
     def say(self, line: str) -> None:
         self.reporter.say(line)
 
     def prepare(self) -> None:
-        """Record the invocation; refuse to mix scales or data in one folder unless --force."""
+        """Record the invocation; refuse to mix scales or data in one folder unless --force
+        (which drops the chosen studies' runs)."""
         meta = self.store.data["meta"]
         self._keep_comparable("scale", self.settings.scale(), self._scale_difference)
         self.executor.warm_up(runs.warm_up, self.data_settings)  # workers load meanwhile
@@ -159,6 +176,9 @@ class Suite:
             f"training statistics {old['train_stats']}) than you gave it "
             f"({new['train']} / {new['val']} / {new['test']}, {new['train_stats']} from "
             f"{self.settings.data_dir or 'the default data location'})"))
+        if self.settings.force:  # every run of the chosen studies is recomputed
+            for name in self.names:
+                self.store.study(name)["runs"] = {}  # stale keys of an older layout go too
         meta.setdefault("created", now())
         for duplicate in ("quick", "seeds"):  # stored in meta["scale"]
             meta.pop(duplicate, None)
@@ -208,16 +228,15 @@ class Suite:
             self.say(f"{name}: skipped (already done, {runs_done} runs reused)")
             return
         module = load_study(name)
-        ctx = self.context(name)
+        ctx = self.contexts.get(name) or self.context(name)
         with self.store.lock:
             entry = self.store.study(name)
-            if self.settings.force:
-                entry["runs"] = {}  # stale keys of an older layout go too
             entry.update(description=module.DESCRIPTION, status="running")
         start = time.perf_counter()
         try:
             result = module.run(ctx)
         except RunFailed as exc:
+            ctx.settle()  # its other runs finish and are saved: they fail alone
             with self.store.lock:
                 entry.update(status="failed", error=str(exc))
                 self.store.save()

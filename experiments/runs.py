@@ -240,6 +240,39 @@ def make_train_config(spec: dict) -> TrainConfig:
     return TrainConfig(**_tuples(fields))
 
 
+#: Seconds per unit of :func:`estimated_seconds`' three terms, fitted to the suite's 22
+#: training runs timed in one process on a 2-core x86-64 machine (the 21 that took half
+#: a minute or more are estimated within 0.75-1.4x of their times): a sample through one
+#: weight in training (forward and backward), a layer's Python and NumPy calls per step
+#: (shared by the M models), and a sample through one weight when the history is measured.
+COST_PER_TRAIN_MAC = 1.4e-10
+COST_PER_LAYER_STEP = 6e-5
+COST_PER_EVAL_MAC = 1.9e-11
+
+
+def estimated_seconds(spec: dict) -> float:
+    """Rough one-core CPU seconds of a training run, to start the longest runs first.
+
+    Counts what the run does: ``M * steps * batch`` samples through the network's
+    weights, ``steps * layers`` rounds of per-layer calls, and at each record point
+    ``M * (training-eval + validation images)`` through the weights.  Only the order
+    of the estimates matters (see ``Context.submit``), not their scale.
+    """
+    config, train_fields = spec["config"], spec["train"]
+    dims = [config["d_in"], *config["hidden"], config["n_classes"]]
+    macs = sum(a * b for a, b in zip(dims, dims[1:]))
+    schedule = make_schedule(spec["schedule"], spec["models"])
+    steps = schedule.total_steps
+    every = max(1, schedule.cycle_length // train_fields["evals_per_cycle"])
+    records = len(set(range(every, steps + 1, every)) | {steps}) + 1
+    eval_rows = (min(train_fields["train_eval_size"] or spec["n_train"], spec["n_train"])
+                 + spec["data"]["val"])
+    M = n_models(spec)
+    return (COST_PER_TRAIN_MAC * M * steps * train_fields["batch_size"] * macs
+            + COST_PER_LAYER_STEP * steps * (len(dims) - 1)
+            + COST_PER_EVAL_MAC * M * records * eval_rows * macs)
+
+
 def make_net(env: RunEnv, spec: dict) -> Network:
     """The run's freshly initialised Network of M models (float32, on ``env``'s backend)."""
     models = spec["models"]

@@ -174,6 +174,12 @@ def test_dask_runs_tasks_in_submission_order_and_chain_links_first():
         futures = [executor.submit(_record_start, "first", 1.0, key="first")]
         futures += [executor.submit(_record_start, f"r{i}", key=f"r{i}") for i in range(6)]
         futures.append(executor.submit(_record_start, "link", key="link", priority=1))
+        # The scheduler holds the runs it has not handed out in its own queue (one task
+        # group of root-ish tasks), not the worker: it can still reorder them.
+        deadline = time.monotonic() + 10
+        while executor.client.run_on_scheduler(_count_known) < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the submissions reach the scheduler on another connection
+        queued = executor.client.run_on_scheduler(_count_queued)
         assert [f.result(timeout=60) for f in futures][0] == "first"
     finally:
         executor.close()
@@ -181,3 +187,12 @@ def test_dask_runs_tasks_in_submission_order_and_chain_links_first():
     rest = [name for name in STARTED if name not in ("first", "link")]
     assert STARTED[0] == "first" and STARTED.index("link") <= 2
     assert rest == [f"r{i}" for i in range(6)]
+    assert queued >= 4
+
+
+def _count_known(dask_scheduler) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def _count_queued(dask_scheduler) -> int:
+    return sum(ts.state == "queued" for ts in dask_scheduler.tasks.values())

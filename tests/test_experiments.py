@@ -275,6 +275,7 @@ def test_interrupt_saves_finished_runs_and_exits_130(tiny_data, tmp_path, monkey
 
 
 def test_chained_studies_and_their_later_links_go_ahead_of_the_queue(tiny_data, tmp_path, monkeypatch):
+    from experiments.common import CHAIN_LEVEL
     from experiments.executor import InProcess
     from experiments.run import main
 
@@ -289,10 +290,55 @@ def test_chained_studies_and_their_later_links_go_ahead_of_the_queue(tiny_data, 
     code = main(["--quick", "--only", "lambda_search,lr_bn", "--no-progress", "--seeds", "1",
                  "--data-dir", str(tiny_data), "--out", str(tmp_path / "out")])
     assert code == 0
-    search = [priorities[f"lambda_search/{k}"] for k in ("coarse", "fine", "final")]
+    level = {run: int(p // CHAIN_LEVEL) for run, p in priorities.items()}
     # lr_bn submits both of its runs before waiting for either: nothing waits on them.
-    assert priorities["lr_bn/bn"] == priorities["lr_bn/nobn"] == 0
-    assert 0 < search[0] < search[1] < search[2]
+    assert level["lr_bn/bn"] == level["lr_bn/nobn"] == 0
+    assert [level[f"lambda_search/{k}"] for k in ("coarse", "fine", "final")] == [1, 2, 3]
+    # Within a level, a run's estimated seconds order it.
+    assert 0 < priorities["lr_bn/bn"] < CHAIN_LEVEL
+
+
+def test_a_cluster_gets_the_first_wave_at_once_chains_and_longest_runs_first(
+        tiny_data, tmp_path, monkeypatch, capsys):
+    from experiments.executor import InProcess
+    from experiments.run import main
+
+    real = InProcess.submit
+    submitted = []
+
+    def recording(self, fn, *args, key, priority=0):
+        submitted.append((key.split("#")[0], priority))
+        return real(self, fn, *args, key=key, priority=priority)
+
+    monkeypatch.setattr(InProcess, "submit", recording)
+    monkeypatch.setattr(InProcess, "concurrent_studies", 8)  # as a cluster would
+    code = main(["--quick", "--only", "depth_bn,lambda_search,lr_bn", "--no-progress",
+                 "--seeds", "1", "--data-dir", str(tiny_data), "--out", str(tmp_path / "out")])
+    assert code == 0
+    names = [name for name, _ in submitted]
+    assert len(names) == len(set(names)) == 9  # each run once: planned runs are handed out
+    first_wave = submitted[:7]  # depth_bn's 4, lr_bn's 2, the lambda search's coarse run
+    assert first_wave[0][0] == "lambda_search/coarse"
+    assert {name.split("/")[0] for name, _ in first_wave[1:]} == {"depth_bn", "lr_bn"}
+    priorities = [priority for _, priority in first_wave]
+    assert priorities == sorted(priorities, reverse=True)
+    assert priorities[1] > priorities[-1]  # their estimated seconds order them
+    assert "(4 trained, 0 reused)" in capsys.readouterr().out  # depth_bn's, not reused
+
+
+def test_longer_runs_are_estimated_to_take_longer(tiny_data):
+    from experiments import runs
+    from experiments.common import Context, Settings
+
+    ctx = Context(Settings(quick=True, data_dir=str(tiny_data)), None, tiny_data, None,
+                  "depth_bn", runs.DataSettings(str(tiny_data), False, True, "cpu"), None)
+    base = dict(hidden=(50, 50), seeds=0)
+    one = runs.estimated_seconds(ctx.train_spec(**base))
+    assert one > 0
+    assert runs.estimated_seconds(ctx.train_spec(**{**base, "seeds": [0, 1, 2]})) > 2.5 * one
+    assert runs.estimated_seconds(ctx.train_spec(**base, schedule=ctx.cyclical(4))) > 1.9 * one
+    assert runs.estimated_seconds(ctx.train_spec(hidden=(50,) * 8, seeds=0)) > one
+    assert runs.estimated_seconds(ctx.train_spec(hidden=(200, 50), seeds=0)) > 3 * one
 
 
 def _has_a_stored_run(out: Path) -> bool:
