@@ -65,8 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--epochs", type=positive_int, default=1,
                    help="epochs per timed repetition (default 1)")
-    p.add_argument("--repeats", type=positive_int, default=3,
-                   help="timed repetitions; the best is reported (default 3)")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="timed repetitions; the best is reported (default 3; 1 with "
+                        "--scaling, whose repetitions take minutes)")
     p.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
                    help="lockstep sweep over --models (default: on for cuda, off for cpu)")
     p.add_argument("--models", type=positive_int_list, default=[1, 8, 64, 256],
@@ -91,6 +92,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.sweep is None:
         args.sweep = args.device == "cuda"
+    if args.repeats is None:
+        args.repeats = 1 if args.scaling else 3
     if args.batch_size > args.n_samples:
         p.error(f"--batch-size {args.batch_size} is larger than --n-samples {args.n_samples}")
     if args.download and args.data_dir is None:
@@ -186,7 +189,8 @@ def run(args):
     if args.scaling:
         from experiments.bench_scaling import run_scaling
 
-        result = run_scaling(args.scaling, args.data_dir or os.environ["XPNET_DATA"])
+        result = run_scaling(args.scaling, args.data_dir or os.environ["XPNET_DATA"],
+                             repeats=args.repeats)
         if args.json:
             write_json(args.json, result)
         return 0 if all(row["same_numbers"] for row in result["rows"]) else 1

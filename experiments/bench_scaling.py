@@ -5,7 +5,8 @@
 DIR once per worker count (``--workers N``, each into a fresh output folder, in the same
 invocation, one after the other) and prints one line per count and, for each count after
 the first, a line ``scaling N vs M workers: R.RRx`` with the ratio of wall times (below
-1 is faster).  The slice is about 3 CPU-minutes of training on the full data: enough
+1 is faster); with ``--repeats R`` the counts take turns R times and each count's best
+time counts.  The slice is about 3 CPU-minutes of training on the full data: enough
 that cluster start-up and data loading in each worker are a small part of it.  It
 checks that every run's test accuracies agree across the counts.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,10 +25,11 @@ from pathlib import Path
 STUDIES = "init_sensitivity,lr_bn"
 
 
-def suite_command(workers: int, data_dir: str, out: Path, studies: str, seeds: int) -> list:
+def suite_command(workers: int, data_dir: str, out: Path, studies: str, seeds: int,
+                  quick: bool = False) -> list:
     return [sys.executable, "-m", "experiments.run", "--only", studies, "--seeds", str(seeds),
             "--data-dir", str(data_dir), "--workers", str(workers), "--out", str(out),
-            "--no-progress"]
+            "--no-progress", *(["--quick"] if quick else [])]
 
 
 def accuracies(out: Path) -> dict:
@@ -36,36 +39,46 @@ def accuracies(out: Path) -> dict:
 
 
 def run_scaling(counts: list[int], data_dir: str, *, studies: str = STUDIES,
-                seeds: int = 1) -> dict:
-    """Wall times of the suite slice per worker count, and their ratios to the first."""
+                seeds: int = 1, repeats: int = 1, quick: bool = False) -> dict:
+    """Wall times of the suite slice per worker count, and their ratios to the first.
+
+    With ``repeats`` > 1 the counts take turns (1, 2, 1, 2, ...), so a slow spell of a
+    shared machine hits every count alike, and each count's best time is compared.
+    """
     from experiments.bench_runners import BenchError
 
-    rows, reference = [], None
+    walls: dict[int, list[float]] = {n: [] for n in counts}
+    same = {n: True for n in counts}
+    reference = None
     with tempfile.TemporaryDirectory(prefix="xpnet-scaling-") as tmp:
-        for n in counts:
-            out = Path(tmp) / f"workers-{n}"
-            start = time.perf_counter()
-            proc = subprocess.run(suite_command(n, data_dir, out, studies, seeds),
-                                  capture_output=True, text=True,
-                                  env={k: v for k, v in os.environ.items()
-                                       if k not in ("XPNET_WORKERS", "XPNET_SCHEDULER")})
-            wall = time.perf_counter() - start
-            if proc.returncode != 0:
-                last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-                raise BenchError(f"The suite failed with --workers {n} ({last}); run "
-                                 f"{' '.join(suite_command(n, data_dir, out, studies, seeds))}"
-                                 " to see why.")
-            acc = accuracies(out)
-            same = reference is None or acc == reference
-            reference = reference or acc
-            rows.append({"workers": n, "wall_s": wall, "same_numbers": same})
-            print(f"workers {n}: {wall:.1f} s wall for --only {studies} --seeds {seeds} "
-                  f"({len(acc)} runs; test accuracies "
-                  f"{'identical to the first count' if same else 'DIFFER from the first count'})",
-                  flush=True)
+        for round_ in range(repeats):
+            for n in counts:
+                out = Path(tmp) / f"workers-{n}-{round_}"
+                command = suite_command(n, data_dir, out, studies, seeds, quick)
+                start = time.perf_counter()
+                proc = subprocess.run(command, capture_output=True, text=True,
+                                      env={k: v for k, v in os.environ.items()
+                                           if k not in ("XPNET_WORKERS", "XPNET_SCHEDULER")})
+                wall = time.perf_counter() - start
+                if proc.returncode != 0:
+                    last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+                    raise BenchError(f"The suite failed with --workers {n} ({last}); run "
+                                     f"{' '.join(command)} to see why.")
+                acc = accuracies(out)
+                reference = reference or acc
+                same[n] = same[n] and acc == reference
+                walls[n].append(wall)
+                shutil.rmtree(out, ignore_errors=True)
+                print(f"workers {n}: {wall:.1f} s wall for --only {studies} --seeds {seeds} "
+                      f"({len(acc)} runs; test accuracies "
+                      f"{'identical to the first' if acc == reference else 'DIFFER from the first'}"
+                      f" invocation)", flush=True)
+    rows = [{"workers": n, "wall_s": min(walls[n]), "walls_s": walls[n],
+             "same_numbers": same[n]} for n in counts]
     first = rows[0]
+    best = "best of " + str(repeats) + " " if repeats > 1 else ""
     for row in rows[1:]:
         row["ratio"] = row["wall_s"] / first["wall_s"]
         print(f"scaling {row['workers']} vs {first['workers']} workers: {row['ratio']:.2f}x "
-              f"({row['wall_s']:.1f} s / {first['wall_s']:.1f} s)", flush=True)
-    return {"studies": studies, "seeds": seeds, "rows": rows}
+              f"({best}{row['wall_s']:.1f} s / {first['wall_s']:.1f} s)", flush=True)
+    return {"studies": studies, "seeds": seeds, "repeats": repeats, "rows": rows}

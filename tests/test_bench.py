@@ -139,3 +139,19 @@ def test_sync_check_needs_a_device():
     net = bench_runners.make_net(backend, 1)
     with pytest.raises(bench_runners.BenchError, match="needs a device"):
         bench_syncs.check_host_syncs(net, _tiny_split(backend), steps=1)
+
+
+def test_scaling_takes_turns_and_compares_the_best_walls(tiny_data, capsys):
+    from experiments.bench_scaling import run_scaling
+
+    result = run_scaling([1, 2], str(tiny_data), studies="overfit", quick=True, repeats=2)
+    out = capsys.readouterr().out
+    workers = [int(line.split()[1].rstrip(":")) for line in out.splitlines()
+               if line.startswith("workers ")]
+    assert workers == [1, 2, 1, 2]  # the counts take turns
+    one, two = result["rows"]
+    assert len(one["walls_s"]) == len(two["walls_s"]) == 2
+    assert one["wall_s"] == min(one["walls_s"]) and two["wall_s"] == min(two["walls_s"])
+    assert one["same_numbers"] and two["same_numbers"]
+    assert two["ratio"] == pytest.approx(two["wall_s"] / one["wall_s"])
+    assert f"scaling 2 vs 1 workers: {two['ratio']:.2f}x (best of 2 " in out
