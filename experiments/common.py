@@ -183,12 +183,12 @@ class Context:
         self.study_name = study_name
         self.data_settings = data_settings
         self.reporter = reporter
-        self.planning = planning  # only tell the reporter what would run (see Suite.plan)
+        self.planning = planning  # only collect what would run (see Suite.plan)
         self.trained = 0
         self.reused = 0
         self.reused_s = 0.0
         #: Records this study has asked for so far: runs submitted after such a wait
-        #: depend on earlier ones (a chain), and go ahead of the queue (see :meth:`submit`).
+        #: depend on earlier ones (a chain), and go ahead of the queue (see :meth:`priority`).
         self.waits = 0
         #: A study whose later runs wait on its earlier ones declares ``CHAINED = True``.
         self.chained = chained
