@@ -211,9 +211,8 @@ class DaskExecutor:
         fifo_timeout=0: Dask gives every task submitted within 100 ms the same rank by
         default, and the whole first wave of the suite then ran last-submitted first (the
         lambda search's first run started last, and its chain ran alone at the end).  The
-        suite sets
-        ``priority`` so that chained studies go first, then the longest runs (see
-        ``Context.priority``).
+        suite sets ``priority`` so that chained studies go first, then the longest runs
+        (see ``Context.priority``).
         """
         self.backlog.task_submitted()
         future = self.client.submit(fn, *args, key=(RUN_TASK_GROUP, key), pure=False,
