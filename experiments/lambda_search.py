@@ -20,7 +20,7 @@ N_VALUES = 8
 REPORTS_BEST = "~0.003-0.007"
 REPORTS_TEST = "53.4 %"
 #: Later runs wait on earlier ones (coarse → fine → final): start this study's runs first
-#: (see ``Context.submit``).
+#: (see ``Context.priority``).
 CHAINED = True
 
 

@@ -53,7 +53,7 @@ SWEEPS = ("log", "linear")
 ONSET = 0.1  # eta_min: where accuracy has risen this share of the way to its peak
 TAGS = {True: "BN", False: "no BN"}
 #: Later runs wait on earlier ones (range test → final run): start this study's runs first
-#: (see ``Context.submit``).
+#: (see ``Context.priority``).
 CHAINED = True
 
 

@@ -30,7 +30,7 @@ from xpnet import Network, NetworkConfig, TrainConfig, to_numpy
 from xpnet import schedules as _schedules
 from xpnet.codec import to_jsonable
 from xpnet.errors import DataError, XpnetError
-from xpnet.training import Callback, DeviceSplit, train
+from xpnet.training import Callback, DeviceSplit, record_steps, train
 
 #: In-process runs report progress to this handler (set by the in-process executor).
 LOCAL_PROGRESS_HANDLER = None
@@ -256,15 +256,15 @@ def estimated_seconds(spec: dict) -> float:
     Counts what the run does: ``M * steps * batch`` samples through the network's
     weights, ``steps * layers`` rounds of per-layer calls, and at each record point
     ``M * (training-eval + validation images)`` through the weights.  Only the order
-    of the estimates matters (see ``Context.submit``), not their scale.
+    of the estimates matters (see ``Context.priority``), not their scale.
     """
     config, train_fields = spec["config"], spec["train"]
     dims = [config["d_in"], *config["hidden"], config["n_classes"]]
     macs = sum(a * b for a, b in zip(dims, dims[1:]))
     schedule = make_schedule(spec["schedule"], spec["models"])
     steps = schedule.total_steps
-    every = max(1, schedule.cycle_length // train_fields["evals_per_cycle"])
-    records = len(set(range(every, steps + 1, every)) | {steps}) + 1
+    records = len(record_steps(steps, schedule.cycle_length,
+                               train_fields["evals_per_cycle"])) + 1  # and step 0
     eval_rows = (min(train_fields["train_eval_size"] or spec["n_train"], spec["n_train"])
                  + spec["data"]["val"])
     M = n_models(spec)

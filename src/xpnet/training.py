@@ -213,6 +213,13 @@ def per_model_rates(schedule, n_models: int) -> np.ndarray:
     return rates
 
 
+def record_steps(total: int, cycle_length: int, evals_per_cycle: int) -> set[int]:
+    """The steps (1..``total``) after which :func:`train` records the history: every
+    ``cycle_length // evals_per_cycle`` steps and the last (step 0 is recorded too)."""
+    every = max(1, cycle_length // evals_per_cycle)
+    return set(range(every, total + 1, every)) | {total}
+
+
 def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit | None = None,
           config: TrainConfig | None = None, *, shuffle_seeds=None, callbacks=(),
           progress: bool = True, desc: str = "train") -> History:
@@ -236,8 +243,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         raise XpnetError(f"batch_size {B} is larger than the {N} training samples.")
     rates = per_model_rates(schedule, M)
     total = rates.shape[0]
-    every = max(1, schedule.cycle_length // config.evals_per_cycle)
-    record_at = set(range(every, total + 1, every)) | {total}
+    record_at = record_steps(total, schedule.cycle_length, config.evals_per_cycle)
     seeds = shuffle_seeds if shuffle_seeds is not None else (net.seeds or [0])
     train_eval = train_data if config.train_eval_size is None else train_data.head(
         config.train_eval_size)
