@@ -29,6 +29,7 @@ import numpy as np
 from xpnet.atomic import atomic_write
 from xpnet.backend import to_numpy
 from xpnet.errors import CheckpointError, XpnetError
+from xpnet.init import INITS
 from xpnet.network import Network, NetworkConfig
 from xpnet.schedules import CyclicalLR
 from xpnet.training import DeviceSplit, History, TrainConfig, train
@@ -79,21 +80,28 @@ class Classifier:
                  momentum=0.0, batch_size: int = 100, n_classes: int | None = None,
                  evals_per_cycle: int = 10, train_eval_size: int | None = 10000,
                  device="cpu", dtype: str = "float32"):
-        self.hidden = tuple(int(h) for h in hidden)
+        if init not in INITS:
+            raise XpnetError(f"Unknown init {init!r}; use one of: {', '.join(INITS)}.")
+        if dtype not in ("float32", "float64"):
+            raise XpnetError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
+        if not (_is_number(bn_momentum) and 0 <= bn_momentum <= 1):
+            raise XpnetError(f"bn_momentum must be in [0, 1], got {bn_momentum!r}.")
+        self.hidden = _widths(hidden)
         self.batch_norm = bool(batch_norm)
         self.init = init
         self.lam = _per_model_value("lam", lam)
         self.seeds = _per_model_value("seeds", seeds, whole=True)
-        self.sigma = _per_model_value("sigma", sigma)
+        self.sigma = None if sigma is None else _per_model_value("sigma", sigma)
         self.bn_eps = _per_model_value("bn_eps", bn_eps)
         self.bn_momentum = float(bn_momentum)
         self.momentum = _per_model_value("momentum", momentum)
-        self.batch_size = int(batch_size)
-        self.n_classes = None if n_classes is None else int(n_classes)
-        self.evals_per_cycle = int(evals_per_cycle)
-        self.train_eval_size = None if train_eval_size is None else int(train_eval_size)
+        self.batch_size = _whole("batch_size", batch_size, 1)
+        self.n_classes = None if n_classes is None else _whole("n_classes", n_classes, 2)
+        self.evals_per_cycle = _whole("evals_per_cycle", evals_per_cycle, 1)
+        self.train_eval_size = (None if train_eval_size is None
+                                else _whole("train_eval_size", train_eval_size, 1))
         self.device = device
-        self.dtype = str(dtype)
+        self.dtype = dtype
         self.network_: Network | None = None
         self.history_: History | None = None
         _models_from({name: getattr(self, name) for name in PER_MODEL})  # lengths agree
@@ -258,12 +266,39 @@ class Classifier:
 
 
 # ---------------------------------------------------------------------- input checks
+def _is_number(value) -> bool:
+    """Whether ``value`` is one real number (not a bool, a string or a sequence)."""
+    return np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
+
+
+def _numbers(value) -> np.ndarray | None:
+    """``value`` as float64 ``()`` or ``(k,)``; None unless a number or a flat sequence of them."""
+    arr = np.asarray(value, dtype=object)  # a ragged sequence stays 1-D instead of failing
+    if arr.ndim > 1 or not all(_is_number(v) for v in arr.reshape(-1)):
+        return None
+    return arr.astype(np.float64)
+
+
+def _widths(hidden) -> tuple[int, ...]:
+    """Hidden widths as a tuple of positive ints (one int: one hidden layer)."""
+    arr = _numbers(hidden)
+    if arr is None or not np.all((arr == np.round(arr)) & (arr >= 1)):
+        raise XpnetError(f"hidden must be a sequence of positive whole widths such as "
+                         f"(50, 50), got {hidden!r}.")
+    return tuple(int(h) for h in arr.reshape(-1).tolist())
+
+
+def _whole(name: str, value, minimum: int) -> int:
+    """``value`` as an int, which must be a whole number at least ``minimum``."""
+    if not (_is_number(value) and value == np.round(value) and value >= minimum):
+        raise XpnetError(f"{name} must be a whole number of at least {minimum}, got {value!r}.")
+    return int(value)
+
+
 def _per_model_value(name: str, value, whole: bool = False):
     """A scalar stays a scalar (float, or int if ``whole``); a sequence becomes a tuple."""
-    if value is None:
-        return None
-    arr = np.asarray(value)
-    if arr.ndim > 1 or arr.size == 0 or arr.dtype.kind not in "biuf":
+    arr = _numbers(value)
+    if arr is None or arr.size == 0:
         raise XpnetError(f"{name} must be a number or a sequence of one number per model, "
                          f"got {value!r}.")
     if whole and not np.all((arr == np.round(arr)) & (arr >= 0)):

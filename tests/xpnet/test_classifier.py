@@ -232,8 +232,26 @@ def test_per_model_lengths_must_agree():
     with pytest.raises(XpnetError) as err:
         small(lam=[1e-3, 1e-2]).fit(TRAIN, CyclicalLR((1e-3,) * 3, 0.1, n_s_epochs=1))
     one_sentence(err, "lam has 2", "the schedule has 3")
-    for kwargs in ({"seeds": 0.5}, {"seeds": [-1, 2]}, {"lam": [[1e-3]]}, {"lam": []},
-                   {"lam": "big"}):
-        with pytest.raises(XpnetError) as err:
-            small(**kwargs)
-        one_sentence(err)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"seeds": 0.5}, "seeds"), ({"seeds": [-1, 2]}, "seeds"), ({"seeds": None}, "seeds"),
+    ({"lam": [[1e-3]]}, "lam"), ({"lam": []}, "lam"), ({"lam": "big"}, "lam"),
+    ({"momentum": [0.1, [0.2]]}, "momentum"), ({"bn_eps": True}, "bn_eps"),
+    ({"hidden": [50, 0]}, "hidden"), ({"hidden": "50"}, "hidden"),
+    ({"batch_size": 0.5}, "batch_size"), ({"n_classes": 1}, "n_classes"),
+    ({"init": "glorot"}, "init"), ({"dtype": "float16"}, "dtype"),
+    ({"bn_momentum": 1.5}, "bn_momentum"),
+])
+def test_bad_constructor_arguments(kwargs, word):
+    with pytest.raises(XpnetError) as err:
+        small(**kwargs)
+    one_sentence(err, word)
+
+
+def test_friendly_constructor_arguments():
+    clf = Classifier(hidden=30, lam=np.array([1e-3, 1e-2]), seeds=np.int64(3),
+                     batch_size=np.int64(50))
+    assert clf.hidden == (30,) and clf.lam == (1e-3, 1e-2) and clf.seeds == 3
+    assert type(clf.batch_size) is int and clf.n_models == 2
+    assert Classifier(hidden=()).hidden == ()  # a linear classifier
