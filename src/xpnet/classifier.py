@@ -136,6 +136,21 @@ class Classifier:
         if not hasattr(schedule, "rates"):
             raise XpnetError("The schedule must be one from xpnet.schedules (CyclicalLR, "
                              f"ConstantLR, ...), got {type(schedule).__name__}.")
+        net = self._new_network(X.shape[1], self._class_count(X, y, val_pair), schedule)
+        C = net.config.n_classes
+        train_split = DeviceSplit.from_host(net.backend, X, y, C, self.dtype)
+        val_split = None if val_pair is None else DeviceSplit.from_host(
+            net.backend, *val_pair, C, self.dtype)
+        train_config = TrainConfig(batch_size=self.batch_size, momentum=self.momentum,
+                                   evals_per_cycle=self.evals_per_cycle,
+                                   train_eval_size=self.train_eval_size)
+        history = train(net, schedule, train_split, val_split, train_config,
+                        callbacks=callbacks, progress=progress)
+        self.network_, self.history_ = net, history
+        return history
+
+    def _class_count(self, X, y, val_pair) -> int:
+        """C: ``n_classes``, else one more than the largest label; checks val against it."""
         splits = {"The training data": (X, y), **({"val": val_pair} if val_pair else {})}
         n_classes = self.n_classes if self.n_classes is not None else max(
             2, 1 + max(int(y_.max()) for _, y_ in splits.values()))
@@ -144,25 +159,19 @@ class Classifier:
             if X_.shape[1] != X.shape[1]:
                 raise XpnetError(f"val has {X_.shape[1]} features but the training data "
                                  f"has {X.shape[1]}.")
+        return n_classes
+
+    def _new_network(self, d_in: int, n_classes: int, schedule) -> Network:
+        """M freshly initialised models, M from the per-model values and the schedule."""
         per_model = {name: getattr(self, name) for name in PER_MODEL}
         M = _models_from({**per_model, "the schedule": getattr(schedule, "n_models", None)})
         config = NetworkConfig(
-            d_in=X.shape[1], hidden=self.hidden, n_classes=n_classes,
-            batch_norm=self.batch_norm, init=self.init, bn_momentum=self.bn_momentum,
+            d_in=d_in, hidden=self.hidden, n_classes=n_classes, batch_norm=self.batch_norm,
+            init=self.init, bn_momentum=self.bn_momentum,
             **({} if isinstance(self.bn_eps, tuple) else {"bn_eps": self.bn_eps}))
-        net = Network.create(config, n_models=M, seeds=self.seeds, lam=self.lam,
-                             sigma=self.sigma, bn_eps=self.bn_eps, device=self.device,
-                             dtype=self.dtype)
-        train_split = DeviceSplit.from_host(net.backend, X, y, n_classes, self.dtype)
-        val_split = None if val_pair is None else DeviceSplit.from_host(
-            net.backend, *val_pair, n_classes, self.dtype)
-        train_config = TrainConfig(batch_size=self.batch_size, momentum=self.momentum,
-                                   evals_per_cycle=self.evals_per_cycle,
-                                   train_eval_size=self.train_eval_size)
-        history = train(net, schedule, train_split, val_split, train_config,
-                        callbacks=callbacks, progress=progress)
-        self.network_, self.history_ = net, history
-        return history
+        return Network.create(config, n_models=M, seeds=self.seeds, lam=self.lam,
+                              sigma=self.sigma, bn_eps=self.bn_eps, device=self.device,
+                              dtype=self.dtype)
 
     # ---------------------------------------------------------------- inference
     def predict(self, X) -> np.ndarray:
