@@ -304,8 +304,9 @@ class Network:
             meta = json.loads(str(state.pop("meta")))
             config = NetworkConfig(**meta["config"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
+            reason = str(exc).split(". ")[0].rstrip(".")  # the message stays one sentence
             raise CheckpointError(
-                f"{path} is not a readable xpnet checkpoint ({exc}); pass a file written "
+                f"{path} is not a readable xpnet checkpoint ({reason}); pass a file written "
                 "by Network.save.") from None
         dt = backend.dtype(dtype) if dtype else None
         params, buffers = {}, {}
