@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from experiments.suite import tasks as runs
+from experiments.suite.args import UsageError
 from experiments.suite.context import ABORT, Context, RunFailed, Settings
 from experiments.suite.dispatch import Dispatcher
-from experiments.suite.args import UsageError
 from experiments.suite.progress import Reporter
 from experiments.suite.store import ResultStore, library_versions, now
 from xpnet.errors import DataError, XpnetError
