@@ -217,3 +217,30 @@ def test_checkpoint_refuses_garbage(tmp_path):
     path.write_bytes(b"not a zip file at all")
     with pytest.raises(CheckpointError):
         Network.load(path)
+
+
+def test_per_model_eps_in_lockstep_equals_one_net_per_eps():
+    be = get_backend("cpu")
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 6)) * 1e-2
+    config = NetworkConfig(d_in=6, hidden=(5, 4), n_classes=3, init="normal")
+    eps = [1e-3, 1e-5, 1e-8]
+    net = Network.create(config, seeds=[0, 0, 0], sigma=1e-3, bn_eps=eps, device=be,
+                         dtype="float64")
+    assert to_numpy(net.bn_eps).tolist() == eps
+    scores, _ = net.forward(X, train=True)
+    for m, e in enumerate(eps):
+        alone = Network.create(NetworkConfig(**{**config.to_dict(), "bn_eps": e}), seeds=0,
+                               sigma=1e-3, device=be, dtype="float64")
+        np.testing.assert_allclose(to_numpy(scores)[m], to_numpy(alone.forward(X)[0])[0],
+                                   rtol=1e-12, atol=1e-300)
+    default = Network.create(config, seeds=[0, 1], sigma=1e-3, device=be)
+    assert to_numpy(default.bn_eps).tolist() == pytest.approx([1e-5, 1e-5])
+
+
+def test_per_model_eps_survives_a_checkpoint(tmp_path):
+    net = Network.create(NetworkConfig(d_in=4, hidden=(3,), n_classes=2), seeds=[0, 1],
+                         bn_eps=[1e-3, 1e-8])
+    net.save(tmp_path / "net.npz")
+    loaded = Network.load(tmp_path / "net.npz")
+    assert loaded.bn_eps_host.tolist() == [1e-3, 1e-8]

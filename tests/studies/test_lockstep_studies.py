@@ -1,5 +1,5 @@
-"""The studies of issue 12 end to end on tiny data: lr_range, bn_eps, activations, and
-lr_bn as 2 lockstep runs; plus per-model batch-norm eps in the core."""
+"""The studies whose settings vary per model, end to end on tiny data: lr_bn, lr_range,
+bn_eps and activations each train their grid as lockstep runs, and report it."""
 
 from __future__ import annotations
 
@@ -12,22 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpnet.backend import get_backend, to_numpy
-from xpnet.network import Network, NetworkConfig
 from xpnet.testing import write_cifar_batches
 
 REPO = Path(__file__).resolve().parents[2]
-NEW = ("lr_bn", "lr_range", "bn_eps", "activations")
+STUDIES = ("lr_bn", "lr_range", "bn_eps", "activations")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def quick_new(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-new")
+def quick_lockstep_studies(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-lockstep")
     write_cifar_batches(root, n_per_batch=200, seed=2)
-    out = tmp_path_factory.mktemp("new") / "out"
+    out = tmp_path_factory.mktemp("lockstep") / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.run", "--quick", "--only", ",".join(NEW),
+        [sys.executable, "-m", "experiments.run", "--quick", "--only", ",".join(STUDIES),
          "--seeds", "2", "--workers", "1", "--no-progress", "--data-dir", str(root),
          "--out", str(out)], cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
         timeout=600)
@@ -35,7 +33,7 @@ def quick_new(tmp_path_factory):
     return proc, out, json.loads((out / "results.json").read_text(encoding="utf-8"))
 
 
-def test_list_shows_the_new_studies():
+def test_list_shows_these_studies():
     proc = subprocess.run([sys.executable, "-m", "experiments.run", "--list"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -43,10 +41,10 @@ def test_list_shows_the_new_studies():
         assert name in proc.stdout
 
 
-def test_runs_are_lockstep(quick_new):
-    _, _, results = quick_new
+def test_runs_are_lockstep(quick_lockstep_studies):
+    _, _, results = quick_lockstep_studies
     studies = results["studies"]
-    assert set(studies) == set(NEW)
+    assert set(studies) == set(STUDIES)
     lr_bn = studies["lr_bn"]["runs"]
     assert set(lr_bn) == {"bn", "nobn"}
     for rec in lr_bn.values():  # 3 rates x 2 seeds in one network, the rate per model
@@ -68,10 +66,10 @@ def test_runs_are_lockstep(quick_new):
     assert np.shape(acts["z_std"]) == (n_points, 8, 2)
 
 
-def test_bn_eps_init_variance_collapses_below_eps(quick_new):
+def test_bn_eps_init_variance_collapses_below_eps(quick_lockstep_studies):
     """9 layers at sigma 1e-4: with eps 1e-3 the deepest pre-activations are far smaller
     than with eps 1e-8 (batch norm shrinks instead of normalising)."""
-    _, _, results = quick_new
+    _, _, results = quick_lockstep_studies
     var = np.asarray(results["studies"]["bn_eps"]["runs"]["9-layer-init"]["pre_var"])
     models = results["studies"]["bn_eps"]["runs"]["9-layer"]["spec"]["models"]
     pick = {eps: [m for m in range(18) if models["sigma"][m] == 1e-4 and models["eps"][m] == eps]
@@ -79,10 +77,10 @@ def test_bn_eps_init_variance_collapses_below_eps(quick_new):
     assert var[-2, pick[1e-3]].max() < 1e-20 < var[-2, pick[1e-8]].min()
 
 
-def test_report_sections_tables_and_figures(quick_new):
-    proc, out, results = quick_new
+def test_report_sections_tables_and_figures(quick_lockstep_studies):
+    proc, out, results = quick_lockstep_studies
     report = (out / "report.md").read_text(encoding="utf-8")
-    for name in NEW:
+    for name in STUDIES:
         study = results["studies"][name]
         assert study["status"] == "done"
         assert f"## {name}" in report
@@ -97,39 +95,12 @@ def test_report_sections_tables_and_figures(quick_new):
     assert "Smith" in report and "Ioffe" in report
 
 
-def test_figures_fit_a_page(quick_new):
+def test_figures_fit_a_page(quick_lockstep_studies):
     """About 1000 px wide, taller than a third of their width, no taller than wide."""
     import matplotlib.image as mpimg
 
-    _, out, results = quick_new
-    for name in NEW:
+    _, out, results = quick_lockstep_studies
+    for name in STUDIES:
         for rel in results["studies"][name]["figures"]:
             h, w = mpimg.imread(out / rel).shape[:2]
             assert 900 <= w <= 1100 and w / 3 <= h <= w, (rel, w, h)
-
-
-def test_per_model_eps_in_lockstep_equals_one_net_per_eps():
-    be = get_backend("cpu")
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((40, 6)) * 1e-2
-    config = NetworkConfig(d_in=6, hidden=(5, 4), n_classes=3, init="normal")
-    eps = [1e-3, 1e-5, 1e-8]
-    net = Network.create(config, seeds=[0, 0, 0], sigma=1e-3, bn_eps=eps, device=be,
-                         dtype="float64")
-    assert to_numpy(net.bn_eps).tolist() == eps
-    scores, _ = net.forward(X, train=True)
-    for m, e in enumerate(eps):
-        alone = Network.create(NetworkConfig(**{**config.to_dict(), "bn_eps": e}), seeds=0,
-                               sigma=1e-3, device=be, dtype="float64")
-        np.testing.assert_allclose(to_numpy(scores)[m], to_numpy(alone.forward(X)[0])[0],
-                                   rtol=1e-12, atol=1e-300)
-    default = Network.create(config, seeds=[0, 1], sigma=1e-3, device=be)
-    assert to_numpy(default.bn_eps).tolist() == pytest.approx([1e-5, 1e-5])
-
-
-def test_per_model_eps_survives_a_checkpoint(tmp_path):
-    net = Network.create(NetworkConfig(d_in=4, hidden=(3,), n_classes=2), seeds=[0, 1],
-                         bn_eps=[1e-3, 1e-8])
-    net.save(tmp_path / "net.npz")
-    loaded = Network.load(tmp_path / "net.npz")
-    assert loaded.bn_eps_host.tolist() == [1e-3, 1e-8]
