@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from experiments.report.markdown import write_report
-from experiments.studies import STUDY_NAMES, load_study
+from experiments.studies import STUDY_NAMES, load_study, load_study_file
 from experiments.suite.args import Parser, UsageError, positive_int
 from experiments.suite.context import ABORT
 from experiments.suite.engine import Suite
@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="output folder (default runs/<timestamp>); reuse it to resume")
     p.add_argument("--only", metavar="A,B", help="comma-separated studies to run (see --list)")
+    p.add_argument("--study", metavar="FILE", action="append", default=[],
+                   help="also run the study in this Python file (repeatable; without --only, "
+                        "only the files' studies run); see README, 'Write a study'")
     p.add_argument("--list", action="store_true", help="list the studies and exit")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: small data and schedules (numbers not comparable)")
@@ -61,16 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def select_studies(only: str | None) -> list[str]:
-    """Study names from ``--only`` (all by default), in suite order."""
+def select_studies(only: str | None, files=()) -> dict:
+    """The studies to run, by name, in report order: the built-in ones ``--only`` names
+    (all of them when neither ``--only`` nor ``--study`` is given), then the files'."""
+    own = {}
+    for path in files:
+        module = load_study_file(path, taken=own)
+        own[module.NAME] = module
     if only is None:
-        return list(STUDY_NAMES)
-    wanted = [w.strip() for w in only.split(",") if w.strip()]
-    unknown = [w for w in wanted if w not in STUDY_NAMES]
-    if unknown or not wanted:
-        what = f"Unknown study {unknown[0]!r}" if unknown else "No study named"
-        raise UsageError(f"{what} in --only; choose from: {', '.join(STUDY_NAMES)}.")
-    return [name for name in STUDY_NAMES if name in wanted]
+        wanted = [] if own else list(STUDY_NAMES)
+    else:
+        wanted = [w.strip() for w in only.split(",") if w.strip()]
+        unknown = [w for w in wanted if w not in STUDY_NAMES and w not in own]
+        if unknown or not wanted:
+            what = f"Unknown study {unknown[0]!r}" if unknown else "No study named"
+            raise UsageError(f"{what} in --only; choose from: {', '.join(STUDY_NAMES)}.")
+    chosen = {name: load_study(name) for name in STUDY_NAMES if name in wanted}
+    return {**chosen, **own}
 
 
 def _raise_interrupt(signum, frame):
@@ -90,7 +100,7 @@ def main(argv=None) -> int:
             for name in STUDY_NAMES:
                 print(f"{name:18s} {load_study(name).DESCRIPTION}")
             return 0
-        names = select_studies(args.only)
+        studies = select_studies(args.only, args.study)
         out = Path(args.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
         from xpnet.backend import get_backend
 
@@ -101,9 +111,9 @@ def main(argv=None) -> int:
         except OSError:  # a name too long, a file in the path: check_writable says so
             created = False
         check_writable(out)
-        studies = {name: load_study(name) for name in names}
         return Suite(args, studies, out, backend, executor,
-                     functools.partial(write_report, order=STUDY_NAMES), argv).run()
+                     functools.partial(write_report, order=[*STUDY_NAMES, *studies]),
+                     argv).run()
     except XpnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

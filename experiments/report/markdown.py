@@ -160,6 +160,7 @@ def render_report(results: dict, order=None) -> str:
     meta = results.get("meta", {})
     studies = results.get("studies", {})
     names = [n for n in (order or studies) if n in studies]
+    names += [n for n in studies if n not in names]  # a study file's, from an earlier run
     out = ["# xpnet: DD2424 Assignment 3 studies on CIFAR-10", ""]
     if scale_setting(meta, "quick"):
         out += [QUICK_BANNER, ""]

@@ -22,7 +22,6 @@ import numpy as np
 
 from experiments.report.figures import COLORS, Line, LinePanel, plot_heatmaps, plot_lines
 from experiments.studies.kit import ARCHS, test_cell
-from experiments.suite import spec as specs
 from experiments.suite import tasks
 from xpnet import to_numpy
 from xpnet.training import Callback
@@ -82,12 +81,10 @@ def run(ctx) -> dict:
     schedule = ctx.cyclical(2)
     handles = {}
     for bn in (True, False):
-        spec = ctx.train_spec(hidden=ARCHS[ARCH], seeds=ctx.seeds, batch_norm=bn,
-                              schedule=schedule,
-                              train=ctx.train_config(evals_per_cycle=EVALS_PER_CYCLE))
-        spec["probe_size"] = PROBE_SIZE
-        handles[bn] = ctx.submit("bn" if bn else "nobn", spec, train_with_probe,
-                                 steps=schedule.total_steps, cost=specs.estimated_seconds(spec))
+        handles[bn] = ctx.submit_train(
+            "bn" if bn else "nobn", hidden=ARCHS[ARCH], seeds=ctx.seeds, batch_norm=bn,
+            schedule=schedule, train=ctx.train_config(evals_per_cycle=EVALS_PER_CYCLE),
+            fn=train_with_probe, extra={"probe_size": PROBE_SIZE})
     recs = {bn: handles[bn].result() for bn in (True, False)}
     acts = {bn: {k: np.asarray(v, dtype=np.float64) for k, v in rec["activations"].items()}
             for bn, rec in recs.items()}  # steps (T,), stats (T, L, M[, 3])

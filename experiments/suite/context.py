@@ -229,17 +229,21 @@ class Context:
         self.dispatcher.add(handle)
         return handle
 
-    def submit_train(self, key: str, grid=None, **settings) -> RunHandle:
+    def submit_train(self, key: str, grid=None, *, fn=None, extra: dict | None = None,
+                     **settings) -> RunHandle:
         """Submit a training run of M lockstep models.
 
         ``grid`` (a :class:`experiments.studies.kit.Grid`) gives the per-model values
         it names (``seeds``, ``lam``, ``sigma``, ``eps``, ``momentum``); ``settings`` are
-        the rest of :meth:`train_spec`'s arguments.
+        the rest of :meth:`train_spec`'s arguments.  ``fn`` replaces the run function
+        (:func:`experiments.suite.tasks.train_and_test`) with one of the same form that
+        also measures something (see ``tasks.fit_and_test``), and ``extra`` adds its own
+        JSON-able fields to the spec; such a run is never cut into model groups.
         """
-        spec = self.train_spec(grid=grid, **settings)
+        spec = {**self.train_spec(grid=grid, **settings), **(extra or {})}
         steps = specs.make_schedule(spec["schedule"], spec["models"]).total_steps
-        return self.submit(key, spec, tasks.train_and_test, splittable=True, steps=steps,
-                           cost=specs.estimated_seconds(spec))
+        return self.submit(key, spec, fn or tasks.train_and_test, splittable=fn is None,
+                           steps=steps, cost=specs.estimated_seconds(spec))
 
     def train_spec(self, *, grid=None, hidden, seeds=None, lam=0.005, sigma=None, eps=None,
                    batch_norm: bool = True, init: str = "he", schedule=None,

@@ -114,7 +114,7 @@ class Dispatcher:
         fp = fingerprint(handle.spec)
         start = time.perf_counter()  # the in-process executor computes inside submit()
         futures = [self.executor.submit(
-            tasks.execute, handle.fn, part, self.data_settings,
+            tasks.execute, tasks.portable(handle.fn), part, self.data_settings,
             handle.name if len(parts) == 1 else f"{handle.name}#{i}", self.executor.publish,
             key=f"{handle.name}#{i}-{fp}", priority=handle.priority)
             for i, part in enumerate(parts)]

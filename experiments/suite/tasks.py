@@ -145,6 +145,34 @@ def execute(fn, spec: dict, settings: DataSettings, run: str, publish=None) -> d
     return record
 
 
+class ByValue:
+    """A run function from a module that workers cannot import (a study file), carried
+    as cloudpickle's bytes: Dask pickles a task's arguments by reference unless the
+    task itself comes from such a module, so the function travels inside this."""
+
+    def __init__(self, fn):
+        import cloudpickle
+
+        self.name = getattr(fn, "__qualname__", repr(fn))
+        self.payload = cloudpickle.dumps(fn)
+
+    def __call__(self, *args):
+        import cloudpickle
+
+        return cloudpickle.loads(self.payload)(*args)
+
+
+def portable(fn):
+    """``fn``, wrapped in :class:`ByValue` when its module is registered to be pickled by
+    value (see :func:`experiments.studies.load_study_file`)."""
+    try:
+        import cloudpickle
+    except ImportError:  # no Dask: runs stay in this process
+        return fn
+    by_value = cloudpickle.list_registry_pickle_by_value()
+    return ByValue(fn) if getattr(fn, "__module__", None) in by_value else fn
+
+
 class RunError(Exception):
     """A run raised on a worker; carries the original type, message and failing line."""
 
