@@ -40,7 +40,8 @@ def run(ctx) -> dict:
     rows, headline, series = [], [], {}
     for bn, rec in recs.items():
         cells = [test_cell(rec, c) for c in cols]
-        rows.append([TAGS[bn]] + [f"{c} (reports: {r})" for c, r in zip(cells, REPORTS[bn], strict=True)])
+        rows.append([TAGS[bn]] + [f"{c} (reports: {r})"
+                                  for c, r in zip(cells, REPORTS[bn], strict=True)])
         headline += [[f"2-layer, {TAGS[bn]}, eta {eta:g}", cell, REPORTS[bn][i]]
                      for i, (eta, cell) in enumerate(zip(ETAS, cells, strict=True))]
         div = column(rec, "diverged_step") >= 0

@@ -120,7 +120,8 @@ def run(ctx) -> dict:
                      f"{100 * b['log']['peak']:.1f} %", test_cell(rec, ours_cols),
                      test_cell(rec, reports_cols)])
         div = column(rec, "diverged_step") >= 0
-        for (values, diverged, last), c in zip(bars.values(), (ours_cols, reports_cols), strict=True):
+        for (values, diverged, last), c in zip(bars.values(), (ours_cols, reports_cols),
+                                               strict=True):
             values.append(100 * column(rec, "test_accuracy", c))
             diverged.append(div[c])
             last.append(100 * column(rec, "last_val_accuracy", c))
