@@ -226,3 +226,13 @@ def test_builders_starting_together_leave_one_good_file(root, cache_home, lock):
     assert left == [".build.lock", the_file(cache_home).name]  # no temp files
     assert_same(load_cifar10(root, n_val=30, progress=False),
                 load_cifar10(root, n_val=30, progress=False, cache=True))
+
+
+def test_the_cpu_backend_trains_on_the_mapping_itself(root, cache_home):
+    """No private copy of the images in a process: the cpu DeviceSplit views the file."""
+    from xpnet.backend import get_backend
+    from xpnet.training import DeviceSplit
+
+    d = load_cifar10(root, n_val=30, progress=False, cache=True)
+    split = DeviceSplit.from_host(get_backend("cpu"), d.X_train, d.y_train, 10, "float32")
+    assert np.shares_memory(split.X, d.X_train)
