@@ -16,24 +16,21 @@ and the suite exits non-zero.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime as _dt
-import os
-import platform
-import shlex
+import functools
 import signal
 import sys
-import time
 from pathlib import Path
 
-from experiments.suite import tasks as runs
-from experiments.suite.context import (
-    ABORT, STUDY_NAMES, Context, PlanOnly, RunFailed, Settings, load_study)
-from experiments.suite.executor import make_executor
-from experiments.suite.store import ResultStore, check_writable, library_versions, now
-from experiments.suite.progress import Reporter
+from experiments.report.markdown import write_report
+from experiments.studies import STUDY_NAMES, load_study
+from experiments.suite import tasks
 from experiments.suite.args import Parser, UsageError, positive_int
-from xpnet.errors import DataError, XpnetError
+from experiments.suite.context import ABORT
+from experiments.suite.engine import Suite
+from experiments.suite.executor import make_executor
+from experiments.suite.store import check_writable
+from xpnet.errors import XpnetError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,227 +75,8 @@ def select_studies(only: str | None) -> list[str]:
     return [name for name in STUDY_NAMES if name in wanted]
 
 
-def describe_device(backend) -> str:
-    if backend.name == "cuda":
-        try:
-            import cupy
-
-            name = cupy.cuda.runtime.getDeviceProperties(backend.device.id)["name"]
-            return f"cuda ({name.decode() if isinstance(name, bytes) else name})"
-        except Exception:
-            return "cuda"
-    return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-class Suite:
-    """Runs the chosen studies against one output folder, on one executor."""
-
-    def __init__(self, args, names: list[str], out: Path, backend, executor, argv=()):
-        self.names = names
-        self.argv = list(argv)
-        self.out = out
-        self.backend = backend
-        self.executor = executor
-        self.settings = Settings(quick=args.quick, seeds=args.seeds, data_dir=args.data_dir,
-                                 download=args.download, force=args.force,
-                                 progress=not args.no_progress)
-        # Workers may run elsewhere: they get the data folder as an absolute path.
-        data_dir = str(Path(args.data_dir).expanduser().absolute()) if args.data_dir else None
-        self.data_settings = runs.DataSettings(data_dir, args.download, args.quick,
-                                               args.device, progress=not args.no_progress)
-        self.store = ResultStore(out)
-        ABORT.clear()
-        self.reporter = Reporter(enabled=not args.no_progress)
-        executor.subscribe_progress(self.reporter.handle)
-        self.trained = 0
-        self.failures: list[tuple[str, Exception]] = []
-        #: The studies' contexts that :meth:`plan` started runs in, by study name.
-        self.contexts: dict[str, Context] = {}
-
-    def context(self, name: str, planning: bool = False) -> Context:
-        return Context(self.settings, self.store, self.out, self.executor, name,
-                       self.data_settings, self.reporter, planning,
-                       chained=getattr(load_study(name), "CHAINED", False))
-
-    def plan(self) -> None:
-        """Find every run the studies will submit first, before any trains; on a cluster,
-        start them, the first to start first.
-
-        Each unfinished study runs with a planning context whose handles stop the study
-        at its first ``result()``: studies submit their independent runs first, so this
-        finds all of them (a chain such as the lambda search's shows its first link),
-        and the progress total and ETA are right from the start.  A cluster gets them
-        here, in one pass in the order of their priorities (chains, then the longest
-        runs: see ``Context.priority``): left to the study threads, whichever thread came
-        first would take the idle workers, and Dask hands a task to a worker as it
-        arrives.  The studies' contexts then hand out these runs instead of starting them.
-        """
-        planned = []
-        for name in self.names:
-            if self.finished(name):
-                continue
-            ctx = self.context(name, planning=True)
-            try:
-                load_study(name).run(ctx)
-            except PlanOnly:
-                pass
-            planned += [(name, run) for run in ctx.planned]
-        if self.executor.concurrent_studies <= 1:
-            return  # in this process, runs go one after another as the studies ask
-        for name, run in sorted(planned, key=lambda item: -item[1].priority):
-            if name not in self.contexts:
-                self.contexts[name] = self.context(name)
-            self.contexts[name].start_planned(run)
-
-    def say(self, line: str) -> None:
-        self.reporter.say(line)
-
-    def prepare(self) -> None:
-        """Record the invocation; refuse to mix scales or data in one folder unless --force
-        (which drops the chosen studies' runs)."""
-        meta = self.store.data["meta"]
-        self._keep_comparable("scale", self.settings.scale(), self._scale_difference)
-        self.executor.warm_up(runs.warm_up, self.data_settings)  # workers load meanwhile
-        try:
-            # Loads the data (or fails) in this process before anything trains.
-            data = runs.env_for(self.data_settings).data_sizes()
-        except OSError as exc:  # --data-dir names a file, a name too long, ... (not --out)
-            where = exc.filename or self.settings.data_dir or "the default data location"
-            raise DataError(
-                f"Cannot use the data folder {where} ({exc.strerror or type(exc).__name__}); "
-                "pass --data-dir an existing folder that holds cifar-10-batches-py, or one "
-                "that --download can create.") from None
-        self._keep_comparable("data", data, lambda old, new: (
-            f"other CIFAR-10 data ({old['train']} / {old['val']} / {old['test']} images, "
-            f"training statistics {old['train_stats']}) than you gave it "
-            f"({new['train']} / {new['val']} / {new['test']}, {new['train_stats']} from "
-            f"{self.settings.data_dir or 'the default data location'})"))
-        if self.settings.force:  # every run of the chosen studies is recomputed
-            for name in self.names:
-                self.store.study(name)["runs"] = {}  # stale keys of an older layout go too
-        meta.setdefault("created", now())
-        for duplicate in ("quick", "seeds"):  # stored in meta["scale"]
-            meta.pop(duplicate, None)
-        meta.update(updated=now(), device=describe_device(self.backend),
-                    executor=self.executor.description,
-                    versions=library_versions(self.backend.name),
-                    command=" ".join(["python -m experiments.run",
-                                      *(shlex.quote(a) for a in self.argv)]))
-        self.store.save()
-
-    @staticmethod
-    def _scale_difference(old: dict, new: dict) -> str:
-        """``"--quick; you ran without it"``-style words for two ``Settings.scale()``."""
-        parts = []
-        if old.get("quick") != new["quick"]:
-            parts.append("--quick; you ran without it" if old.get("quick")
-                         else "the full data; you ran with --quick")
-        if old.get("seeds") != new["seeds"]:
-            parts.append(f"--seeds {old.get('seeds')}; you ran with --seeds {new['seeds']}")
-        return " and ".join(parts)
-
-    def _keep_comparable(self, key: str, value, difference) -> None:
-        """Store ``meta[key] = value``, refusing stored results made with another value.
-
-        ``difference(old, new)`` says in words how they differ.  With --force the old
-        results are dropped instead.
-        """
-        meta = self.store.data["meta"]
-        old = meta.get(key)
-        if old is not None and old != value and self.store.data["studies"]:
-            if not self.settings.force:
-                raise UsageError(
-                    f"The folder {self.out} was made with {difference(old, value)}; "
-                    "choose another --out, or add --force to replace its results.")
-            self.store.data["studies"] = {}
-        meta[key] = value
-
-    def finished(self, name: str) -> bool:
-        entry = self.store.data["studies"].get(name)
-        return bool(entry and entry.get("status") == "done" and not self.settings.force
-                    and all((self.out / f).is_file() for f in entry.get("figures", [])))
-
-    def run_study(self, name: str) -> None:
-        """Run one study; a failed run marks the study failed and is kept for the end."""
-        if self.finished(name):
-            runs_done = len(self.store.data["studies"][name].get("runs", {}))
-            self.say(f"{name}: skipped (already done, {runs_done} runs reused)")
-            return
-        module = load_study(name)
-        ctx = self.contexts.get(name) or self.context(name)
-        with self.store.lock:
-            entry = self.store.study(name)
-            entry.update(description=module.DESCRIPTION, status="running")
-        start = time.perf_counter()
-        try:
-            result = module.run(ctx)
-        except RunFailed as exc:
-            ctx.settle()  # its other runs finish and are saved: they fail alone
-            with self.store.lock:
-                entry.update(status="failed", error=str(exc))
-                self.store.save()
-            self.failures.append((name, exc))
-            self.say(f"{name}: failed ({exc})")
-            return
-        finally:
-            self.trained += ctx.trained
-        wall = time.perf_counter() - start
-        with self.store.lock:
-            entry.update(result)
-            entry.pop("error", None)
-            # Runs reused from an earlier invocation count with the time they took then.
-            entry.update(status="done", finished_at=now(), wall_s=round(wall + ctx.reused_s, 1))
-            self.store.save()
-        n = len(entry["runs"])
-        self.say(f"{name}: {n} run{'' if n == 1 else 's'} ({ctx.trained} trained, "
-                 f"{ctx.reused} reused), {entry['wall_s']:.0f} s, {result.get('summary', '')}")
-
-    def run(self) -> int:
-        from experiments.report.markdown import write_report
-
-        if self.executor.notice:  # the memory capped the worker count: say so first
-            self.say(self.executor.notice)
-        self.prepare()
-        self.plan()
-        start = time.perf_counter()
-        try:
-            if self.executor.concurrent_studies <= 1:
-                for name in self.names:
-                    self.run_study(name)
-            else:
-                self._run_concurrently()
-        finally:
-            self.reporter.close()
-        self.store.data["meta"]["wall_s_last_invocation"] = round(time.perf_counter() - start, 1)
-        self.store.save()
-        write_report(self.store.data, self.out / "report.md", order=STUDY_NAMES)
-        self.say(f"Trained {self.trained} runs in {time.perf_counter() - start:.0f} s; "
-                 f"report: {self.out / 'report.md'}")
-        for name, exc in self.failures:
-            print(f"error: {exc}", file=sys.stderr)
-        if not self.failures:
-            return 0
-        user_errors = all(isinstance(exc.__cause__, XpnetError) for _, exc in self.failures)
-        return 2 if user_errors else 1
-
-    def _run_concurrently(self) -> None:
-        """Each study on its own client thread; the cluster runs their runs in parallel."""
-        pool = concurrent.futures.ThreadPoolExecutor(len(self.names), "study")
-        try:
-            futures = [pool.submit(self.run_study, name) for name in self.names]
-            for future in futures:
-                while True:  # short waits keep Ctrl-C responsive in the main thread
-                    try:
-                        future.result(timeout=0.2)
-                        break
-                    except concurrent.futures.TimeoutError:
-                        continue
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def main(argv=None) -> int:
@@ -320,13 +98,15 @@ def main(argv=None) -> int:
 
         backend = get_backend(args.device)
         executor = make_executor(args.device, args.workers, args.scheduler,
-                                 data_bytes=runs.data_bytes(args.quick))
+                                 data_bytes=tasks.data_bytes(args.quick))
         try:
             created = not out.exists()
         except OSError:  # a name too long, a file in the path: check_writable says so
             created = False
         check_writable(out)
-        return Suite(args, names, out, backend, executor, argv).run()
+        studies = {name: load_study(name) for name in names}
+        return Suite(args, studies, out, backend, executor,
+                     functools.partial(write_report, order=STUDY_NAMES), argv).run()
     except XpnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

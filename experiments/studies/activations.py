@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.suite import tasks as runs
-from experiments.suite.context import ARCHS, test_cell
+from experiments.suite import spec as specs
+from experiments.suite import tasks
+from experiments.studies.kit import ARCHS, test_cell
 from experiments.report.figures import COLORS, Line, LinePanel, plot_heatmaps, plot_lines
-from xpnet import layers, to_numpy
+from xpnet import to_numpy
 from xpnet.training import Callback
 
 NAME = "activations"
@@ -40,22 +41,6 @@ EVALS_PER_CYCLE = 20
 TAGS = {True: "BN", False: "no BN"}
 
 
-def layer_inputs(net, X) -> list:
-    """Per hidden layer, ``(s, z)``: the pre-activation (dense output, batch norm's input)
-    and the ReLU input (batch norm's output, or ``s`` without BN), each ``(M, n, d)``.
-
-    Train mode (batch statistics of ``X``), running averages untouched.
-    """
-    _, caches = net.forward(X, train=True, update_stats=False)
-    out = []
-    for l, (dense_cache, bn_cache, _) in enumerate(caches[:-1], start=1):
-        x, W = dense_cache
-        s, _ = layers.dense_forward(x, W, net.params.get(f"b{l}"))
-        z = s if bn_cache is None else bn_cache[1] * bn_cache[0] + net.params[f"beta{l}"]
-        out.append((s, z))
-    return out
-
-
 class ActivationProbe(Callback):
     """Records layer statistics of ``net`` on the inputs ``X`` at every record point."""
 
@@ -66,7 +51,7 @@ class ActivationProbe(Callback):
 
     def on_record(self, step, history):
         stats = {k: [] for k in self.data if k != "steps"}
-        for s, z in layer_inputs(self.net, self.X):
+        for s, z in self.net.layer_inputs(self.X):
             s, z = to_numpy(s).astype(np.float64), to_numpy(z).astype(np.float64)
             # (3, M) -> (M, 3): the percentiles of unit 0 over the samples, per model.
             stats["percentiles"].append(np.percentile(z[:, :, 0], PERCENTILES, axis=1).T)
@@ -81,9 +66,9 @@ class ActivationProbe(Callback):
 def train_with_probe(env, spec: dict, callbacks) -> dict:
     """A training run (see :func:`experiments.suite.tasks.train_and_test`) whose record also
     holds ``activations``: the :class:`ActivationProbe` data."""
-    net = runs.make_net(env, spec)
+    net = tasks.make_net(env, spec)
     probe = ActivationProbe(net, env.split("val").X[:spec["probe_size"], ...])
-    record = runs.fit_and_test(env, spec, net, [*callbacks, probe])
+    record = tasks.fit_and_test(env, spec, net, [*callbacks, probe])
     record["activations"] = probe.data
     return record
 
@@ -102,7 +87,7 @@ def run(ctx) -> dict:
                               train=ctx.train_config(evals_per_cycle=EVALS_PER_CYCLE))
         spec["probe_size"] = PROBE_SIZE
         handles[bn] = ctx.submit("bn" if bn else "nobn", spec, train_with_probe,
-                                 steps=schedule.total_steps, cost=runs.estimated_seconds(spec))
+                                 steps=schedule.total_steps, cost=specs.estimated_seconds(spec))
     recs = {bn: handles[bn].result() for bn in (True, False)}
     acts = {bn: {k: np.asarray(v, dtype=np.float64) for k, v in rec["activations"].items()}
             for bn, rec in recs.items()}  # steps (T,), stats (T, L, M[, 3])

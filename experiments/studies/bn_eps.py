@@ -11,8 +11,8 @@ instead of being normalised, and the shrinkage compounds layer after layer.  The
 Here: 3-layer [50, 50] and 9-layer [50, 30, 20, 20, 10, 10, 10, 10], BN on, weights
 N(0, sigma^2) with sigma in {1e-1, 1e-3, 1e-4}, eps in {1e-3, 1e-5, 1e-8}.  One lockstep
 run per architecture whose 3 sigmas x 3 eps x N seeds models differ in sigma, eps and
-seed (eps is per model, like lambda: ``Network.create(bn_eps=...)``); model
-``(i * 3 + j) * N + s`` has sigma ``SIGMAS[i]``, eps ``EPS[j]``, seed ``s``.  A shorter
+seed (a :class:`~experiments.studies.kit.Grid`; eps is per model, like lambda:
+``Network.create(bn_eps=...)``).  A shorter
 schedule than the reports' (1 cycle, n_s = 2 epochs, eta 1e-5..1e-1, lambda 0.005): the
 question is whether a net trains at all.  A second, cheap run per architecture
 measures the per-layer pre-activation variance at initialisation (train mode, 1,000
@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.suite import tasks as runs
-from experiments.studies.activations import layer_inputs
-from experiments.suite.context import ARCHS, BATCH, column, mean_test, test_cell
+from experiments.suite import tasks
+from experiments.studies.kit import ARCHS, BATCH, Grid, column, mean_test, test_cell
 from experiments.report.markdown import sci
 from experiments.report.figures import COLORS, BarPanel, Line, LinePanel, plot_bars, plot_lines
 from xpnet import CyclicalLR, to_numpy
@@ -49,29 +48,20 @@ def init_variances(env, spec: dict, callbacks) -> dict:
     Variance over ``spec["probe_size"]`` training images, averaged over the layer's
     units; rows 1..K-1 are the hidden layers (batch norm's inputs), row K the scores.
     """
-    net = runs.make_net(env, spec)
+    net = tasks.make_net(env, spec)
     X = env.split("train").X[:spec["probe_size"], ...]
     hidden = [to_numpy(s).astype(np.float64).var(axis=1).mean(axis=-1)
-              for s, _ in layer_inputs(net, X)]
+              for s, _ in net.layer_inputs(X)]
     scores, _ = net.forward(X, train=True, update_stats=False)
     out = to_numpy(scores).astype(np.float64).var(axis=1).mean(axis=-1)
     return {"pre_var": np.stack([*hidden, out])}
 
 
-def model_columns(n: int) -> dict:
-    """``(sigma, eps) -> [model columns]`` (one per seed)."""
-    return {(sigma, eps): [((i * len(EPS) + j) * n) + s for s in range(n)]
-            for i, sigma in enumerate(SIGMAS) for j, eps in enumerate(EPS)}
-
-
 def run(ctx) -> dict:
-    n = len(ctx.seeds)
     n_s = max(1, N_S_EPOCHS * len(ctx.data.y_train) // BATCH)
     schedule = CyclicalLR(1e-5, 1e-1, n_s=n_s, cycles=1)
-    models = dict(seeds=ctx.seeds * len(SIGMAS) * len(EPS),
-                  sigma=[s for s in SIGMAS for _ in EPS for _ in ctx.seeds],
-                  eps=[e for _ in SIGMAS for e in EPS for _ in ctx.seeds],
-                  init="normal", batch_norm=True, schedule=schedule)
+    grid = Grid(ctx.seeds, sigma=SIGMAS, eps=EPS)
+    models = dict(grid=grid, init="normal", batch_norm=True, schedule=schedule)
     handles, probes = {}, {}
     for arch in ("3-layer", "9-layer"):
         handles[arch] = ctx.submit_train(arch, hidden=ARCHS[arch], **models)
@@ -81,7 +71,7 @@ def run(ctx) -> dict:
     recs = {arch: h.result() for arch, h in handles.items()}
     pre_var = {arch: np.asarray(h.result()["pre_var"], dtype=np.float64)
                for arch, h in probes.items()}  # (K, M)
-    cols = model_columns(n)
+    cols = {(sigma, eps): grid.columns(sigma=sigma, eps=eps) for sigma in SIGMAS for eps in EPS}
 
     acc_rows, var_rows, cells = [], [], []
     for arch in recs:

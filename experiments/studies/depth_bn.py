@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.suite.context import ARCHS, mean_test, seeds_split, test_cell
+from experiments.studies.kit import ARCHS, mean_test, seeds_split, test_cell
 from xpnet.plots import (
     METRIC_LABELS, PALETTE, Panel, chance_refs, metric_curves, plot_panels, spread_caption)
 from experiments.report.markdown import seeds_cell

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from experiments.suite.context import ARCHS
+from experiments.studies.kit import ARCHS
 from xpnet import Network, NetworkConfig, get_backend, one_hot
 from xpnet.gradcheck import check_gradients
 from xpnet.plots import DotPanel, plot_dot_rows

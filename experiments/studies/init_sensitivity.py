@@ -1,15 +1,15 @@
 """Study 5: sensitivity to the initial weight scale, with and without batch norm.
 
 Weights ~ N(0, sigma^2) for sigma in {1e-1, 1e-3, 1e-4} instead of He.  One run per
-(architecture, BN) whose M = 3 sigmas x N seeds models train together (sigma and
-seed are per-model); model ``i * N + s`` has sigma ``SIGMAS[i]`` and seed ``s``.
+(architecture, BN) whose M = 3 sigmas x N seeds models train together (a
+:class:`~experiments.studies.kit.Grid` of sigma and seeds).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from experiments.suite.context import ARCHS, column, mean_test, seeds_split, test_cell
+from experiments.studies.kit import ARCHS, Grid, column, mean_test, seeds_split, test_cell
 from experiments.report.markdown import CHANCE, STUCK_WITHIN, TRAINED_ABOVE
 from xpnet.plots import PALETTE, Panel, chance_refs, metric_curves, plot_panels, spread_caption
 
@@ -29,20 +29,18 @@ def reports(arch: str, sigma: float, bn: bool) -> str:
 
 
 def run(ctx) -> dict:
-    n = len(ctx.seeds)
-    sigma = [s for s in SIGMAS for _ in ctx.seeds]
-    seeds = ctx.seeds * len(SIGMAS)
+    grid = Grid(ctx.seeds, sigma=SIGMAS)
     schedule = ctx.cyclical(2)
     rows, headline, differences = [], [], []
     worst_gap = None
     handles = {(arch, bn): ctx.submit_train(f"{arch}-{'bn' if bn else 'nobn'}",
-                                            hidden=ARCHS[arch], seeds=seeds, sigma=sigma,
-                                            init="normal", batch_norm=bn, schedule=schedule)
+                                            grid, hidden=ARCHS[arch], init="normal",
+                                            batch_norm=bn, schedule=schedule)
                for arch in ("3-layer", "9-layer") for bn in (True, False)}
     recs = {setting: handle.result() for setting, handle in handles.items()}
     for arch in ("3-layer", "9-layer"):
-        for i, s in enumerate(SIGMAS):
-            cols = columns(i, n)
+        for s in SIGMAS:
+            cols = grid.columns(sigma=s)
             cells = {bn: test_cell(recs[arch, bn], cols) for bn in (True, False)}
             rows.append([arch, f"{s:g}", cells[True], reports(arch, s, True), cells[False],
                          reports(arch, s, False)])
@@ -60,15 +58,10 @@ def run(ctx) -> dict:
     summary = ("largest BN advantage: "
                f"{100 * worst_gap[0]:.1f} points ({worst_gap[1]})" if worst_gap else "done")
     return {"summary": summary, "headline": headline, "differences": differences,
-            "figures": [figure(ctx, recs, n, schedule.cycles)],
+            "figures": [figure(ctx, recs, grid, schedule.cycles)],
             "tables": [{"title": "Test accuracy", "columns": [
                 "architecture", "sigma", "BN (ours)", "BN (reports)", "no BN (ours)",
                 "no BN (reports)"], "rows": rows}]}
-
-
-def columns(i: int, n: int) -> list[int]:
-    """The models of sigma ``SIGMAS[i]`` (one per seed) in a run of ``n`` seeds."""
-    return list(range(i * n, (i + 1) * n))
 
 
 def difference(arch: str, sigma: float, bn: bool, test_accuracy) -> dict | None:
@@ -95,19 +88,20 @@ def difference(arch: str, sigma: float, bn: bool, test_accuracy) -> dict | None:
     return None
 
 
-def figure(ctx, recs: dict, n: int, cycles: int) -> str:
+def figure(ctx, recs: dict, grid: Grid, cycles: int) -> str:
     """Loss curves, a row per architecture and a column per sigma, on one shared y-range."""
     panels = []
     for arch in ("3-layer", "9-layer"):
-        for i, s in enumerate(SIGMAS):
+        for s in SIGMAS:
+            cols = grid.columns(sigma=s)
             curves = []
             # No BN first, wide; BN on top, thin with markers: equal curves stay visible.
             for bn, color, style in ((False, PALETTE[1], dict(width=2.8)),
                                      (True, PALETTE[0], dict(width=1.3, marker="o"))):
                 rec = recs[arch, bn]
-                curves += metric_curves(rec["history"], "loss", columns(i, n),
+                curves += metric_curves(rec["history"], "loss", cols,
                                         f"{'BN' if bn else 'no BN'}, ", color,
-                                        seeds_split(rec, columns(i, n)), **style)
+                                        seeds_split(rec, cols), **style)
             panels.append(Panel(f"{arch}, sigma = {s:g}", "cross-entropy loss", curves,
                                 refs=chance_refs("loss", ctx.data.n_classes)))
     finite = np.concatenate([np.ravel(c.values) for p in panels for c in p.curves])
@@ -121,5 +115,5 @@ def figure(ctx, recs: dict, n: int, cycles: int) -> str:
                 caption="Cross-entropy loss; solid: training set, dashed: validation set; "
                         "blue (thin, dots): with BN, orange (wide): without. All panels share "
                         "one y-range that includes chance (dotted). "
-                        f"{spread_caption(n)}")
+                        f"{spread_caption(len(grid.seeds))}")
     return rel

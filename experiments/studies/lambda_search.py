@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.suite.context import ARCHS, column, seeds_split, test_cell
+from experiments.studies.kit import ARCHS, column, seeds_split, test_cell
 from experiments.report.markdown import pct
 from xpnet.plots import plot_panels, plot_xy, spread_caption, training_panels
 from xpnet.sweep import best_value, fine_grid, grid_spacing, log_uniform_grid, search_scores
@@ -26,8 +26,8 @@ CHAINED = True
 
 def _search(ctx, key: str, grid, cycles: int):
     """Train the ``grid`` of lambdas as one lockstep run; its scores and best lambda."""
-    rec = ctx.train_run(key, hidden=ARCHS["3-layer"], seeds=0, lam=grid,
-                        schedule=ctx.cyclical(cycles))
+    rec = ctx.submit_train(key, hidden=ARCHS["3-layer"], seeds=0, lam=grid,
+                           schedule=ctx.cyclical(cycles)).result()
     scores = search_scores(column(rec, "last_val_accuracy"), column(rec, "diverged_step"))
     return scores, best_value(grid, scores)
 
@@ -40,8 +40,8 @@ def run(ctx) -> dict:
     score_f, best = _search(ctx, "fine", fine, 3)
 
     final_schedule = ctx.cyclical(3)
-    rec = ctx.train_run("final", hidden=hidden, seeds=ctx.seeds, lam=best,
-                        schedule=final_schedule)
+    rec = ctx.submit_train("final", hidden=hidden, seeds=ctx.seeds, lam=best,
+                           schedule=final_schedule).result()
     cell = test_cell(rec)
 
     path, rel = ctx.figure_path("search")

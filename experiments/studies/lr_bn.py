@@ -1,8 +1,8 @@
 """Study 6: constant learning rates with momentum, with and without batch norm.
 
 2-layer [50], momentum 0.8, lambda 0, 10 epochs, eta in {0.0005, 0.03, 0.8}.  Two runs
-(BN on, BN off), each one lockstep network of 3 rates x N seeds: the rate is per model
-(``ConstantLR(eta=(...))``), model ``i * N + s`` has rate ``ETAS[i]`` and seed ``s``.
+(BN on, BN off), each one lockstep network of 3 rates x N seeds (a
+:class:`~experiments.studies.kit.Grid`): the rate is per model (``ConstantLR(eta=(...))``).
 A model that diverges stops at its step and is reported there with its last finite
 figures; the others train on.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.suite.context import ARCHS, BATCH, column, metric, test_cell
+from experiments.studies.kit import ARCHS, BATCH, Grid, column, metric, test_cell
 from experiments.report.figures import CHANCE, BarPanel, Line, LinePanel, plot_bars, plot_lines
 from xpnet import ConstantLR
 
@@ -30,14 +30,14 @@ TAGS = {True: "BN", False: "no BN"}
 def run(ctx) -> dict:
     per_epoch = len(ctx.data.y_train) // BATCH
     n = len(ctx.seeds)
-    schedule = ConstantLR(tuple(eta for eta in ETAS for _ in ctx.seeds),
-                          steps=EPOCHS * per_epoch, cycle_length=per_epoch)
+    grid = Grid(ctx.seeds, eta=ETAS)
+    schedule = ConstantLR(grid.values("eta"), steps=EPOCHS * per_epoch, cycle_length=per_epoch)
     handles = {bn: ctx.submit_train(
-        "bn" if bn else "nobn", hidden=ARCHS["2-layer"], seeds=ctx.seeds * len(ETAS), lam=0.0,
+        "bn" if bn else "nobn", grid, hidden=ARCHS["2-layer"], lam=0.0,
         batch_norm=bn, schedule=schedule,
         train=ctx.train_config(momentum=MOMENTUM, evals_per_cycle=2)) for bn in (True, False)}
     recs = {bn: handles[bn].result() for bn in (True, False)}
-    cols = [list(range(i * n, (i + 1) * n)) for i in range(len(ETAS))]
+    cols = [grid.columns(eta=eta) for eta in ETAS]
 
     rows, headline, series = [], [], {}
     for bn, rec in recs.items():

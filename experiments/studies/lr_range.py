@@ -8,7 +8,8 @@ accuracy starts to rise, eta_max where it slows, becomes ragged or starts to fal
 Here: the 3-layer net [50, 50] (lambda 0.005, He init), BN on and off.  The rate rises
 from 1e-5 to 1 over 4 epochs, linearly (the paper's sweep) and log-linearly (even in
 log(eta), which also resolves the small rates); one lockstep run per BN setting holds
-both sweeps x N seeds (the sweep is a per-model schedule parameter).  Validation
+both sweeps x N seeds (a :class:`~experiments.studies.kit.Grid`; the sweep's spacing is a
+per-model schedule parameter).  Validation
 accuracy (all 5,000 images) and training loss (eval mode, first 2,000 training images)
 are recorded 60 times per sweep.
 
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.suite.context import ARCHS, BATCH, LAMBDA, column, metric, test_cell
+from experiments.studies.kit import ARCHS, BATCH, LAMBDA, Grid, column, metric, test_cell
 from experiments.report.markdown import mean_or_nan
 from experiments.report.figures import CHANCE, BarPanel, Line, LinePanel, plot_bars, plot_lines
 from xpnet import CyclicalLR
@@ -76,23 +77,20 @@ def suggest_bounds(eta, accuracy) -> dict:
             "onset": onset, "peak": float(a[top])}
 
 
-def sweep_columns(n: int) -> dict:
-    """Model columns of each sweep in a range-test run (model ``i * n + s``)."""
-    return {sweep: list(range(i * n, (i + 1) * n)) for i, sweep in enumerate(SWEEPS)}
-
-
 def run(ctx) -> dict:
     n = len(ctx.seeds)
     per_epoch = len(ctx.data.y_train) // BATCH
     steps = max(EPOCHS * per_epoch, 40)
+    grid = Grid(ctx.seeds, spacing=SWEEPS)
     sweep = RangeTestLR(*ETA_RANGE, steps=steps, cycle_length=steps,
-                        spacing=tuple(s for s in SWEEPS for _ in ctx.seeds))
+                        spacing=grid.values("spacing"))
     train = ctx.train_config(evals_per_cycle=POINTS,
                              train_eval_size=None if ctx.quick else TRAIN_EVAL)
-    tests = {bn: ctx.submit_train(f"range-{'bn' if bn else 'nobn'}", hidden=ARCHS[ARCH],
-                                  seeds=ctx.seeds * len(SWEEPS), batch_norm=bn, schedule=sweep,
-                                  train=train) for bn in (True, False)}
-    cols = sweep_columns(n)
+    tests = {bn: ctx.submit_train(f"range-{'bn' if bn else 'nobn'}", grid, hidden=ARCHS[ARCH],
+                                  batch_norm=bn, schedule=sweep, train=train)
+             for bn in (True, False)}
+    cols = {s: grid.columns(spacing=s) for s in SWEEPS}
+    finals_grid = Grid(ctx.seeds, bounds=("range test", "reports"))
     ranges, bounds, finals = {}, {}, {}
     for bn in (True, False):  # each final run starts once its range test is in
         ranges[bn] = rec = tests[bn].result()
@@ -102,13 +100,15 @@ def run(ctx) -> dict:
                       for s in SWEEPS}
         lo, hi = bounds[bn]["log"]["eta_min"], bounds[bn]["log"]["eta_max"]
         schedule = ctx.cyclical(2)
-        schedule = CyclicalLR(eta_min=(lo,) * n + (REPORTS_BOUNDS[0],) * n,
-                              eta_max=(hi,) * n + (REPORTS_BOUNDS[1],) * n,
+        ours = [b == "range test" for b in finals_grid.values("bounds")]
+        schedule = CyclicalLR(eta_min=tuple(lo if o else REPORTS_BOUNDS[0] for o in ours),
+                              eta_max=tuple(hi if o else REPORTS_BOUNDS[1] for o in ours),
                               n_s=schedule.n_s, cycles=schedule.cycles)
-        finals[bn] = ctx.submit_train(f"final-{'bn' if bn else 'nobn'}", hidden=ARCHS[ARCH],
-                                      seeds=ctx.seeds * 2, batch_norm=bn, schedule=schedule)
+        finals[bn] = ctx.submit_train(f"final-{'bn' if bn else 'nobn'}", finals_grid,
+                                      hidden=ARCHS[ARCH], batch_norm=bn, schedule=schedule)
     finals = {bn: handle.result() for bn, handle in finals.items()}
-    ours_cols, reports_cols = list(range(n)), list(range(n, 2 * n))
+    ours_cols = finals_grid.columns(bounds="range test")
+    reports_cols = finals_grid.columns(bounds="reports")
 
     rows, bars = [], {"range-test bounds": ([], [], []),
                       f"reports' bounds [{REPORTS_BOUNDS[0]:g}, {REPORTS_BOUNDS[1]:g}]": (

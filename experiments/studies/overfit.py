@@ -6,7 +6,7 @@ rate; the training accuracy should reach 100 % while validation stays low.
 
 from __future__ import annotations
 
-from experiments.suite.context import ARCHS, metric, test_cell
+from experiments.studies.kit import ARCHS, metric, test_cell
 from xpnet import CyclicalLR
 from xpnet.plots import plot_panels, spread_caption, training_panels
 from experiments.report.markdown import seeds_cell
@@ -21,9 +21,10 @@ BATCH = 10
 def run(ctx) -> dict:
     # 60 epochs of 10 steps: cheap enough to keep at full scale under --quick too.
     schedule = CyclicalLR(1e-5, 1e-1, n_s=100, cycles=3)
-    rec = ctx.train_run("4-layer-bn-100", hidden=ARCHS["4-layer"], seeds=ctx.seeds, lam=0.0,
-                        schedule=schedule, n_train=N_SAMPLES,
-                        train=ctx.train_config(batch_size=BATCH, evals_per_cycle=20))
+    rec = ctx.submit_train("4-layer-bn-100", hidden=ARCHS["4-layer"], seeds=ctx.seeds, lam=0.0,
+                           schedule=schedule, n_train=N_SAMPLES,
+                           train=ctx.train_config(batch_size=BATCH, evals_per_cycle=20)
+                           ).result()
     train_acc = metric(rec, "train_accuracy")
     val_acc = metric(rec, "val_accuracy")
     path, rel = ctx.figure_path("accuracy")

@@ -1,53 +1,37 @@
-"""What every study shares: settings, the per-study context, and submitted runs.
+"""What a study sees: settings, data, figure paths, and the runs it submits.
 
 A *run* is one lockstep training (one Network of M models) or one other unit of work
 (a gradient check of one config).  Each run has a readable key inside its study and a
 fingerprint of everything that determines its result (:mod:`experiments.suite.store`);
 :meth:`Context.submit` reuses the stored record when key and fingerprint match and
-otherwise hands the run to the executor, and the record is saved to ``results.json``
-(atomically) the moment it finishes, so an interrupted suite resumes where it stopped.
+otherwise hands the run to the suite's :class:`~experiments.suite.dispatch.Dispatcher`,
+and the record is saved to ``results.json`` (atomically) the moment it finishes, so an
+interrupted suite resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
-from experiments.suite import tasks as runs
-from experiments.suite.store import ResultStore, fingerprint, now
-from xpnet import CyclicalLR, NetworkConfig, TrainConfig
-from xpnet.codec import to_float_array, to_jsonable  # noqa: F401  (to_jsonable: for studies)
+from experiments.suite import spec as specs
+from experiments.suite import tasks
+from experiments.suite.store import fingerprint, now
+from xpnet import CyclicalLR, TrainConfig
+from xpnet.codec import to_jsonable
 from xpnet.errors import OutputError, XpnetError
 
-#: Study modules in the order they run (and appear in the report).
-STUDY_NAMES = ("gradcheck", "overfit", "depth_bn", "lambda_search", "init_sensitivity",
-               "lr_bn", "lr_range", "bn_eps", "activations")
-
-#: The reports' architectures.
-ARCHS = {
-    "2-layer": (50,),
-    "3-layer": (50, 50),
-    "4-layer": (50, 30, 20),
-    "9-layer": (50, 30, 20, 20, 10, 10, 10, 10),
-}
-
+#: The reports' batch size.
 BATCH = 100
-LAMBDA = 0.005
 #: Priority step between links of a chain: more than any run's estimated seconds.
 CHAIN_LEVEL = 1e9
 
-
-def load_study(name: str):
-    """The study module ``experiments.<name>`` (has NAME, DESCRIPTION, run(ctx))."""
-    return importlib.import_module(f"experiments.studies.{name}")
+#: Set when the suite stops (Ctrl-C, SIGTERM): study threads waiting on runs give up.
+ABORT = threading.Event()
 
 
-# --------------------------------------------------------------------- context
 @dataclasses.dataclass
 class Settings:
     """The CLI choices that every study sees."""
@@ -68,61 +52,46 @@ class RunFailed(XpnetError):
     """A run raised; names its study and key."""
 
 
-#: Set when the suite stops (Ctrl-C, SIGTERM): study threads waiting on runs give up.
-ABORT = threading.Event()
-
-
-class PlanOnly(Exception):
-    """Raised by a planned run's ``result()``: the planning pass stops its study there."""
-
-
-@dataclasses.dataclass
-class PlannedRun:
-    """A run the planning pass found: everything :meth:`Context.start` needs, and its
-    Dask priority (see :meth:`Context.priority`)."""
-
-    key: str
-    spec: dict
-    fn: object
-    splittable: bool
-    steps: int
-    priority: float
-
-
 class RunHandle:
     """A submitted run: its record once every part has finished (see :meth:`Context.submit`).
 
-    The record is stored in ``results.json`` the moment the run finishes, on whichever
-    thread learns of it, whether or not a study is waiting for it yet.
+    Made by :meth:`Context.submit`, started by the dispatcher (:meth:`started`), and
+    stored in ``results.json`` the moment it finishes, on whichever thread learns of it,
+    whether or not a study is waiting for it yet.
     """
 
-    def __init__(self, ctx: "Context", key: str, spec: dict, futures: list, merge=None,
-                 start: float | None = None):
-        self.ctx, self.key, self.spec = ctx, key, spec
+    def __init__(self, ctx: Context, key: str, spec: dict, fn=None, *,
+                 splittable: bool = False, steps: int = 0, priority: float = 0.0):
+        self.ctx, self.key, self.spec, self.fn = ctx, key, spec, fn
         self.name = f"{ctx.study_name}/{key}"
-        self._merge = merge
-        self._futures = futures
-        self._pending = len(futures)
+        self.splittable, self.steps, self.priority = splittable, steps, priority
+        self._merge = None
+        self._futures: list = []
+        self._pending = 0
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._record = self._error = None
-        self._start = time.perf_counter() if start is None else start
-        for future in futures:
-            future.add_done_callback(self._part_done)
+        self._start = 0.0
 
     @classmethod
-    def planned(cls, ctx, key, spec) -> "RunHandle":
-        handle = cls(ctx, key, spec, [])
-        handle._error = PlanOnly(key)
-        handle._done.set()
-        return handle
-
-    @classmethod
-    def finished(cls, ctx, key, record) -> "RunHandle":
-        handle = cls(ctx, key, record.get("spec"), [])
+    def finished(cls, ctx, key, record) -> RunHandle:
+        handle = cls(ctx, key, record.get("spec"))
         handle._record = record
         handle._done.set()
         return handle
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def started(self, futures: list, merge, start: float) -> None:
+        """The dispatcher has handed the run's parts to the executor as ``futures`` at
+        ``start`` (``time.perf_counter()``); ``merge(records)`` joins the parts' records
+        (None: one part)."""
+        self._merge, self._futures, self._pending = merge, futures, len(futures)
+        self._start = start
+        for future in futures:
+            future.add_done_callback(self._part_done)
 
     def _part_done(self, _future) -> None:
         with self._lock:
@@ -154,10 +123,11 @@ class RunHandle:
     def result(self) -> dict:
         """The run's record; raises :class:`RunFailed` (or the store's error) if it failed."""
         self.ctx.waits += 1
-        self.wait()
+        if not self.done:
+            with self.ctx.dispatcher.waiting():
+                self.wait()
         if self._error is not None:
-            if isinstance(self._error, (OutputError, PlanOnly)) or not isinstance(
-                    self._error, Exception):
+            if isinstance(self._error, OutputError) or not isinstance(self._error, Exception):
                 raise self._error
             err = self._error
             what = str(err) if isinstance(err, XpnetError) else f"{type(err).__name__}: {err}"
@@ -166,24 +136,22 @@ class RunHandle:
 
 
 class Context:
-    """Handed to ``study.run(ctx)``: data, schedules, figure paths and cached runs.
+    """Handed to ``study.run(ctx)``: data, schedules, figure paths and runs.
 
-    One per study.  Runs go to the executor (this process or a Dask cluster): submit
-    the runs that do not depend on each other first (:meth:`submit_train`), then ask
-    for their records, so they can run concurrently.
+    One per study.  Submit the runs that do not depend on each other first
+    (:meth:`submit_train`, :meth:`submit`), then ask for their records: the suite starts
+    runs once every study is waiting, so they run concurrently and in the best order.
     """
 
-    def __init__(self, settings: Settings, store: ResultStore, out_dir: Path, executor,
-                 study_name: str, data_settings, reporter, planning: bool = False,
-                 chained: bool = False):
+    def __init__(self, settings: Settings, store, out_dir: Path, dispatcher, study_name: str,
+                 data_settings, reporter, chained: bool = False):
         self.settings = settings
         self.store = store
         self.out_dir = Path(out_dir)
-        self.executor = executor
+        self.dispatcher = dispatcher
         self.study_name = study_name
         self.data_settings = data_settings
         self.reporter = reporter
-        self.planning = planning  # only collect what would run (see Suite.plan)
         self.trained = 0
         self.reused = 0
         self.reused_s = 0.0
@@ -192,11 +160,7 @@ class Context:
         self.waits = 0
         #: A study whose later runs wait on its earlier ones declares ``CHAINED = True``.
         self.chained = chained
-        #: Planning: the runs found (see ``Suite.plan``).  Running: runs the suite has
-        #: already started, by key, which :meth:`submit` hands out instead of starting.
-        self.planned: list[PlannedRun] = []
-        self.started: dict[str, RunHandle] = {}
-        self._handles: list[RunHandle] = []  # every run this context started
+        self._handles: list[RunHandle] = []  # every run this context handed on
 
     # ------------------------------------------------------------------ data
     @property
@@ -210,7 +174,7 @@ class Context:
     @property
     def env(self):
         """This process's data and backend (:class:`experiments.suite.tasks.RunEnv`)."""
-        return runs.env_for(self.data_settings)
+        return tasks.env_for(self.data_settings)
 
     @property
     def data(self):
@@ -242,67 +206,60 @@ class Context:
     # ------------------------------------------------------------------ runs
     def submit(self, key: str, spec: dict, fn, *, splittable: bool = False,
                steps: int = 0, cost: float = 0.0) -> RunHandle:
-        """Start run ``key`` = ``fn(env, spec, callbacks)`` unless it is stored with this spec.
+        """Run ``key`` = ``fn(env, spec, callbacks)`` unless it is stored with this spec.
 
         ``fn`` is a top-level function (it may run on another machine).  A stored record
         whose fingerprint matches is reused without running anything.  With
         ``splittable`` (a spec with per-model ``spec["models"]``), a CPU cluster with idle
         workers trains the models in groups on several of them and merges the records
-        (see :class:`experiments.suite.executor.Backlog`).  ``steps`` is the
-        training length, for the progress display; ``cost`` its estimated seconds
-        (:func:`experiments.suite.tasks.estimated_seconds`), for the order runs start in.
+        (see :class:`experiments.suite.executor.Backlog`).  ``steps`` is the training
+        length, for the progress display; ``cost`` its estimated seconds
+        (:func:`experiments.suite.spec.estimated_seconds`), for the order runs start in.
         """
-        fp = fingerprint(spec)
-        started = self.started.pop(key, None)
-        if started is not None and fingerprint(started.spec) == fp:
-            return started  # started by the suite's planning pass (it may be done)
-        runs_dict = self.store.study(self.study_name)["runs"]
-        old = runs_dict.get(key)
-        name = f"{self.study_name}/{key}"
-        if old is not None and old.get("fingerprint") == fp and not self.settings.force:
+        old = self.store.study(self.study_name)["runs"].get(key)
+        if (old is not None and old.get("fingerprint") == fingerprint(spec)
+                and not self.settings.force):
             self.reused += 1
             self.reused_s += float(old.get("wall_s") or 0.0)
-            if not self.planning:
-                self.reporter.run_reused(name)
+            self.reporter.run_reused(f"{self.study_name}/{key}")
             return RunHandle.finished(self, key, old)
-        if self.planning:
-            self.reporter.run_planned(name, steps)
-            self.executor.expect(name)
-            self.planned.append(PlannedRun(key, spec, fn, splittable, steps,
-                                           self.priority(cost)))
-            return RunHandle.planned(self, key, spec)
-        return self.start(key, spec, fn, splittable=splittable, steps=steps,
-                          priority=self.priority(cost))
-
-    def start(self, key: str, spec: dict, fn, *, splittable: bool, steps: int,
-              priority: float) -> RunHandle:
-        """Hand run ``key`` to the executor now (see :meth:`submit`)."""
-        name = f"{self.study_name}/{key}"
-        fp = fingerprint(spec)
-        parts = [spec]
-        if splittable:
-            parts = runs.split_spec(spec, self.executor.parts_for(name, runs.n_models(spec)))
-        self.reporter.run_submitted(name, steps, n_parts=len(parts))
-        start = time.perf_counter()  # the in-process executor computes inside submit()
-        futures = [self.executor.submit(runs.execute, fn, part, self.data_settings,
-                                        name if len(parts) == 1 else f"{name}#{i}",
-                                        key=f"{name}#{i}-{fp}", priority=priority)
-                   for i, part in enumerate(parts)]
-        handle = RunHandle(self, key, spec, futures,
-                           runs.merge_records if len(parts) > 1 else None, start)
+        handle = RunHandle(self, key, spec, fn, splittable=splittable, steps=steps,
+                           priority=self.priority(cost))
         self._handles.append(handle)
+        self.dispatcher.add(handle)
         return handle
 
-    def settle(self) -> None:
-        """Wait until every run this study started has finished (and is saved)."""
-        for handle in self._handles:
-            handle.wait()
+    def submit_train(self, key: str, grid=None, **settings) -> RunHandle:
+        """Submit a training run of M lockstep models.
 
-    def start_planned(self, run: PlannedRun) -> None:
-        """Start a run the planning pass found; :meth:`submit` hands it out later."""
-        self.started[run.key] = self.start(run.key, run.spec, run.fn,
-                                           splittable=run.splittable, steps=run.steps,
-                                           priority=run.priority)
+        ``grid`` (a :class:`experiments.studies.kit.Grid`) gives the per-model values
+        it names (``seeds``, ``lam``, ``sigma``, ``eps``, ``momentum``); ``settings`` are
+        the rest of :meth:`train_spec`'s arguments.
+        """
+        spec = self.train_spec(grid=grid, **settings)
+        steps = specs.make_schedule(spec["schedule"], spec["models"]).total_steps
+        return self.submit(key, spec, tasks.train_and_test, splittable=True, steps=steps,
+                           cost=specs.estimated_seconds(spec))
+
+    def train_spec(self, *, grid=None, hidden, seeds=None, lam=0.005, sigma=None, eps=None,
+                   batch_norm: bool = True, init: str = "he", schedule=None,
+                   train: TrainConfig | None = None, n_train: int | None = None) -> dict:
+        """The spec of a training run on this study's data (see
+        :func:`experiments.suite.spec.train_spec`); by default the reports' 2-cycle
+        schedule and training settings, lambda 0.005, He init, batch norm."""
+        per_model = grid.per_model() if grid is not None else {}
+        if grid is not None and "momentum" in per_model:
+            train = dataclasses.replace(train or self.train_config(),
+                                        momentum=tuple(per_model.pop("momentum")))
+        n_all = len(self.data.y_train)
+        return specs.train_spec(
+            data=self.data_sizes(), d_in=self.data.X_train.shape[1],
+            n_classes=self.data.n_classes, hidden=hidden,
+            seeds=per_model.get("seeds", seeds), lam=per_model.get("lam", lam),
+            sigma=per_model.get("sigma", sigma), eps=per_model.get("eps", eps),
+            batch_norm=batch_norm, init=init, schedule=schedule or self.cyclical(2),
+            train=train or self.train_config(),
+            n_train=n_all if n_train is None else min(n_train, n_all))
 
     def priority(self, cost: float) -> float:
         """The Dask priority of a run submitted now (higher starts first).
@@ -316,6 +273,12 @@ class Context:
         """
         return CHAIN_LEVEL * (self.waits + self.chained) + min(cost, CHAIN_LEVEL / 2)
 
+    def settle(self) -> None:
+        """Wait until every run this study handed on has finished (and is saved)."""
+        with self.dispatcher.waiting():
+            for handle in self._handles:
+                handle.wait()
+
     def store_run(self, key: str, spec: dict, record: dict, wall_s: float) -> dict:
         """Save a finished run's record with its spec and times (thread-safe)."""
         record = dict(to_jsonable(record))
@@ -326,87 +289,3 @@ class Context:
             self.store.save()
             self.trained += 1
         return record
-
-    def train_spec(self, *, hidden, seeds, lam=LAMBDA, sigma=None, eps=None,
-                   batch_norm: bool = True, init: str = "he", schedule=None,
-                   train: TrainConfig | None = None, n_train: int | None = None) -> dict:
-        """The spec of a training run (see :func:`experiments.suite.tasks.train_and_test`).
-
-        Everything that determines the result; the dataclasses give every field, so a
-        setting added to one of them later cannot be left out of the fingerprint.
-        ``seeds``, ``lam``, ``sigma`` and ``eps`` (batch norm's epsilon) are scalars or
-        one value per model, as are the schedule's per-model fields and
-        ``train.momentum``; every per-model value goes under ``spec["models"]``, where
-        :func:`experiments.suite.tasks.split_spec` can cut it into model groups.
-        """
-        config = NetworkConfig(d_in=self.data.X_train.shape[1], hidden=tuple(hidden),
-                               n_classes=self.data.n_classes, batch_norm=batch_norm, init=init)
-        schedule = schedule or self.cyclical(2)
-        train = train or self.train_config()
-        n = len(self.data.y_train) if n_train is None else min(n_train, len(self.data.y_train))
-        sched = {"type": type(schedule).__name__, **dataclasses.asdict(schedule)}
-        train_fields = dataclasses.asdict(train)
-        per_model = {"seeds": seeds, "lam": lam, "sigma": sigma}
-        if eps is not None:  # absent unless used: older runs keep their fingerprints
-            per_model["eps"] = eps
-        if isinstance(train.momentum, tuple):
-            per_model["momentum"] = train_fields.pop("momentum")
-        sizes = [np.size(v) for v in per_model.values() if v is not None]
-        M = max(sizes + [schedule.n_models or 1])
-        if any(size not in (1, M) for size in sizes):
-            raise XpnetError(f"Per-model values of one run must all have {M} entries.")
-        models = {k: None if v is None else np.broadcast_to(np.asarray(v), (M,)).tolist()
-                  for k, v in per_model.items()}
-        if schedule.n_models is not None:
-            if schedule.n_models != M:
-                raise XpnetError(f"The schedule has values for {schedule.n_models} models; "
-                                 f"the run has {M}.")
-            models["schedule"] = {k: list(sched.pop(k)) for k in schedule.per_model_fields()}
-        return {"config": dataclasses.asdict(config), "train": train_fields,
-                "schedule": sched, "models": models, "n_train": n, "data": self.data_sizes()}
-
-    def submit_train(self, key: str, **kwargs) -> RunHandle:
-        """Submit a training run of M lockstep models (arguments of :meth:`train_spec`)."""
-        spec = self.train_spec(**kwargs)
-        steps = runs.make_schedule(spec["schedule"], spec["models"]).total_steps
-        return self.submit(key, spec, runs.train_and_test, splittable=True, steps=steps,
-                           cost=runs.estimated_seconds(spec))
-
-    def train_run(self, key: str, **kwargs) -> dict:
-        """Train and test one run now (see :meth:`submit_train`) and return its record."""
-        return self.submit_train(key, **kwargs).result()
-
-
-# ------------------------------------------------------------ record helpers
-def column(record: dict, field: str, columns=None) -> np.ndarray:
-    """A per-model field of a run record as floats ``(M,)`` or its ``columns``."""
-    values = to_float_array(record[field])
-    return values if columns is None else values[list(columns)]
-
-
-def test_cell(record: dict, columns=None) -> str:
-    """Test accuracy over the chosen models, naming divergence (see ``accuracy_cell``)."""
-    from experiments.report.markdown import accuracy_cell
-
-    return accuracy_cell(column(record, "test_accuracy", columns),
-                         column(record, "diverged_step", columns),
-                         column(record, "last_val_accuracy", columns))
-
-
-def seeds_split(record: dict, columns=None) -> bool:
-    """Whether the chosen models' test accuracies split (see ``report.split_outcome``)."""
-    from experiments.report.markdown import split_outcome
-
-    return split_outcome(column(record, "test_accuracy", columns)) is not None
-
-
-def mean_test(record: dict, columns=None) -> float:
-    """Mean test accuracy of the chosen models (NaN when all diverged)."""
-    from experiments.report.markdown import mean_or_nan
-
-    return mean_or_nan(column(record, "test_accuracy", columns))
-
-
-def metric(record: dict, key: str) -> np.ndarray:
-    """A history metric ``(n_points, M)`` with NaN for missing values."""
-    return to_float_array(record["history"]["metrics"][key])

@@ -21,6 +21,7 @@ import os
 import threading
 
 from experiments.suite import memory
+from experiments.suite.progress import PROGRESS_TOPIC
 from xpnet.errors import XpnetError
 
 #: The first part of every run's Dask key: the runs form one task group, which Dask's
@@ -29,8 +30,6 @@ from xpnet.errors import XpnetError
 #: With a key of its own, each run would be a group of one, sent to a worker the moment
 #: it is submitted and run there in that worker's order.
 RUN_TASK_GROUP = "xpnet-run"
-#: Dask topic on which workers publish run progress (see :mod:`experiments.suite.progress`).
-PROGRESS_TOPIC = "xpnet-progress"
 #: Seconds to wait for a scheduler named by --scheduler before giving up.
 CONNECT_TIMEOUT_S = 10
 #: Environment of every local worker process: one BLAS thread (the matrices are small),
@@ -117,25 +116,18 @@ class Backlog:
     its own evaluations and start-up (measured in one process: one model of the suite's
     9-layer BN run 5.5 s, all three in lockstep 14.6 s, not 16.4).  So a run is cut only
     to give work to workers that would otherwise have none: into as many parts as there
-    are workers free of the tasks already submitted and of the runs the studies are
-    about to submit (:meth:`expect`), at least one, at most M.  Thread-safe.
+    are workers free of the tasks already submitted and of the runs starting after it in
+    the same batch, at least one, at most M.  Thread-safe.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._expected: set[str] = set()
         self._outstanding = 0
 
-    def expect(self, run: str) -> None:
-        """``run`` will be submitted soon (the suite's planning pass found it)."""
+    def parts(self, n_models: int, n_workers: int, upcoming: int) -> int:
+        """The number of parts to cut a run into, with ``upcoming`` runs starting after it."""
         with self._lock:
-            self._expected.add(run)
-
-    def parts(self, run: str, n_models: int, n_workers: int) -> int:
-        """The number of parts to cut ``run`` into, now that it is being submitted."""
-        with self._lock:
-            self._expected.discard(run)
-            idle = n_workers - self._outstanding - len(self._expected)
+            idle = n_workers - self._outstanding - upcoming
         return max(1, min(n_models, idle))
 
     def task_submitted(self) -> None:
@@ -148,16 +140,21 @@ class Backlog:
 
 
 class InProcess:
-    """Runs each submitted function at once, in this process (no Dask)."""
+    """Runs each submitted function at once, in this process (no Dask).
+
+    ``publish`` is the progress handler in-process runs report to (see
+    :meth:`subscribe_progress`); the suite passes it to each run.
+    """
 
     description = "in-process"
-    concurrent_studies = 1
+    #: Runs start one at a time, each when the one before has finished.
+    one_at_a_time = True
     notice = None  # a line for the user about the choice of executor, if any
 
-    def expect(self, run: str) -> None:
-        """Nothing to plan: runs go one after another."""
+    def __init__(self):
+        self.publish = None
 
-    def parts_for(self, run: str, n_models: int) -> int:
+    def parts_for(self, n_models: int, upcoming: int) -> int:
         return 1
 
     def submit(self, fn, *args, key: str, priority: float = 0) -> concurrent.futures.Future:
@@ -174,21 +171,18 @@ class InProcess:
         """Nothing to warm: runs share this process's data with the client."""
 
     def subscribe_progress(self, handler) -> None:
-        """In-process runs report to the handler directly (see :mod:`experiments.suite.tasks`)."""
-        from experiments.suite import tasks as runs
-
-        runs.LOCAL_PROGRESS_HANDLER = handler
+        """In-process runs report to ``handler`` directly: it becomes :attr:`publish`."""
+        self.publish = handler
 
     def close(self) -> None:
-        from experiments.suite import tasks as runs
-
-        runs.LOCAL_PROGRESS_HANDLER = None
+        self.publish = None
 
 
 class DaskExecutor:
     """Submits runs to a Dask cluster through a ``distributed.Client``."""
 
-    concurrent_studies = 64  # studies wait on their runs; the cluster does the work
+    one_at_a_time = False  # Dask's scheduler queues what is submitted
+    publish = None  # workers publish progress on PROGRESS_TOPIC instead
     notice = None  # a line for the user about the choice of executor, if any
 
     def __init__(self, client, cluster=None, description: str = "", device: str = "cpu"):
@@ -202,15 +196,13 @@ class DaskExecutor:
     def n_workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
-    def expect(self, run: str) -> None:
-        self.backlog.expect(run)
-
-    def parts_for(self, run: str, n_models: int) -> int:
-        """Parts to cut a run of ``n_models`` into: on CPU workers, one per idle worker
-        (see :class:`Backlog`); on GPUs a run stays whole (lockstep is the win there)."""
+    def parts_for(self, n_models: int, upcoming: int) -> int:
+        """Parts to cut a run of ``n_models`` into, with ``upcoming`` runs starting after
+        it: on CPU workers, one per idle worker (see :class:`Backlog`); on GPUs a run
+        stays whole (lockstep is the win there)."""
         if self.device != "cpu":
             return 1
-        return self.backlog.parts(run, n_models, self.n_workers)
+        return self.backlog.parts(n_models, self.n_workers, upcoming)
 
     def submit(self, fn, *args, key: str, priority: float = 0):
         """Queue ``fn(*args)``; among queued tasks, higher ``priority`` starts first, then

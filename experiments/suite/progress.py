@@ -1,8 +1,9 @@
 """What the suite tells the user while it runs, wherever the runs execute.
 
-Runs report ``{"run": name, "event": "start" | "step", ...}`` messages (from this process
-or from Dask workers over an event topic, see :mod:`experiments.suite.tasks`); the client's
-:class:`Reporter` turns them into one display:
+Runs report ``{"run": name, "event": "start" | "step", ...}`` events through
+:class:`ProgressEvents` (on a Dask worker over the :data:`PROGRESS_TOPIC` event topic;
+in-process to a handler the executor passes); the client's :class:`Reporter` turns them
+into one display:
 
 - on a terminal, a tqdm bar over training *steps* across all submitted runs (time is
   proportional to steps, not to runs or studies), with the counts of done, running and
@@ -18,8 +19,53 @@ import sys
 import threading
 import time
 
+from xpnet.training import Callback
+
 #: Steps a gradient check or other untrained run counts for in the bar.
 UNTRAINED_RUN_STEPS = 200
+#: Dask topic on which workers publish run progress.
+PROGRESS_TOPIC = "xpnet-progress"
+#: Progress events per training run (plus its start and end).
+PROGRESS_EVENTS = 40
+
+
+# ------------------------------------------------------------------ run side
+def dask_worker():
+    """The Dask worker running this code, or None (in-process)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import get_worker
+
+    try:
+        return get_worker()
+    except ValueError:
+        return None
+
+
+class ProgressEvents(Callback):
+    """Publishes a run's step count a few dozen times per training (never per step).
+
+    ``publish(event)`` sends one event to the client (None: nowhere).
+    """
+
+    def __init__(self, run: str, publish=None):
+        self.run = run
+        self.publish = publish or (lambda event: None)
+        self.every = 1
+
+    def on_train_begin(self, total_steps, n_models):
+        self.every = max(1, total_steps // PROGRESS_EVENTS)
+        self.publish({"run": self.run, "event": "start", "total": total_steps})
+
+    def on_step_end(self, step):
+        if (step + 1) % self.every == 0:
+            self.publish({"run": self.run, "event": "step", "step": step + 1})
+
+    def on_train_end(self, history):
+        self.publish({"run": self.run, "event": "step", "step": history.stopped_step})
+
+
+# ---------------------------------------------------------------- client side
 
 
 class Reporter:
@@ -39,8 +85,8 @@ class Reporter:
         self._last_status = time.monotonic()
 
     # ----------------------------------------------------------- suite side
-    def run_planned(self, run: str, steps: int) -> None:
-        """A run the suite will submit (from the planning pass): counts in the total now."""
+    def run_queued(self, run: str, steps: int) -> None:
+        """A run the suite has and will start soon: counts in the total now."""
         with self.lock:
             self.total.setdefault(run, steps or UNTRAINED_RUN_STEPS)
             self.done_steps.setdefault(run, 0)

@@ -3,9 +3,16 @@
 The same code trains on NumPy (CPU), CuPy (NVIDIA GPU) and array_api_strict (tests),
 with a leading model axis so that M models (a lambda search, several seeds) train in
 lockstep as one batched computation.
+
+The short API is :class:`Classifier` (fit / predict / score on NumPy arrays) with
+:func:`load_cifar10` and the schedules; ``Network``, ``train``, ``DeviceSplit`` and the
+callbacks are the lower layer it is built on.  Importing xpnet imports neither Dask,
+matplotlib nor tqdm.
 """
 
 from xpnet.backend import Backend, get_backend, to_numpy
+from xpnet.classifier import Classifier
+from xpnet.data import Dataset, Split, load_cifar10
 from xpnet.errors import XpnetError
 from xpnet.network import Network, NetworkConfig, one_hot
 from xpnet.schedules import ConstantLR, CyclicalLR, StepDecayLR
@@ -14,7 +21,7 @@ from xpnet.training import Callback, DeviceSplit, History, ProgressBar, TrainCon
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "Callback", "ConstantLR", "CyclicalLR", "DeviceSplit", "History", "Network",
-    "NetworkConfig", "ProgressBar", "StepDecayLR", "TrainConfig", "XpnetError", "get_backend",
-    "one_hot", "to_numpy", "train", "__version__",
+    "Backend", "Callback", "Classifier", "ConstantLR", "CyclicalLR", "Dataset", "DeviceSplit",
+    "History", "Network", "NetworkConfig", "ProgressBar", "Split", "StepDecayLR", "TrainConfig",
+    "XpnetError", "get_backend", "load_cifar10", "one_hot", "to_numpy", "train", "__version__",
 ]

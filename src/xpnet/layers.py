@@ -17,7 +17,7 @@ unchanged.
 
 from __future__ import annotations
 
-from xpnet.backend import namespace_of
+from array_api_compat import array_namespace as namespace_of
 
 
 def dense_forward(x, W, b=None):

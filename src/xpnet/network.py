@@ -159,6 +159,22 @@ class Network:
         Returns:
             ``scores`` ``(M, n, n_classes)`` and the list of per-layer caches.
         """
+        return self._forward(X, train, update_stats)
+
+    def layer_inputs(self, X, *, train: bool = True) -> list[tuple]:
+        """What each hidden layer's units receive, for inputs ``X`` ``(n, d_in)``.
+
+        Returns, per hidden layer ``l = 1 .. K-1``, ``(s, z)``: the dense output ``s``
+        (batch norm's input) and the ReLU input ``z`` (batch norm's output, or ``s``
+        without batch norm), each ``(M, n, d_l)``.  Train mode uses the batch statistics
+        of ``X``; the running averages are left as they are.
+        """
+        inputs: list[tuple] = []
+        self._forward(X, train, False, inputs)
+        return inputs
+
+    def _forward(self, X, train: bool, update_stats: bool, inputs: list | None = None):
+        """:meth:`forward`; appends each hidden layer's ``(s, z)`` to ``inputs`` if given."""
         p = self.params
         xp = self.xp
         cfg = self.config
@@ -169,15 +185,17 @@ class Network:
             if l == K:
                 caches.append((dense_cache, None, None))
                 return s, caches
-            bn_cache = None
+            bn_cache, z = None, s
             if cfg.has_bn(l):
-                s, bn_cache, mean, var = layers.batchnorm_forward(
+                z, bn_cache, mean, var = layers.batchnorm_forward(
                     s, p[f"gamma{l}"], p[f"beta{l}"], self.buffers[f"mean{l}"],
                     self.buffers[f"var{l}"], train=train, momentum=cfg.bn_momentum,
                     eps=self.bn_eps[:, None, None], xp=xp)
                 if train and update_stats:
                     self.buffers[f"mean{l}"], self.buffers[f"var{l}"] = mean, var
-            h, relu_cache = layers.relu_forward(s, xp=xp)
+            if inputs is not None:
+                inputs.append((s, z))
+            h, relu_cache = layers.relu_forward(z, xp=xp)
             caches.append((dense_cache, bn_cache, relu_cache))
         raise AssertionError("unreachable")
 
@@ -286,8 +304,9 @@ class Network:
             meta = json.loads(str(state.pop("meta")))
             config = NetworkConfig(**meta["config"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
+            reason = str(exc).split(". ")[0].rstrip(".")  # the message stays one sentence
             raise CheckpointError(
-                f"{path} is not a readable xpnet checkpoint ({exc}); pass a file written "
+                f"{path} is not a readable xpnet checkpoint ({reason}); pass a file written "
                 "by Network.save.") from None
         dt = backend.dtype(dtype) if dtype else None
         params, buffers = {}, {}

@@ -14,6 +14,14 @@ m's schedule, exactly the scalar schedule of its values); otherwise ``(T,)``, as
 scalar schedule always has.  The length parameters that fix ``T`` and the record points
 (``n_s``, ``cycles``, ``steps``, ``cycle_length``) are shared: lockstep models take the
 same number of steps.
+
+Lengths in epochs.  ``CyclicalLR(n_s_epochs=5)`` gives the half-cycle in epochs rather
+than steps (``n_s`` then holds :class:`Epochs`); it becomes a number of steps once the
+epoch's length is known, by :meth:`~_Schedule.resolve` (``train`` and
+``Classifier.fit`` call it): ``n_s = max(1, round(epochs * steps_per_epoch))`` with
+``steps_per_epoch = n_train // batch_size``, as :func:`xpnet.training.train` counts an
+epoch.  A schedule given in steps is unchanged by it, and its fields (hence
+``dataclasses.asdict``) are exactly what they were before epochs existed.
 """
 
 from __future__ import annotations
@@ -23,6 +31,33 @@ import dataclasses
 import numpy as np
 
 from xpnet.errors import XpnetError
+
+
+@dataclasses.dataclass(frozen=True)
+class Epochs:
+    """A schedule length counted in epochs, turned into steps by :meth:`steps`."""
+
+    epochs: float
+
+    def __post_init__(self):
+        value = np.asarray(self.epochs, dtype=np.float64)
+        if value.ndim != 0 or not (np.isfinite(value) and value > 0):
+            raise XpnetError(f"A length in epochs must be one positive number, "
+                             f"got {self.epochs!r}.")
+        object.__setattr__(self, "epochs", float(value))
+
+    def steps(self, steps_per_epoch: int) -> int:
+        """``max(1, round(epochs * steps_per_epoch))``."""
+        return max(1, round(self.epochs * int(steps_per_epoch)))
+
+
+def resolve(schedule, steps_per_epoch: int):
+    """``schedule`` with its lengths in epochs turned into steps (see :class:`Epochs`).
+
+    Schedules that are not from this module (anything with ``rates()`` and
+    ``cycle_length``) are returned unchanged.
+    """
+    return schedule.resolve(steps_per_epoch) if isinstance(schedule, _Schedule) else schedule
 
 
 class _Schedule:
@@ -43,10 +78,16 @@ class _Schedule:
         """Steps of the schedule: ``steps``, unless a subclass derives it."""
         return self.steps
 
+    def resolve(self, steps_per_epoch: int):
+        """This schedule with lengths in epochs turned into steps (here: itself)."""
+        return self
+
     def _normalise(self) -> None:
         lengths = set()
         for name in self.POSITIVE:
             value = getattr(self, name)
+            if isinstance(value, Epochs):
+                continue
             arr = np.asarray(value, dtype=np.float64)
             per_model = arr.ndim > 0
             if per_model and name not in self.PER_MODEL:
@@ -100,32 +141,54 @@ class CyclicalLR(_Schedule):
     """Triangular cyclical rate: ``cycles`` cycles of ``2 * n_s`` steps.
 
     ``eta_min`` and ``eta_max`` may be per model; ``n_s`` and ``cycles`` are shared.
+    ``n_s_epochs`` gives the half-cycle in epochs instead (the reports' 5 epochs:
+    ``CyclicalLR(1e-5, 1e-1, n_s_epochs=5)``); ``n_s`` then holds :class:`Epochs` until
+    :meth:`resolve` turns it into steps.
     """
 
     eta_min: float | tuple[float, ...] = 1e-5
     eta_max: float | tuple[float, ...] = 1e-1
-    n_s: int = 2250
+    n_s: int | Epochs = 2250
     cycles: int = 2
+    n_s_epochs: dataclasses.InitVar[float | None] = None
 
     PER_MODEL = ("eta_min", "eta_max")
     POSITIVE = ("eta_min", "eta_max", "n_s", "cycles")
     INTEGER = ("n_s", "cycles")
 
-    def __post_init__(self):
+    def __post_init__(self, n_s_epochs=None):
+        if n_s_epochs is not None:
+            if self.n_s != CyclicalLR.n_s:
+                raise XpnetError("Give the half-cycle as n_s (steps) or as n_s_epochs, "
+                                 "not both.")
+            object.__setattr__(self, "n_s", Epochs(n_s_epochs))
         self._normalise()
         if np.any(np.asarray(self.eta_min) > np.asarray(self.eta_max)):
             raise XpnetError("eta_min must not exceed eta_max.")
 
+    def resolve(self, steps_per_epoch: int) -> CyclicalLR:
+        """This schedule with ``n_s`` in steps: ``n_s_epochs * steps_per_epoch``, rounded."""
+        if not isinstance(self.n_s, Epochs):
+            return self
+        return dataclasses.replace(self, n_s=self.n_s.steps(steps_per_epoch))
+
     @property
     def total_steps(self) -> int:
-        return 2 * self.n_s * self.cycles
+        return 2 * self._steps_n_s() * self.cycles
 
     @property
     def cycle_length(self) -> int:
-        return 2 * self.n_s
+        return 2 * self._steps_n_s()
+
+    def _steps_n_s(self) -> int:
+        if isinstance(self.n_s, Epochs):
+            raise XpnetError(f"n_s is {self.n_s.epochs:g} epochs, so the schedule's steps are "
+                             "unknown until resolve(steps_per_epoch) turns it into steps "
+                             "(train and Classifier.fit do).")
+        return self.n_s
 
     def _table(self, t):
-        phase = (t % self.cycle_length) / self.n_s  # in [0, 2)
+        phase = (t % self.cycle_length) / self._steps_n_s()  # in [0, 2)
         rise = 1.0 - np.abs(1.0 - phase)  # 0 -> 1 -> 0 over one cycle
         lo, hi = self._arg("eta_min"), self._arg("eta_max")
         return lo + (hi - lo) * rise

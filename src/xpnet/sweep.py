@@ -88,19 +88,24 @@ def best_value(values, scores) -> float:
 
 def train_lockstep(config: NetworkConfig, schedule, train_data: DeviceSplit,
                    val_data: DeviceSplit | None = None, train_config: TrainConfig | None = None,
-                   *, seeds=0, lam=0.0, sigma=None, backend="cpu", dtype: str = "float32",
-                   **train_kwargs):
+                   *, seeds=0, lam=0.0, sigma=None, device=None, backend=None,
+                   dtype: str = "float32", **train_kwargs):
     """Create one Network of M models (per-model ``seeds``, ``lam``, ``sigma``) and train it.
 
     Args:
         seeds, lam, sigma: scalars or ``(M,)`` sequences; M is the longest.
+        device: a device flag (``"cpu"``, ``"cuda"``, ...) or a Backend; default ``"cpu"``.
+            ``backend=`` is the older name of the same argument and still works.
         train_config: batch size, momentum, ... (:class:`~xpnet.training.TrainConfig`).
         train_kwargs: passed to :func:`xpnet.training.train` (callbacks, progress, desc).
 
     Returns:
         ``(net, history)`` with ``history.metrics[key]`` of shape ``(n_points, M)``.
     """
-    net = Network.create(config, seeds=seeds, lam=lam, sigma=sigma, device=backend,
+    if device is not None and backend is not None and device != backend:
+        raise XpnetError("Give the device once, as device= (backend= is its older name).")
+    device = device if device is not None else backend if backend is not None else "cpu"
+    net = Network.create(config, seeds=seeds, lam=lam, sigma=sigma, device=device,
                          dtype=dtype)
     history = train(net, schedule, train_data, val_data, train_config, **train_kwargs)
     return net, history

@@ -21,6 +21,7 @@ from xpnet.codec import to_float_array, to_jsonable
 from xpnet.errors import XpnetError
 from xpnet.network import Network, one_hot
 from xpnet.optim import SGD
+from xpnet.schedules import resolve as resolve_schedule
 
 METRICS = ("loss", "cost", "accuracy")
 
@@ -227,7 +228,8 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
 
     Args:
         schedule: a schedule from :mod:`xpnet.schedules` (``rates()`` ``(T,)`` or
-            ``(T, M)``, ``cycle_length``).
+            ``(T, M)``, ``cycle_length``); lengths in epochs are resolved here, an epoch
+            being ``train_data.size // batch_size`` steps.
         train_data, val_data: :class:`DeviceSplit` on the net's backend.
         config: a :class:`TrainConfig` (batch size, momentum, record points, ...).
         shuffle_seeds: per-model seeds for batch orders; default ``net.seeds``.
@@ -241,6 +243,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
     steps_per_epoch = N // B
     if steps_per_epoch < 1:
         raise XpnetError(f"batch_size {B} is larger than the {N} training samples.")
+    schedule = resolve_schedule(schedule, steps_per_epoch)
     rates = per_model_rates(schedule, M)
     total = rates.shape[0]
     record_at = record_steps(total, schedule.cycle_length, config.evals_per_cycle)

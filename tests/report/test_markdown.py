@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.suite.context import test_cell as record_test_cell
+from experiments.studies.kit import test_cell as record_test_cell
 from experiments.report.markdown import (
     QUICK_BANNER, STD_NOTE, accuracy_cell, markdown_table, pct, render_report, sci,
     seeds_cell, split_outcome, write_report)

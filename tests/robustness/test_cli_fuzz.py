@@ -16,13 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import experiments.suite.context as common
 import experiments.run as run
+import experiments.suite.context as context
+from experiments.studies import STUDY_NAMES
 import xpnet.data.cifar10
 from xpnet.errors import DownloadError
 
 N_EXAMPLES = 150
-STUDIES = list(common.STUDY_NAMES)
+STUDIES = list(STUDY_NAMES)
 
 # Free text for values and stray tokens: no NUL (argv cannot hold one), no surrogates,
 # no "/" so a relative --out cannot climb out of the test's folder.
@@ -94,7 +95,7 @@ def sandbox(tmp_path, monkeypatch):
         raise AssertionError("a run started training during the CLI fuzz")
 
     monkeypatch.setattr(xpnet.data.cifar10, "download_cifar", no_download)
-    monkeypatch.setattr(common.Context, "submit", no_training)
+    monkeypatch.setattr(context.Context, "submit", no_training)
     old = signal.getsignal(signal.SIGTERM)
     yield tmp_path
     signal.signal(signal.SIGTERM, old)

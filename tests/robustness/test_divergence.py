@@ -190,18 +190,24 @@ def test_lr_bn_study_marks_the_no_bn_eta_0_8_run_diverged_and_goes_on(lr_bn_run)
 
 
 def test_sigma_10_run_in_a_study_is_recorded_and_the_next_run_goes_on(tiny_data, tmp_path):
+    from experiments.studies.kit import ARCHS, test_cell
     from experiments.suite import tasks as runs
-    from experiments.suite.context import ARCHS, Context, ResultStore, Settings, test_cell
+    from experiments.suite.context import Context, Settings
+    from experiments.suite.dispatch import Immediate
     from experiments.suite.executor import InProcess
     from experiments.suite.progress import Reporter
+    from experiments.suite.store import ResultStore
 
     store = ResultStore(tmp_path)
+    data = runs.DataSettings(str(tiny_data), quick=True)
+    reporter = Reporter(enabled=False)
     ctx = Context(Settings(quick=True, seeds=2, data_dir=str(tiny_data), progress=False),
-                  store, tmp_path, InProcess(), "sigma",
-                  runs.DataSettings(str(tiny_data), quick=True), Reporter(enabled=False))
-    rec = ctx.train_run("sigma-mix", hidden=ARCHS["3-layer"], seeds=[0, 1], sigma=[0.1, 10.0],
-                        init="normal", batch_norm=False)
-    after = ctx.train_run("he", hidden=ARCHS["3-layer"], seeds=[0, 1], batch_norm=False)
+                  store, tmp_path, Immediate(InProcess(), reporter, data), "sigma", data,
+                  reporter)
+    rec = ctx.submit_train("sigma-mix", hidden=ARCHS["3-layer"], seeds=[0, 1],
+                           sigma=[0.1, 10.0], init="normal", batch_norm=False).result()
+    after = ctx.submit_train("he", hidden=ARCHS["3-layer"], seeds=[0, 1],
+                             batch_norm=False).result()
 
     saved = strict_json((tmp_path / "results.json").read_text(encoding="utf-8"))
     stored = saved["studies"]["sigma"]["runs"]

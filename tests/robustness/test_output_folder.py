@@ -35,9 +35,9 @@ def trained(monkeypatch):
     calls = []
     real = runs.execute
 
-    def recording(fn, spec, settings, run):
+    def recording(fn, spec, settings, run, publish=None):
         calls.append(run.split("/", 1)[1].split("#", 1)[0])
-        return real(fn, spec, settings, run)
+        return real(fn, spec, settings, run, publish)
 
     monkeypatch.setattr(runs, "execute", recording)
     return calls

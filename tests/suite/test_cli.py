@@ -218,7 +218,7 @@ def test_list_names_every_study():
 
 # ------------------------------------------------------------ in-process parts
 def test_full_disk_keeps_the_previous_results(tmp_path, monkeypatch):
-    from experiments.suite.context import ResultStore
+    from experiments.suite.store import ResultStore
     from xpnet.errors import OutputError
 
     store = ResultStore(tmp_path)
@@ -238,7 +238,7 @@ def test_full_disk_keeps_the_previous_results(tmp_path, monkeypatch):
 
 
 def test_nan_is_stored_as_null(tmp_path):
-    from experiments.suite.context import ResultStore
+    from experiments.suite.store import ResultStore
 
     store = ResultStore(tmp_path)
     store.study("s")["runs"]["a"] = {"acc": [float("nan"), 0.5]}
@@ -253,11 +253,11 @@ def test_interrupt_saves_finished_runs_and_exits_130(tiny_data, tmp_path, monkey
     real = runs.execute
     calls = []
 
-    def interrupted_after_one(fn, spec, settings, run):
+    def interrupted_after_one(fn, spec, settings, run, publish=None):
         if calls:
             raise KeyboardInterrupt
         calls.append(run.split("/", 1)[1])
-        return real(fn, spec, settings, run)
+        return real(fn, spec, settings, run, publish)
 
     monkeypatch.setattr(runs, "execute", interrupted_after_one)
     out = tmp_path / "out"
@@ -311,12 +311,12 @@ def test_a_cluster_gets_the_first_wave_at_once_chains_and_longest_runs_first(
         return real(self, fn, *args, key=key, priority=priority)
 
     monkeypatch.setattr(InProcess, "submit", recording)
-    monkeypatch.setattr(InProcess, "concurrent_studies", 8)  # as a cluster would
+    monkeypatch.setattr(InProcess, "one_at_a_time", False)  # as a cluster does
     code = main(["--quick", "--only", "depth_bn,lambda_search,lr_bn", "--no-progress",
                  "--seeds", "1", "--data-dir", str(tiny_data), "--out", str(tmp_path / "out")])
     assert code == 0
     names = [name for name, _ in submitted]
-    assert len(names) == len(set(names)) == 9  # each run once: planned runs are handed out
+    assert len(names) == len(set(names)) == 9  # each run once
     first_wave = submitted[:7]  # depth_bn's 4, lr_bn's 2, the lambda search's coarse run
     assert first_wave[0][0] == "lambda_search/coarse"
     assert {name.split("/")[0] for name, _ in first_wave[1:]} == {"depth_bn", "lr_bn"}
@@ -326,19 +326,36 @@ def test_a_cluster_gets_the_first_wave_at_once_chains_and_longest_runs_first(
     assert "(4 trained, 0 reused)" in capsys.readouterr().out  # depth_bn's, not reused
 
 
+def test_each_study_runs_once_per_invocation(tiny_data, tmp_path, monkeypatch):
+    """No planning pass: a study's code runs once, and its runs still start in one batch."""
+    from experiments.run import main
+    from experiments.studies import load_study
+
+    calls = []
+    for name in ("depth_bn", "lambda_search"):
+        module = load_study(name)
+        monkeypatch.setattr(module, "run", lambda ctx, real=module.run, name=name: (
+            calls.append(name), real(ctx))[1])
+    code = main(["--quick", "--only", "depth_bn,lambda_search", "--no-progress", "--seeds",
+                 "1", "--data-dir", str(tiny_data), "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert sorted(calls) == ["depth_bn", "lambda_search"]
+
+
 def test_longer_runs_are_estimated_to_take_longer(tiny_data):
+    from experiments.suite import spec as specs
     from experiments.suite import tasks as runs
     from experiments.suite.context import Context, Settings
 
     ctx = Context(Settings(quick=True, data_dir=str(tiny_data)), None, tiny_data, None,
                   "depth_bn", runs.DataSettings(str(tiny_data), False, True, "cpu"), None)
     base = dict(hidden=(50, 50), seeds=0)
-    one = runs.estimated_seconds(ctx.train_spec(**base))
+    one = specs.estimated_seconds(ctx.train_spec(**base))
     assert one > 0
-    assert runs.estimated_seconds(ctx.train_spec(**{**base, "seeds": [0, 1, 2]})) > 2.5 * one
-    assert runs.estimated_seconds(ctx.train_spec(**base, schedule=ctx.cyclical(4))) > 1.9 * one
-    assert runs.estimated_seconds(ctx.train_spec(hidden=(50,) * 8, seeds=0)) > one
-    assert runs.estimated_seconds(ctx.train_spec(hidden=(200, 50), seeds=0)) > 3 * one
+    assert specs.estimated_seconds(ctx.train_spec(**{**base, "seeds": [0, 1, 2]})) > 2.5 * one
+    assert specs.estimated_seconds(ctx.train_spec(**base, schedule=ctx.cyclical(4))) > 1.9 * one
+    assert specs.estimated_seconds(ctx.train_spec(hidden=(50,) * 8, seeds=0)) > one
+    assert specs.estimated_seconds(ctx.train_spec(hidden=(200, 50), seeds=0)) > 3 * one
 
 
 def _has_a_stored_run(out: Path) -> bool:

@@ -1,17 +1,13 @@
-"""Executor choices, the split/merge of lockstep runs, and the order Dask runs tasks in."""
+"""Executor choices, how runs are cut for idle workers, and the order Dask runs tasks in."""
 
 from __future__ import annotations
 
-import copy
 import time
 
-import numpy as np
 import pytest
 
-from experiments.suite import tasks as runs
-from experiments.suite.executor import (Backlog, ClusterError, InProcess, make_executor, visible_gpus,
-                                  worker_plan)
-from xpnet.testing import write_cifar_batches
+from experiments.suite.executor import (
+    Backlog, ClusterError, InProcess, make_executor, visible_gpus, worker_plan)
 
 
 def test_cpu_plan_uses_every_usable_core_with_one_blas_thread():
@@ -55,26 +51,25 @@ def test_one_worker_means_in_process_without_dask(monkeypatch):
 
 def test_a_run_is_cut_only_for_workers_that_would_otherwise_idle():
     backlog = Backlog()
-    for run in ("a", "b", "c"):
-        backlog.expect(run)
-    # Two workers, three runs on their way: every run stays whole.
-    assert [backlog.parts(run, 3, n_workers=2) for run in ("a", "b")] == [1, 1]
+    # Two workers, a batch of three runs starting: every run stays whole.
+    assert [backlog.parts(3, n_workers=2, upcoming=k) for k in (2, 1)] == [1, 1]
     backlog.task_submitted()
     backlog.task_submitted()
-    assert backlog.parts("c", 3, n_workers=2) == 1
+    assert backlog.parts(3, n_workers=2, upcoming=0) == 1
     backlog.task_submitted()
     for _ in range(3):
         backlog.task_done()
-    # The queue is empty: a run is cut for every idle worker, never into more than M parts.
-    assert backlog.parts("d", 5, n_workers=2) == 2
-    assert backlog.parts("e", 3, n_workers=8) == 3
-    assert backlog.parts("f", 1, n_workers=8) == 1
+    # Nothing queued: a run is cut for every idle worker, never into more than M parts.
+    assert backlog.parts(5, n_workers=2, upcoming=0) == 2
+    assert backlog.parts(3, n_workers=8, upcoming=0) == 3
+    assert backlog.parts(1, n_workers=8, upcoming=0) == 1
     backlog.task_submitted()
-    assert backlog.parts("g", 8, n_workers=8) == 7  # one worker busy with f
+    assert backlog.parts(8, n_workers=8, upcoming=0) == 7  # one worker busy
+    assert backlog.parts(8, n_workers=8, upcoming=3) == 4  # and three runs right behind
 
 
 def test_in_process_runs_are_never_cut():
-    assert InProcess().parts_for("study/run", 8) == 1
+    assert InProcess().parts_for(8, upcoming=0) == 1
 
 
 def test_in_process_executor_keeps_errors_in_the_future():
@@ -82,73 +77,6 @@ def test_in_process_executor_keeps_errors_in_the_future():
     with pytest.raises(ZeroDivisionError):
         future.result()
     assert InProcess().submit(lambda a: a + 1, 1, key="k").result() == 2
-
-
-# -------------------------------------------------------------- split / merge
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-split")
-    write_cifar_batches(root, n_per_batch=200, seed=3)
-    return runs.RunEnv(runs.DataSettings(str(root), quick=True))
-
-
-def _spec(env, *, seeds, lam, sigma=None, eta=0.05, momentum=0.0, steps=30):
-    return {
-        "config": {"d_in": 3072, "hidden": [20, 10], "n_classes": 10, "batch_norm": sigma is None,
-                   "init": "he" if sigma is None else "normal", "bn_momentum": 0.9,
-                   "bn_eps": 1e-5},
-        "train": {"batch_size": 20, "momentum": momentum, "evals_per_cycle": 3,
-                  "train_eval_size": None, "divergence_loss": 1e4},
-        "schedule": {"type": "ConstantLR", "eta": eta, "steps": steps, "cycle_length": 10},
-        "models": {"seeds": seeds, "lam": lam, "sigma": sigma},
-        "n_train": 200, "data": env.data_sizes(),
-    }
-
-
-def _assert_same_record(merged, whole):
-    assert merged["n_models"] == whole["n_models"]
-    assert merged["history"]["steps"] == whole["history"]["steps"]
-    assert merged["history"]["diverged_step"] == whole["history"]["diverged_step"]
-    assert merged["history"]["stopped_step"] == whole["history"]["stopped_step"]
-    for key, rows in whole["history"]["metrics"].items():
-        a = np.array(merged["history"]["metrics"][key], dtype=float)
-        b = np.array(rows, dtype=float)
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=key)
-    for key in ("test_accuracy", "last_val_accuracy", "diverged_step"):
-        np.testing.assert_allclose(np.array(merged[key], dtype=float),
-                                   np.array(whole[key], dtype=float), rtol=1e-5,
-                                   equal_nan=True, err_msg=key)
-
-
-@pytest.mark.parametrize("groups", [2, 3, 5])
-def test_a_split_run_merges_into_the_unsplit_record(env, groups):
-    spec = _spec(env, seeds=[0, 1, 2, 0, 1], lam=[0.0, 1e-3, 1e-2, 0.1, 0.0])
-    whole = runs.execute(runs.train_and_test, spec, env.settings, "t")
-    parts = runs.split_spec(spec, groups)
-    assert sum(runs.n_models(p) for p in parts) == 5
-    merged = runs.merge_records([runs.execute(runs.train_and_test, p, env.settings, "t")
-                                 for p in parts])
-    _assert_same_record(merged, whole)
-
-
-def test_a_group_that_diverges_early_is_padded_like_the_whole(env):
-    """Models 2 and 3 blow up (sigma 10): their group stops early, the merge pads with NaN."""
-    spec = _spec(env, seeds=[0, 1, 2, 3], lam=[0.0] * 4, sigma=[0.01, 0.01, 10.0, 10.0],
-                 eta=0.5, momentum=0.9)
-    whole = runs.execute(runs.train_and_test, spec, env.settings, "t")
-    parts = [runs.execute(runs.train_and_test, p, env.settings, "t")
-             for p in runs.split_spec(spec, 2)]
-    assert parts[1]["history"]["stopped_step"] < parts[0]["history"]["stopped_step"]
-    _assert_same_record(runs.merge_records(parts), whole)
-
-
-def test_split_leaves_the_spec_alone(env):
-    spec = _spec(env, seeds=[0, 1, 2], lam=[0.0, 0.1, 0.2])
-    before = copy.deepcopy(spec)
-    parts = runs.split_spec(spec, 8)
-    assert spec == before
-    assert [p["models"]["lam"] for p in parts] == [[0.0], [0.1], [0.2]]
-
 
 
 STARTED: list = []  # names of the tasks below, as an in-process worker starts them

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_off_a_terminal_the_reporter_prints_plain_lines():
     stream = io.StringIO()
     reporter = Reporter(stream=stream, status_every=0.0)
-    reporter.run_planned("a/x", 100)
+    reporter.run_queued("a/x", 100)
     reporter.run_submitted("a/x", 100)
     reporter.run_submitted("b/gc", 0)
     reporter.handle({"run": "a/x", "event": "start", "total": 100})

@@ -1,49 +1,44 @@
-"""Per-model rates, momentum and eps in run specs: they live under spec["models"], and a
-run split into model groups merges back into the unsplit run's record."""
+"""The run-spec format: per-model values (seeds, lambda, sigma, eps, rates, momentum) live
+under spec["models"], and a run split into model groups merges back into the unsplit
+run's record, also when a group stops early."""
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from experiments.suite import spec as specs
 from experiments.suite import tasks as runs
-from experiments.suite.context import Context, Settings
+from tests.records import assert_same_record
+from xpnet import TrainConfig
 from xpnet.schedules import ConstantLR, CyclicalLR
 from xpnet.testing import write_cifar_batches
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
+def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-split-rates")
     write_cifar_batches(root, n_per_batch=200, seed=5)
-    settings = runs.DataSettings(str(root), quick=True)
-    return Context(Settings(quick=True), store=None, out_dir=Path(root), executor=None,
-                   study_name="test", data_settings=settings, reporter=None)
+    return runs.RunEnv(runs.DataSettings(str(root), quick=True))
 
 
-def _spec(ctx, schedule, momentum):
-    return ctx.train_spec(hidden=(20, 10), seeds=[0, 1, 2, 0, 1], lam=[0.0, 1e-3, 0.0, 0.01, 0.0],
-                          eps=[1e-5, 1e-3, 1e-8, 1e-5, 1e-5], schedule=schedule,
-                          train=ctx.train_config(momentum=momentum, evals_per_cycle=3),
-                          n_train=500)
+def train_spec(env, *, seeds, lam, sigma=None, eps=None, schedule=None, momentum=0.0,
+               n_train=500) -> dict:
+    """A small training run's spec, written by the suite's own spec writer."""
+    return specs.train_spec(
+        data=env.data_sizes(), d_in=env.data.X_train.shape[1], n_classes=env.data.n_classes,
+        hidden=(20, 10), seeds=seeds, lam=lam, sigma=sigma, eps=eps,
+        batch_norm=sigma is None, init="he" if sigma is None else "normal",
+        schedule=schedule or ConstantLR(0.05, steps=30, cycle_length=10),
+        train=TrainConfig(batch_size=20, momentum=momentum, evals_per_cycle=3,
+                          train_eval_size=None), n_train=n_train)
 
 
-def _assert_same(merged: dict, whole: dict) -> None:
-    assert merged["n_models"] == whole["n_models"]
-    for key in ("steps", "eta", "diverged_step", "stopped_step"):
-        assert merged["history"][key] == whole["history"][key], key
-    assert whole["history"]["metrics"].keys() == merged["history"]["metrics"].keys()
-    for key, rows in whole["history"]["metrics"].items():
-        np.testing.assert_allclose(np.array(merged["history"]["metrics"][key], dtype=float),
-                                   np.array(rows, dtype=float), rtol=1e-5, atol=1e-6,
-                                   equal_nan=True, err_msg=key)
-    for key in ("test_accuracy", "test_loss", "last_val_accuracy", "diverged_step"):
-        np.testing.assert_allclose(np.array(merged[key], dtype=float),
-                                   np.array(whole[key], dtype=float), rtol=1e-5, atol=1e-6,
-                                   equal_nan=True, err_msg=key)
+def _spec(env, schedule, momentum):
+    return train_spec(env, seeds=[0, 1, 2, 0, 1], lam=[0.0, 1e-3, 0.0, 0.01, 0.0],
+                      eps=[1e-5, 1e-3, 1e-8, 1e-5, 1e-5], schedule=schedule, momentum=momentum)
 
 
 CASES = {
@@ -56,9 +51,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_per_model_values_live_under_models(ctx, case):
+def test_per_model_values_live_under_models(env, case):
     schedule, momentum = CASES[case]
-    spec = _spec(ctx, schedule, momentum)
+    spec = _spec(env, schedule, momentum)
     models = spec["models"]
     for field in schedule.per_model_fields():
         assert field not in spec["schedule"]
@@ -66,10 +61,10 @@ def test_per_model_values_live_under_models(ctx, case):
     assert models["eps"] == [1e-5, 1e-3, 1e-8, 1e-5, 1e-5]
     assert ("momentum" in models) == isinstance(momentum, tuple)
     assert ("momentum" in spec["train"]) != isinstance(momentum, tuple)
-    assert runs.make_schedule(spec["schedule"], models) == schedule
-    assert runs.make_train_config(spec).momentum == momentum
+    assert specs.make_schedule(spec["schedule"], models) == schedule
+    assert specs.make_train_config(spec).momentum == momentum
     before = copy.deepcopy(spec)
-    parts = runs.split_spec(spec, 2)
+    parts = specs.split_spec(spec, 2)
     assert spec == before
     cut = len(parts[0]["models"]["seeds"])
     assert [p["models"]["schedule"] for p in parts] == [
@@ -83,24 +78,54 @@ def test_per_model_values_live_under_models(ctx, case):
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("groups", [2, 5])
-def test_a_split_run_of_per_model_rates_merges_into_the_unsplit_record(ctx, case, groups):
-    spec = _spec(ctx, *CASES[case])
-    whole = runs.execute(runs.train_and_test, spec, ctx.data_settings, "whole")
+def test_a_split_run_of_per_model_rates_merges_into_the_unsplit_record(env, case, groups):
+    spec = _spec(env, *CASES[case])
+    whole = runs.execute(runs.train_and_test, spec, env.settings, "whole")
     assert np.array(whole["history"]["eta"]).shape == (len(whole["history"]["steps"]), 5)
-    parts = [runs.execute(runs.train_and_test, part, ctx.data_settings, f"part{i}")
-             for i, part in enumerate(runs.split_spec(spec, groups))]
+    parts = [runs.execute(runs.train_and_test, part, env.settings, f"part{i}")
+             for i, part in enumerate(specs.split_spec(spec, groups))]
     assert len(parts) == groups
-    _assert_same(runs.merge_records(parts), whole)
+    assert_same_record(specs.merge_records(parts), whole)
 
 
-def test_lockstep_models_differ_only_by_their_values(ctx):
+def test_lockstep_models_differ_only_by_their_values(env):
     """Model 0 and 3 share a seed but not their rates or lambda: different results;
     a run of model 0 alone reproduces it."""
-    spec = _spec(ctx, *CASES["cyclical"])
-    whole = runs.execute(runs.train_and_test, spec, ctx.data_settings, "whole")
+    spec = _spec(env, *CASES["cyclical"])
+    whole = runs.execute(runs.train_and_test, spec, env.settings, "whole")
     assert whole["test_loss"][0] != whole["test_loss"][3]
-    alone = ctx.train_spec(hidden=(20, 10), seeds=0, lam=0.0, eps=1e-5,
-                           schedule=CyclicalLR(1e-5, 0.1, n_s=5, cycles=1),
-                           train=ctx.train_config(momentum=0.0, evals_per_cycle=3), n_train=500)
-    one = runs.execute(runs.train_and_test, alone, ctx.data_settings, "alone")
+    alone = train_spec(env, seeds=0, lam=0.0, eps=1e-5,
+                       schedule=CyclicalLR(1e-5, 0.1, n_s=5, cycles=1))
+    one = runs.execute(runs.train_and_test, alone, env.settings, "alone")
     np.testing.assert_allclose(one["test_loss"][0], whole["test_loss"][0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [2, 3, 5])
+def test_a_split_run_of_per_model_lambdas_merges_into_the_unsplit_record(env, groups):
+    spec = train_spec(env, seeds=[0, 1, 2, 0, 1], lam=[0.0, 1e-3, 1e-2, 0.1, 0.0], n_train=200)
+    whole = runs.execute(runs.train_and_test, spec, env.settings, "t")
+    parts = specs.split_spec(spec, groups)
+    assert sum(specs.n_models(p) for p in parts) == 5
+    merged = specs.merge_records([runs.execute(runs.train_and_test, p, env.settings, "t")
+                                 for p in parts])
+    assert_same_record(merged, whole)
+
+
+def test_a_group_that_diverges_early_is_padded_like_the_whole(env):
+    """Models 2 and 3 blow up (sigma 10): their group stops early, the merge pads with NaN."""
+    spec = train_spec(env, seeds=[0, 1, 2, 3], lam=[0.0] * 4, sigma=[0.01, 0.01, 10.0, 10.0],
+                      schedule=ConstantLR(0.5, steps=30, cycle_length=10), momentum=0.9,
+                      n_train=200)
+    whole = runs.execute(runs.train_and_test, spec, env.settings, "t")
+    parts = [runs.execute(runs.train_and_test, p, env.settings, "t")
+             for p in specs.split_spec(spec, 2)]
+    assert parts[1]["history"]["stopped_step"] < parts[0]["history"]["stopped_step"]
+    assert_same_record(specs.merge_records(parts), whole)
+
+
+def test_split_leaves_the_spec_alone(env):
+    spec = train_spec(env, seeds=[0, 1, 2], lam=[0.0, 0.1, 0.2])
+    before = copy.deepcopy(spec)
+    parts = specs.split_spec(spec, 8)
+    assert spec == before
+    assert [p["models"]["lam"] for p in parts] == [[0.0], [0.1], [0.2]]

@@ -13,7 +13,7 @@ To replace a function in a test, patch the module that looks it up (for example
 from __future__ import annotations
 
 from xpnet.data.archive import safe_extract_tar
-from xpnet.data.cifar10 import Dataset, load_cifar10, locate_cifar
+from xpnet.data.cifar10 import Dataset, Split, load_cifar10, locate_cifar
 from xpnet.data.download import download_cifar
 from xpnet.data.layout import (
     BATCH_FOLDER,
@@ -44,6 +44,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "DownloadError",
+    "Split",
     "UnsafeFileError",
     "download_cifar",
     "load_batch",

@@ -15,6 +15,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -78,13 +79,24 @@ def locate_cifar(data_dir: str | os.PathLike | None = None) -> Path | None:
 # ---------------------------------------------------------------------- the dataset
 
 
+class Split(NamedTuple):
+    """One split of a data set on the host: inputs ``X`` ``(n, d)``, labels ``y`` ``(n,)``.
+
+    A named pair, so ``X, y = data.train`` works and ``Classifier.fit(data.train)`` takes it.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+
+
 @dataclass
 class Dataset:
     """CIFAR-10 split and standardised, on the host.
 
     ``X_*`` are float arrays of shape ``(n, 3072)``, ``y_*`` int64 of shape ``(n,)``;
     ``mean`` and ``std`` (shape ``(3072,)``) are the training statistics of the pixels
-    scaled to [0, 1], which every split was standardised with.
+    scaled to [0, 1], which every split was standardised with.  ``train``, ``val`` and
+    ``test`` give each split as a :class:`Split` ``(X, y)``.
     """
 
     X_train: np.ndarray
@@ -97,6 +109,18 @@ class Dataset:
     mean: np.ndarray
     std: np.ndarray
     n_classes: int = N_CLASSES
+
+    @property
+    def train(self) -> Split:
+        return Split(self.X_train, self.y_train)
+
+    @property
+    def val(self) -> Split:
+        return Split(self.X_val, self.y_val)
+
+    @property
+    def test(self) -> Split:
+        return Split(self.X_test, self.y_test)
 
 
 def _not_found_message(data_dir) -> str:

@@ -15,8 +15,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
-
 from xpnet.data.archive import _CHUNK, safe_extract_tar
 from xpnet.data.layout import BATCH_FOLDER, CIFAR_MD5, CIFAR_URL, _has_batches
 from xpnet.errors import DownloadError
@@ -34,6 +32,8 @@ def _remove_quietly(path: Path) -> None:
 
 def _fetch(url: str, out, timeout: float, progress: bool) -> str:
     """Stream ``url`` into the open file ``out``; returns the MD5 hex digest of the body."""
+    from tqdm import tqdm  # here, not at the top: `import xpnet` stays free of tqdm
+
     digest = hashlib.md5()
     with urllib.request.urlopen(url, timeout=timeout) as response:
         declared = response.headers.get("Content-Length")

@@ -1,0 +1,218 @@
+"""The suite: one invocation's studies, against one output folder, on one executor.
+
+:class:`Suite` records the invocation in ``results.json`` (refusing to mix scales or data
+in one folder), runs every chosen study once on a thread of its own while the main
+thread starts their runs (:mod:`experiments.suite.dispatch`), keeps each study's
+outcome, and writes the report.  It knows no study by name: the CLI hands it the
+modules.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from experiments.suite import tasks as runs
+from experiments.suite.args import UsageError
+from experiments.suite.context import ABORT, Context, RunFailed, Settings
+from experiments.suite.dispatch import Dispatcher
+from experiments.suite.progress import Reporter
+from experiments.suite.store import ResultStore, library_versions, now
+from xpnet.errors import DataError, XpnetError
+
+
+def describe_device(backend) -> str:
+    if backend.name == "cuda":
+        try:
+            import cupy
+
+            name = cupy.cuda.runtime.getDeviceProperties(backend.device.id)["name"]
+            return f"cuda ({name.decode() if isinstance(name, bytes) else name})"
+        except Exception:
+            return "cuda"
+    return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
+
+
+class Suite:
+    """Runs the chosen studies against one output folder, on one executor.
+
+    ``studies`` maps each chosen study's name to its module (``NAME``, ``DESCRIPTION``,
+    ``run(ctx)``, optional ``CHAINED``), in the order they are reported; ``report(data,
+    path)`` writes the report from ``results.json``'s data.
+    """
+
+    def __init__(self, args, studies: dict, out: Path, backend, executor, report, argv=()):
+        self.studies = studies
+        self.names = list(studies)
+        self.write_report = report
+        self.argv = list(argv)
+        self.out = out
+        self.backend = backend
+        self.executor = executor
+        self.settings = Settings(quick=args.quick, seeds=args.seeds, data_dir=args.data_dir,
+                                 download=args.download, force=args.force,
+                                 progress=not args.no_progress)
+        # Workers may run elsewhere: they get the data folder as an absolute path.
+        data_dir = str(Path(args.data_dir).expanduser().absolute()) if args.data_dir else None
+        self.data_settings = runs.DataSettings(data_dir, args.download, args.quick,
+                                               args.device, progress=not args.no_progress)
+        self.store = ResultStore(out)
+        ABORT.clear()
+        self.reporter = Reporter(enabled=not args.no_progress)
+        executor.subscribe_progress(self.reporter.handle)
+        self.trained = 0
+        self.failures: list[tuple[str, Exception]] = []
+        self.dispatcher = Dispatcher(executor, self.reporter, self.data_settings,
+                                     n_studies=len(self.names))
+
+    def context(self, name: str) -> Context:
+        return Context(self.settings, self.store, self.out, self.dispatcher, name,
+                       self.data_settings, self.reporter,
+                       chained=getattr(self.studies[name], "CHAINED", False))
+
+    def say(self, line: str) -> None:
+        self.reporter.say(line)
+
+    def prepare(self) -> None:
+        """Record the invocation; refuse to mix scales or data in one folder unless --force
+        (which drops the chosen studies' runs)."""
+        meta = self.store.data["meta"]
+        self._keep_comparable("scale", self.settings.scale(), self._scale_difference)
+        self.executor.warm_up(runs.warm_up, self.data_settings)  # workers load meanwhile
+        try:
+            # Loads the data (or fails) in this process before anything trains.
+            data = runs.env_for(self.data_settings).data_sizes()
+        except OSError as exc:  # --data-dir names a file, a name too long, ... (not --out)
+            where = exc.filename or self.settings.data_dir or "the default data location"
+            raise DataError(
+                f"Cannot use the data folder {where} ({exc.strerror or type(exc).__name__}); "
+                "pass --data-dir an existing folder that holds cifar-10-batches-py, or one "
+                "that --download can create.") from None
+        self._keep_comparable("data", data, lambda old, new: (
+            f"other CIFAR-10 data ({old['train']} / {old['val']} / {old['test']} images, "
+            f"training statistics {old['train_stats']}) than you gave it "
+            f"({new['train']} / {new['val']} / {new['test']}, {new['train_stats']} from "
+            f"{self.settings.data_dir or 'the default data location'})"))
+        if self.settings.force:  # every run of the chosen studies is recomputed
+            for name in self.names:
+                self.store.study(name)["runs"] = {}  # stale keys of an older layout go too
+        meta.setdefault("created", now())
+        for duplicate in ("quick", "seeds"):  # stored in meta["scale"]
+            meta.pop(duplicate, None)
+        meta.update(updated=now(), device=describe_device(self.backend),
+                    executor=self.executor.description,
+                    versions=library_versions(self.backend.name),
+                    command=" ".join(["python -m experiments.run",
+                                      *(shlex.quote(a) for a in self.argv)]))
+        self.store.save()
+
+    @staticmethod
+    def _scale_difference(old: dict, new: dict) -> str:
+        """``"--quick; you ran without it"``-style words for two ``Settings.scale()``."""
+        parts = []
+        if old.get("quick") != new["quick"]:
+            parts.append("--quick; you ran without it" if old.get("quick")
+                         else "the full data; you ran with --quick")
+        if old.get("seeds") != new["seeds"]:
+            parts.append(f"--seeds {old.get('seeds')}; you ran with --seeds {new['seeds']}")
+        return " and ".join(parts)
+
+    def _keep_comparable(self, key: str, value, difference) -> None:
+        """Store ``meta[key] = value``, refusing stored results made with another value.
+
+        ``difference(old, new)`` says in words how they differ.  With --force the old
+        results are dropped instead.
+        """
+        meta = self.store.data["meta"]
+        old = meta.get(key)
+        if old is not None and old != value and self.store.data["studies"]:
+            if not self.settings.force:
+                raise UsageError(
+                    f"The folder {self.out} was made with {difference(old, value)}; "
+                    "choose another --out, or add --force to replace its results.")
+            self.store.data["studies"] = {}
+        meta[key] = value
+
+    def finished(self, name: str) -> bool:
+        entry = self.store.data["studies"].get(name)
+        return bool(entry and entry.get("status") == "done" and not self.settings.force
+                    and all((self.out / f).is_file() for f in entry.get("figures", [])))
+
+    def run_study(self, name: str) -> None:
+        """Run one study; a failed run marks the study failed and is kept for the end."""
+        if self.finished(name):
+            runs_done = len(self.store.data["studies"][name].get("runs", {}))
+            self.say(f"{name}: skipped (already done, {runs_done} runs reused)")
+            return
+        module = self.studies[name]
+        ctx = self.context(name)
+        with self.store.lock:
+            entry = self.store.study(name)
+            entry.update(description=module.DESCRIPTION, status="running")
+        start = time.perf_counter()
+        try:
+            result = module.run(ctx)
+        except RunFailed as exc:
+            ctx.settle()  # its other runs finish and are saved: they fail alone
+            with self.store.lock:
+                entry.update(status="failed", error=str(exc))
+                self.store.save()
+            self.failures.append((name, exc))
+            self.say(f"{name}: failed ({exc})")
+            return
+        finally:
+            self.trained += ctx.trained
+        wall = time.perf_counter() - start
+        with self.store.lock:
+            entry.update(result)
+            entry.pop("error", None)
+            # Runs reused from an earlier invocation count with the time they took then.
+            entry.update(status="done", finished_at=now(), wall_s=round(wall + ctx.reused_s, 1))
+            self.store.save()
+        n = len(entry["runs"])
+        self.say(f"{name}: {n} run{'' if n == 1 else 's'} ({ctx.trained} trained, "
+                 f"{ctx.reused} reused), {entry['wall_s']:.0f} s, {result.get('summary', '')}")
+
+    def run(self) -> int:
+        if self.executor.notice:  # the memory capped the worker count: say so first
+            self.say(self.executor.notice)
+        self.prepare()
+        start = time.perf_counter()
+        try:
+            self._run_studies()
+        finally:
+            self.reporter.close()
+        self.store.data["meta"]["wall_s_last_invocation"] = round(time.perf_counter() - start, 1)
+        self.store.save()
+        self.write_report(self.store.data, self.out / "report.md")
+        self.say(f"Trained {self.trained} runs in {time.perf_counter() - start:.0f} s; "
+                 f"report: {self.out / 'report.md'}")
+        for _, exc in self.failures:
+            print(f"error: {exc}", file=sys.stderr)
+        if not self.failures:
+            return 0
+        user_errors = all(isinstance(exc.__cause__, XpnetError) for _, exc in self.failures)
+        return 2 if user_errors else 1
+
+    def _run_studies(self) -> None:
+        """Each study once, on a thread of its own; this thread starts their runs (see
+        :mod:`experiments.suite.dispatch`) until every study has returned."""
+        pool = concurrent.futures.ThreadPoolExecutor(len(self.names), "study")
+        try:
+            futures = [pool.submit(self._study_thread, name) for name in self.names]
+            self.dispatcher.serve(lambda: all(f.done() for f in futures))
+            for future in futures:
+                future.result()  # an error other than a failed run (a full disk, ...)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _study_thread(self, name: str) -> None:
+        try:
+            self.run_study(name)
+        finally:
+            self.dispatcher.finished()

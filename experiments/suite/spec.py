@@ -1,0 +1,181 @@
+"""The run-spec format, in one place: how a training run is written down and read back.
+
+A run's *spec* is a JSON-able dict holding everything that determines its result, so
+its fingerprint (:func:`experiments.suite.store.fingerprint`) decides whether a stored
+record can be reused, and any worker can compute it:
+
+- ``config``: :class:`xpnet.NetworkConfig` as a dict; ``train``: :class:`xpnet.TrainConfig`
+  fields; ``schedule``: ``{"type": class name, **fields}``; ``n_train``; ``data``: the
+  data's sizes and training statistics.
+- ``models``: every per-model value as a list of length M (``seeds``, ``lam``, ``sigma``,
+  and when used ``eps``, ``momentum``, and ``schedule``: the schedule's per-model fields,
+  which are then absent from ``spec["schedule"]``).  That is what lets a run of M lockstep
+  models be cut into groups (:func:`split_spec`) whose records merge back into the
+  record of the whole (:func:`merge_records`).
+
+:func:`train_spec` writes a spec; :func:`make_schedule` and :func:`make_train_config`
+read one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from xpnet import NetworkConfig, TrainConfig
+from xpnet import schedules as _schedules
+from xpnet.errors import XpnetError
+from xpnet.training import record_steps
+
+
+class SpecError(XpnetError):
+    """Per-model values of one run that do not fit together."""
+
+
+def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sigma=None,
+               eps=None, batch_norm: bool = True, init: str = "he", schedule,
+               train: TrainConfig, n_train: int) -> dict:
+    """The spec of a training run (see :func:`experiments.suite.tasks.train_and_test`).
+
+    ``data`` is the data's sizes and statistics (``RunEnv.data_sizes``), ``d_in`` and
+    ``n_classes`` its input and class counts, ``n_train`` the training images used.
+
+    Everything that determines the result; the dataclasses give every field, so a
+    setting added to one of them later cannot be left out of the fingerprint.
+    ``seeds``, ``lam``, ``sigma`` and ``eps`` (batch norm's epsilon) are scalars or
+    one value per model, as are the schedule's per-model fields and
+    ``train.momentum``; every per-model value goes under ``spec["models"]``, where
+    :func:`split_spec` can cut it into model groups.
+    """
+    config = NetworkConfig(d_in=d_in, hidden=tuple(hidden), n_classes=n_classes,
+                           batch_norm=batch_norm, init=init)
+    sched = {"type": type(schedule).__name__, **dataclasses.asdict(schedule)}
+    train_fields = dataclasses.asdict(train)
+    per_model = {"seeds": seeds, "lam": lam, "sigma": sigma}
+    if eps is not None:  # absent unless used: older runs keep their fingerprints
+        per_model["eps"] = eps
+    if isinstance(train.momentum, tuple):
+        per_model["momentum"] = train_fields.pop("momentum")
+    sizes = [np.size(v) for v in per_model.values() if v is not None]
+    M = max(sizes + [schedule.n_models or 1])
+    if any(size not in (1, M) for size in sizes):
+        raise SpecError(f"Per-model values of one run must all have {M} entries.")
+    models = {k: None if v is None else np.broadcast_to(np.asarray(v), (M,)).tolist()
+              for k, v in per_model.items()}
+    if schedule.n_models is not None:
+        if schedule.n_models != M:
+            raise SpecError(f"The schedule has values for {schedule.n_models} models; "
+                             f"the run has {M}.")
+        models["schedule"] = {k: list(sched.pop(k)) for k in schedule.per_model_fields()}
+    return {"config": dataclasses.asdict(config), "train": train_fields,
+            "schedule": sched, "models": models, "n_train": n_train, "data": data}
+
+
+def _tuples(fields: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+
+
+def make_schedule(spec: dict, models: dict | None = None):
+    """The schedule a spec's ``{"type": name, **fields}`` describes.
+
+    ``models`` is the run's ``spec["models"]``: its ``"schedule"`` entry, if any, holds
+    the per-model fields.
+    """
+    fields = {**spec, **((models or {}).get("schedule") or {})}
+    cls = getattr(_schedules, fields.pop("type"))
+    return cls(**_tuples(fields))
+
+
+def make_train_config(spec: dict) -> TrainConfig:
+    """The run's :class:`TrainConfig`, per-model momentum included."""
+    fields = dict(spec["train"])
+    if spec["models"].get("momentum") is not None:
+        fields["momentum"] = spec["models"]["momentum"]
+    return TrainConfig(**_tuples(fields))
+
+
+#: Seconds per unit of :func:`estimated_seconds`' three terms, fitted to the suite's 22
+#: training runs timed in one process on a 2-core x86-64 machine (the 21 that took half
+#: a minute or more are estimated within 0.75-1.4x of their times): a sample through one
+#: weight in training (forward and backward), a layer's Python and NumPy calls per step
+#: (shared by the M models), and a sample through one weight when the history is measured.
+COST_PER_TRAIN_MAC = 1.4e-10
+COST_PER_LAYER_STEP = 6e-5
+COST_PER_EVAL_MAC = 1.9e-11
+
+
+def estimated_seconds(spec: dict) -> float:
+    """Rough one-core CPU seconds of a training run, to start the longest runs first.
+
+    Counts what the run does: ``M * steps * batch`` samples through the network's
+    weights, ``steps * layers`` rounds of per-layer calls, and at each record point
+    ``M * (training-eval + validation images)`` through the weights.  Only the order
+    of the estimates matters (see ``Context.priority``), not their scale.
+    """
+    config, train_fields = spec["config"], spec["train"]
+    dims = [config["d_in"], *config["hidden"], config["n_classes"]]
+    macs = sum(a * b for a, b in zip(dims, dims[1:]))
+    schedule = make_schedule(spec["schedule"], spec["models"])
+    steps = schedule.total_steps
+    records = len(record_steps(steps, schedule.cycle_length,
+                               train_fields["evals_per_cycle"])) + 1  # and step 0
+    eval_rows = (min(train_fields["train_eval_size"] or spec["n_train"], spec["n_train"])
+                 + spec["data"]["val"])
+    M = n_models(spec)
+    return (COST_PER_TRAIN_MAC * M * steps * train_fields["batch_size"] * macs
+            + COST_PER_LAYER_STEP * steps * (len(dims) - 1)
+            + COST_PER_EVAL_MAC * M * records * eval_rows * macs)
+
+
+def n_models(spec: dict) -> int:
+    return len(spec["models"]["seeds"])
+
+
+def split_spec(spec: dict, groups: int) -> list[dict]:
+    """``spec`` cut into at most ``groups`` specs of consecutive models (sizes differ by <= 1).
+
+    Every list under ``spec["models"]`` is sliced, those in nested dicts (the per-model
+    schedule fields) too.
+    """
+    M = n_models(spec)
+    bounds = np.linspace(0, M, min(groups, M) + 1).round().astype(int)
+
+    def cut(value, lo, hi):
+        if isinstance(value, dict):
+            return {k: cut(v, lo, hi) for k, v in value.items()}
+        return None if value is None else list(value)[lo:hi]
+
+    return [{**spec, "models": cut(spec["models"], lo, hi)}
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def merge_records(parts: list[dict]) -> dict:
+    """One run's record from the records of its model groups, in model order.
+
+    A group that stopped early (all its models diverged) has fewer record points; its
+    missing points are NaN, as they would be in the unsplit run.
+    """
+    longest = max(parts, key=lambda p: len(p["history"]["steps"]))
+    n_points = len(longest["history"]["steps"])
+
+    def padded(rows, width):
+        rows = list(rows)
+        return rows + [[None] * width for _ in range(n_points - len(rows))]
+
+    metrics = {}
+    for key in longest["history"]["metrics"]:
+        blocks = [padded(p["history"]["metrics"][key], p["n_models"]) for p in parts]
+        metrics[key] = [sum((b[i] for b in blocks), []) for i in range(n_points)]
+    history = dict(longest["history"], metrics=metrics,
+                   diverged_step=sum((p["history"]["diverged_step"] for p in parts), []),
+                   stopped_step=max(p["history"].get("stopped_step") or 0 for p in parts))
+    if any(isinstance(e, list) for p in parts for e in p["history"]["eta"]):  # per-model
+        etas = [padded([e if isinstance(e, list) else [e] * p["n_models"]
+                        for e in p["history"]["eta"]], p["n_models"]) for p in parts]
+        history["eta"] = [sum((e[i] for e in etas), []) for i in range(n_points)]
+    merged = {"history": history, "n_models": sum(p["n_models"] for p in parts),
+              "compute_s": round(sum(p.get("compute_s", 0.0) for p in parts), 3)}
+    for key in ("test_accuracy", "test_loss", "diverged_step", "last_val_accuracy"):
+        merged[key] = sum((list(p[key]) for p in parts), [])
+    return merged
