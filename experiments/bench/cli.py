@@ -47,8 +47,23 @@ import numpy as np
 
 from experiments import BLAS_THREAD_VARS
 from experiments.bench.runners import (
-    D_IN, DTYPE, ETA, HIDDEN, LAM, N_CLASSES, generic_backend, load_data, make_net,
-    matmul_runner, ours_runner, own_peak_bytes, pool_reset, race, step_name, torch_runner)
+    D_IN,
+    DTYPE,
+    ETA,
+    HIDDEN,
+    LAM,
+    N_CLASSES,
+    generic_backend,
+    load_data,
+    make_net,
+    matmul_runner,
+    ours_runner,
+    own_peak_bytes,
+    pool_reset,
+    race,
+    step_name,
+    torch_runner,
+)
 from experiments.bench.syncs import check_host_syncs, sync_line
 from experiments.suite.args import Parser, positive_int, positive_int_list
 from xpnet.atomic import write_text_atomic

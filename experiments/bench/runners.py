@@ -107,7 +107,7 @@ def matmul_runner(split, backend, *, n_models, epochs, batch_size, warmup_steps=
     rng = np.random.default_rng(1)
     sizes = (D_IN, *HIDDEN, N_CLASSES)
     Ws = []
-    for d_in, d_out in zip(sizes[:-1], sizes[1:]):
+    for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True):
         shape = (d_in, d_out) if n_models == 1 else (n_models, d_in, d_out)
         Ws.append(backend.asarray(rng.standard_normal(shape) * math.sqrt(2.0 / d_in),
                                   dtype=DTYPE))

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments.report.figures import COLORS, Line, LinePanel, plot_heatmaps, plot_lines
+from experiments.studies.kit import ARCHS, test_cell
 from experiments.suite import spec as specs
 from experiments.suite import tasks
-from experiments.studies.kit import ARCHS, test_cell
-from experiments.report.figures import COLORS, Line, LinePanel, plot_heatmaps, plot_lines
 from xpnet import to_numpy
 from xpnet.training import Callback
 

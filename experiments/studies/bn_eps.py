@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.suite import tasks
-from experiments.studies.kit import ARCHS, BATCH, Grid, column, mean_test, test_cell
-from experiments.report.markdown import sci
 from experiments.report.figures import COLORS, BarPanel, Line, LinePanel, plot_bars, plot_lines
+from experiments.report.markdown import sci
+from experiments.studies.kit import ARCHS, BATCH, Grid, column, mean_test, test_cell
+from experiments.suite import tasks
 from xpnet import CyclicalLR, to_numpy
 
 NAME = "bn_eps"

@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments.report.markdown import seeds_cell
 from experiments.studies.kit import ARCHS, mean_test, seeds_split, test_cell
 from xpnet.plots import (
-    METRIC_LABELS, PALETTE, Panel, chance_refs, metric_curves, plot_panels, spread_caption)
-from experiments.report.markdown import seeds_cell
+    METRIC_LABELS,
+    PALETTE,
+    Panel,
+    chance_refs,
+    metric_curves,
+    plot_panels,
+    spread_caption,
+)
 
 NAME = "depth_bn"
 DESCRIPTION = ("3-layer [50, 50] and 9-layer [50, 30, 20, 20, 10, 10, 10, 10], BN on and off, "

@@ -10,11 +10,11 @@ import re
 
 import numpy as np
 
+from experiments.report.markdown import sci
 from experiments.studies.kit import ARCHS
 from xpnet import Network, NetworkConfig, get_backend, one_hot
 from xpnet.gradcheck import check_gradients
 from xpnet.plots import DotPanel, plot_dot_rows
-from experiments.report.markdown import sci
 
 NAME = "gradcheck"
 DESCRIPTION = ("Analytic vs numerical gradients in float64 on a reduced problem: K = 2, 3, 4, 9 "

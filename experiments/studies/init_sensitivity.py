@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.studies.kit import ARCHS, Grid, column, mean_test, seeds_split, test_cell
 from experiments.report.markdown import CHANCE, STUCK_WITHIN, TRAINED_ABOVE
+from experiments.studies.kit import ARCHS, Grid, column, mean_test, seeds_split, test_cell
 from xpnet.plots import PALETTE, Panel, chance_refs, metric_curves, plot_panels, spread_caption
 
 NAME = "init_sensitivity"

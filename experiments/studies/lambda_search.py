@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.studies.kit import ARCHS, column, seeds_split, test_cell
 from experiments.report.markdown import pct
+from experiments.studies.kit import ARCHS, column, seeds_split, test_cell
 from xpnet.plots import plot_panels, plot_xy, spread_caption, training_panels
 from xpnet.sweep import best_value, fine_grid, grid_spacing, log_uniform_grid, search_scores
 
@@ -63,7 +63,7 @@ def run(ctx) -> dict:
 
     def search_rows(values, scores, best_value):
         return [[f"{v:.3g}", f"{np.log10(v):.2f}", pct(s), "yes" if v == best_value else ""]
-                for v, s in zip(values, scores)]
+                for v, s in zip(values, scores, strict=True)]
 
     columns = ["lambda", "log10(lambda)", "validation accuracy", "best of this search"]
     not_one_scale = ("The coarse search ran 2 cycles and the fine one 3: their accuracies are "

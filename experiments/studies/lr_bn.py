@@ -9,10 +9,8 @@ figures; the others train on.
 
 from __future__ import annotations
 
-import numpy as np
-
-from experiments.studies.kit import ARCHS, BATCH, Grid, column, metric, test_cell
 from experiments.report.figures import CHANCE, BarPanel, Line, LinePanel, plot_bars, plot_lines
+from experiments.studies.kit import ARCHS, BATCH, Grid, column, metric, test_cell
 from xpnet import ConstantLR
 
 NAME = "lr_bn"
@@ -42,9 +40,9 @@ def run(ctx) -> dict:
     rows, headline, series = [], [], {}
     for bn, rec in recs.items():
         cells = [test_cell(rec, c) for c in cols]
-        rows.append([TAGS[bn]] + [f"{c} (reports: {r})" for c, r in zip(cells, REPORTS[bn])])
+        rows.append([TAGS[bn]] + [f"{c} (reports: {r})" for c, r in zip(cells, REPORTS[bn], strict=True)])
         headline += [[f"2-layer, {TAGS[bn]}, eta {eta:g}", cell, REPORTS[bn][i]]
-                     for i, (eta, cell) in enumerate(zip(ETAS, cells))]
+                     for i, (eta, cell) in enumerate(zip(ETAS, cells, strict=True))]
         div = column(rec, "diverged_step") >= 0
         series[TAGS[bn]] = ([100 * column(rec, "test_accuracy", c) for c in cols],
                             [div[c] for c in cols],

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.studies.kit import ARCHS, BATCH, LAMBDA, Grid, column, metric, test_cell
-from experiments.report.markdown import mean_or_nan
 from experiments.report.figures import CHANCE, BarPanel, Line, LinePanel, plot_bars, plot_lines
+from experiments.report.markdown import mean_or_nan
+from experiments.studies.kit import ARCHS, BATCH, Grid, column, metric, test_cell
 from xpnet import CyclicalLR
 from xpnet.schedules import RangeTestLR
 
@@ -120,7 +120,7 @@ def run(ctx) -> dict:
                      f"{100 * b['log']['peak']:.1f} %", test_cell(rec, ours_cols),
                      test_cell(rec, reports_cols)])
         div = column(rec, "diverged_step") >= 0
-        for (values, diverged, last), c in zip(bars.values(), (ours_cols, reports_cols)):
+        for (values, diverged, last), c in zip(bars.values(), (ours_cols, reports_cols), strict=True):
             values.append(100 * column(rec, "test_accuracy", c))
             diverged.append(div[c])
             last.append(100 * column(rec, "last_val_accuracy", c))

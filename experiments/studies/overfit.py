@@ -6,10 +6,10 @@ rate; the training accuracy should reach 100 % while validation stays low.
 
 from __future__ import annotations
 
+from experiments.report.markdown import seeds_cell
 from experiments.studies.kit import ARCHS, metric, test_cell
 from xpnet import CyclicalLR
 from xpnet.plots import plot_panels, spread_caption, training_panels
-from experiments.report.markdown import seeds_cell
 
 NAME = "overfit"
 DESCRIPTION = ("4-layer [50, 30, 20] with BN on 100 training images, lambda 0: to 100 % "

@@ -115,7 +115,7 @@ def estimated_seconds(spec: dict) -> float:
     """
     config, train_fields = spec["config"], spec["train"]
     dims = [config["d_in"], *config["hidden"], config["n_classes"]]
-    macs = sum(a * b for a, b in zip(dims, dims[1:]))
+    macs = sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
     schedule = make_schedule(spec["schedule"], spec["models"])
     steps = schedule.total_steps
     records = len(record_steps(steps, schedule.cycle_length,
@@ -147,7 +147,7 @@ def split_spec(spec: dict, groups: int) -> list[dict]:
         return None if value is None else list(value)[lo:hi]
 
     return [{**spec, "models": cut(spec["models"], lo, hi)}
-            for lo, hi in zip(bounds[:-1], bounds[1:])]
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def merge_records(parts: list[dict]) -> dict:

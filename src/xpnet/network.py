@@ -101,7 +101,7 @@ class Network:
     @classmethod
     def create(cls, config: NetworkConfig, *, n_models: int | None = None, seeds=0,
                lam=0.0, sigma=None, bn_eps=None, device: str | Backend = "cpu",
-               dtype: str = "float32") -> "Network":
+               dtype: str = "float32") -> Network:
         """Initialise M models.
 
         Args:
@@ -295,7 +295,7 @@ class Network:
             np.savez(f, **self.state_dict())
 
     @classmethod
-    def load(cls, path, device: str | Backend = "cpu", dtype: str | None = None) -> "Network":
+    def load(cls, path, device: str | Backend = "cpu", dtype: str | None = None) -> Network:
         """Load a checkpoint written by :meth:`save` onto ``device``, without pickle."""
         backend = device if isinstance(device, Backend) else get_backend(device)
         try:

@@ -112,7 +112,7 @@ class History:
                             "stopped_step": self.stopped_step})
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
+    def from_dict(cls, d: dict) -> History:
         return cls(list(d["steps"]), list(d["epochs"]), list(d["eta"]),
                    {k: to_float_array(v) for k, v in d["metrics"].items()},
                    np.asarray(d["diverged_step"], dtype=np.int64), d.get("stopped_step"))
@@ -166,7 +166,7 @@ class DeviceSplit:
     Y: object
 
     @classmethod
-    def from_host(cls, backend, X, y, n_classes, dtype) -> "DeviceSplit":
+    def from_host(cls, backend, X, y, n_classes, dtype) -> DeviceSplit:
         X = np.asarray(X)
         y = np.asarray(y, dtype=np.int64)
         return cls(backend.asarray(X, dtype=dtype), backend.asarray(y),
@@ -176,7 +176,7 @@ class DeviceSplit:
     def size(self) -> int:
         return int(self.X.shape[0])
 
-    def head(self, n: int) -> "DeviceSplit":
+    def head(self, n: int) -> DeviceSplit:
         n = min(n, self.size)
         return DeviceSplit(self.X[:n, ...], self.y[:n], self.Y[:n, ...])
 

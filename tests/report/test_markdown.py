@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.studies.kit import test_cell as record_test_cell
 from experiments.report.markdown import (
-    QUICK_BANNER, STD_NOTE, accuracy_cell, markdown_table, pct, render_report, sci,
-    seeds_cell, split_outcome, write_report)
+    QUICK_BANNER,
+    STD_NOTE,
+    accuracy_cell,
+    markdown_table,
+    pct,
+    render_report,
+    sci,
+    seeds_cell,
+    split_outcome,
+    write_report,
+)
+from experiments.studies.kit import test_cell as record_test_cell
 
 
 def test_pct_is_mean_and_population_std_over_finite_values():

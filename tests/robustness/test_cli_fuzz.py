@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import experiments.run as run
 import experiments.suite.context as context
-from experiments.studies import STUDY_NAMES
 import xpnet.data.cifar10
+from experiments.studies import STUDY_NAMES
 from xpnet.errors import DownloadError
 
 N_EXAMPLES = 150

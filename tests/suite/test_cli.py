@@ -247,8 +247,8 @@ def test_nan_is_stored_as_null(tmp_path):
 
 
 def test_interrupt_saves_finished_runs_and_exits_130(tiny_data, tmp_path, monkeypatch, capsys):
-    from experiments.suite import tasks as runs
     from experiments.run import main
+    from experiments.suite import tasks as runs
 
     real = runs.execute
     calls = []
@@ -275,9 +275,9 @@ def test_interrupt_saves_finished_runs_and_exits_130(tiny_data, tmp_path, monkey
 
 
 def test_chained_studies_and_their_later_links_go_ahead_of_the_queue(tiny_data, tmp_path, monkeypatch):
+    from experiments.run import main
     from experiments.suite.context import CHAIN_LEVEL
     from experiments.suite.executor import InProcess
-    from experiments.run import main
 
     real = InProcess.submit
     priorities = {}
@@ -300,8 +300,8 @@ def test_chained_studies_and_their_later_links_go_ahead_of_the_queue(tiny_data, 
 
 def test_a_cluster_gets_the_first_wave_at_once_chains_and_longest_runs_first(
         tiny_data, tmp_path, monkeypatch, capsys):
-    from experiments.suite.executor import InProcess
     from experiments.run import main
+    from experiments.suite.executor import InProcess
 
     real = InProcess.submit
     submitted = []

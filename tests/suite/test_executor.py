@@ -7,7 +7,13 @@ import time
 import pytest
 
 from experiments.suite.executor import (
-    Backlog, ClusterError, InProcess, make_executor, visible_gpus, worker_plan)
+    Backlog,
+    ClusterError,
+    InProcess,
+    make_executor,
+    visible_gpus,
+    worker_plan,
+)
 
 
 def test_cpu_plan_uses_every_usable_core_with_one_blas_thread():

@@ -5,8 +5,8 @@ import types
 import numpy as np
 import pytest
 
-from xpnet import layers
 from tests.conftest import ATOL, RTOL
+from xpnet import layers
 from xpnet.backend import to_numpy
 
 

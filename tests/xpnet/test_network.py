@@ -114,7 +114,7 @@ def test_lockstep_models_equal_models_run_one_by_one(backend, dtype):
     rtol, atol = (1e-12, 1e-14) if dtype == "float64" else (1e-4, 1e-6)
     together = Network.create(config, seeds=seeds, lam=lams, device=backend, dtype=dtype)
     loss, cost, grads = together.loss_and_gradients(Xd, Yd)
-    for m, (seed, lam) in enumerate(zip(seeds, lams)):
+    for m, (seed, lam) in enumerate(zip(seeds, lams, strict=True)):
         alone = Network.create(config, seeds=seed, lam=lam, device=backend, dtype=dtype)
         l1, c1, g1 = alone.loss_and_gradients(Xd, Yd)
         np.testing.assert_allclose(to_numpy(loss)[m], to_numpy(l1)[0], rtol=rtol)

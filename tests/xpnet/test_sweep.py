@@ -8,8 +8,15 @@ import pytest
 from xpnet import CyclicalLR, DeviceSplit, NetworkConfig, TrainConfig, get_backend
 from xpnet.errors import XpnetError
 from xpnet.sweep import (
-    best_index, best_value, final_scores, fine_grid, grid_spacing, log_uniform_grid,
-    search_scores, train_lockstep)
+    best_index,
+    best_value,
+    final_scores,
+    fine_grid,
+    grid_spacing,
+    log_uniform_grid,
+    search_scores,
+    train_lockstep,
+)
 
 
 def test_log_uniform_grid_spans_the_exponents_evenly():
