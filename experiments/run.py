@@ -6,10 +6,11 @@ resumes: finished studies and finished runs are not recomputed unless ``--force`
 Errors a user can fix end in one sentence on stderr and exit status 2; Ctrl-C (or
 SIGTERM) keeps what has finished and exits with 130.
 
-Runs execute on every usable core by default: a local Dask cluster of single-threaded
-worker processes (``--workers N``; ``--workers 1`` trains in this process without
-Dask), or an existing cluster (``--scheduler tcp://HOST:PORT``).  Studies run
-concurrently; a run that fails fails its study alone, and the suite exits non-zero.
+Runs execute on every usable core by default (as many as the memory allows): a local
+Dask cluster of single-threaded worker processes (``--workers N``; ``--workers 1``
+trains in this process without Dask), or an existing cluster (``--scheduler
+tcp://HOST:PORT``).  Studies run concurrently; a run that fails fails its study alone,
+and the suite exits non-zero.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from experiments.report.markdown import write_report
 from experiments.studies import STUDY_NAMES, load_study, load_study_file
+from experiments.suite import tasks
 from experiments.suite.args import Parser, UsageError, positive_int
 from experiments.suite.context import ABORT
 from experiments.suite.engine import Suite
@@ -56,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no progress display (recommended when logging to a file)")
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="worker processes on this machine (default: $XPNET_WORKERS, else one "
-                        "per usable core, or one per GPU with --device cuda); 1 trains in "
-                        "this process, without Dask")
+                        "per usable core as far as the memory allows, or one per GPU with "
+                        "--device cuda); 1 trains in this process, without Dask")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="run on the Dask cluster whose scheduler is at ADDR, e.g. "
                         "tcp://10.0.0.5:8786 (default: $XPNET_SCHEDULER)")
@@ -105,7 +107,8 @@ def main(argv=None) -> int:
         from xpnet.backend import get_backend
 
         backend = get_backend(args.device)
-        executor = make_executor(args.device, args.workers, args.scheduler)
+        executor = make_executor(args.device, args.workers, args.scheduler,
+                                 data_bytes=tasks.data_bytes(args.quick))
         try:
             created = not out.exists()
         except OSError:  # a name too long, a file in the path: check_writable says so

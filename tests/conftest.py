@@ -21,11 +21,19 @@ import experiments  # noqa: F401,I001
 # CLI runs in tests train in-process unless a test asks for workers (tests of the Dask
 # executor pass --workers or --scheduler, which win over this default).
 os.environ.setdefault("XPNET_WORKERS", "1")
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 from xpnet.backend import get_backend  # noqa: E402
+
+# The data cache (xpnet.data.cache) of every test, and of the processes tests start, goes
+# to a folder of this session, never to the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="xpnet-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 # Matrix name -> get_backend flag (a test id cannot hold the flag's colon nicely).

@@ -179,6 +179,8 @@ class Suite:
                  f"{ctx.reused} reused), {entry['wall_s']:.0f} s, {result.get('summary', '')}")
 
     def run(self) -> int:
+        if self.executor.notice:  # the memory capped the worker count: say so first
+            self.say(self.executor.notice)
         self.prepare()
         start = time.perf_counter()
         try:

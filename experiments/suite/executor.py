@@ -7,8 +7,9 @@ times) and moving of results; this module only chooses the cluster:
 
 - ``InProcess``: one run after another in this process, no Dask (``--workers 1``);
 - a ``LocalCluster``-style cluster of worker processes, one thread and one BLAS thread
-  each, one per usable core (``--workers N``) or one per visible GPU, pinned to it with
-  ``CUDA_VISIBLE_DEVICES`` (``--device cuda``);
+  each, one per usable core as far as the memory allows (see :mod:`.memory`; ``--workers
+  N``) or one per visible GPU, pinned to it with ``CUDA_VISIBLE_DEVICES`` (``--device
+  cuda``), each with a Dask memory limit;
 - an existing cluster at ``--scheduler tcp://HOST:PORT`` (``dask scheduler`` and
   ``dask worker``, dask-jobqueue, Kubernetes, ...).
 """
@@ -19,6 +20,7 @@ import concurrent.futures
 import os
 import threading
 
+from experiments.suite import memory
 from experiments.suite.progress import PROGRESS_TOPIC
 from xpnet.errors import XpnetError
 
@@ -46,12 +48,19 @@ WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 #: scheduler and nannies 5.6 %, each worker 2.8 %), taken from the training on a small
 #: machine; with these settings, 2 %.  A worker takes its next queued run only when it
 #: has finished the last (saturation 1.0; the default, 1.1, rounds up to a second run
-#: held in reserve on each single-threaded worker, chosen before it was needed).
+#: held in reserve on each single-threaded worker, chosen before it was needed).  Of
+#: Dask's memory management only the nanny's restart at 95 % of the memory limit is on:
+#: a worker's resident memory counts the shared data it has read, which neither spilling
+#: results to disk nor pausing the worker (at 80 %, until memory falls) would free.
 DASK_CONFIG = {"distributed.nanny.pre-spawn-environ": WORKER_ENV,
                "distributed.scheduler.worker-saturation": 1.0,
                "distributed.worker.profile.enabled": False,
                "distributed.admin.tick.interval": "1s",
-               "distributed.admin.system-monitor.interval": "5s"}
+               "distributed.admin.system-monitor.interval": "5s",
+               "distributed.worker.memory.target": False,
+               "distributed.worker.memory.spill": False,
+               "distributed.worker.memory.pause": False,
+               "distributed.worker.memory.terminate": 0.95}
 
 
 class ClusterError(XpnetError):
@@ -140,6 +149,7 @@ class InProcess:
     description = "in-process"
     #: Runs start one at a time, each when the one before has finished.
     one_at_a_time = True
+    notice = None  # a line for the user about the choice of executor, if any
 
     def __init__(self):
         self.publish = None
@@ -173,6 +183,7 @@ class DaskExecutor:
 
     one_at_a_time = False  # Dask's scheduler queues what is submitted
     publish = None  # workers publish progress on PROGRESS_TOPIC instead
+    notice = None  # a line for the user about the choice of executor, if any
 
     def __init__(self, client, cluster=None, description: str = "", device: str = "cpu"):
         self.client = client
@@ -249,12 +260,12 @@ def connect(address: str, device: str) -> DaskExecutor:
     return DaskExecutor(client, None, f"scheduler {address}", device)
 
 
-def start_local_cluster(plan: list[dict], device: str) -> DaskExecutor:
+def start_local_cluster(plan: list[dict], device: str, memory_limit: int = 0) -> DaskExecutor:
     """A cluster of ``len(plan)`` single-threaded worker processes on this machine.
 
-    Each worker runs in its own process under a nanny (which restarts it if it dies)
-    with the environment of its plan entry.  The dashboard is off: nothing listens
-    beyond the loopback address.
+    Each worker runs in its own process under a nanny (which restarts it if it dies or
+    passes 95 % of ``memory_limit`` bytes; 0: no limit) with the environment of its plan
+    entry.  The dashboard is off: nothing listens beyond the loopback address.
     """
     import dask
     from distributed import Client, Nanny, Scheduler, SpecCluster
@@ -265,7 +276,7 @@ def start_local_cluster(plan: list[dict], device: str) -> DaskExecutor:
                                                "dashboard_address": "127.0.0.1:0"}}
     workers = {f"worker-{i}": {"cls": Nanny, "options": {
         "nthreads": 1, "env": env, "host": "127.0.0.1", "silence_logs": 40,
-        "memory_limit": 0, "dashboard": False}} for i, env in enumerate(plan)}
+        "memory_limit": memory_limit, "dashboard": False}} for i, env in enumerate(plan)}
     try:
         with dask.config.set(DASK_CONFIG):
             cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
@@ -278,12 +289,15 @@ def start_local_cluster(plan: list[dict], device: str) -> DaskExecutor:
 
 
 def make_executor(device: str, workers: int | None, scheduler: str | None, *,
-                  gpu_count=None):
+                  gpu_count=None, data_bytes: int = 0, available: int | None = None):
     """The executor the CLI's flags ask for.
 
     ``--scheduler`` (or ``$XPNET_SCHEDULER``) wins; otherwise a local cluster of
-    ``--workers`` workers (default: ``$XPNET_WORKERS``, else every usable core, or every
-    visible GPU), and a single worker means in-process, without Dask.
+    ``--workers`` workers (default: ``$XPNET_WORKERS``, else every usable core as far as
+    ``available`` bytes of memory (default: what is available now) hold ``data_bytes``
+    of shared data, the client and the workers, or every visible GPU), and a single
+    worker means in-process, without Dask.  When the memory caps the count, the
+    executor's ``notice`` says so.
     """
     if workers is None and os.environ.get("XPNET_WORKERS", "").strip():
         from experiments.suite.args import UsageError
@@ -303,9 +317,19 @@ def make_executor(device: str, workers: int | None, scheduler: str | None, *,
         count = gpu_count() if gpu_count else _cuda_device_count()
         gpu_ids = visible_gpus(count, os.environ.get("CUDA_VISIBLE_DEVICES"))
     plan = worker_plan(device, workers, gpu_ids=gpu_ids)
+    available = memory.available_memory() if available is None else available
+    notice = None
+    fit = memory.workers_that_fit(available, data_bytes)
+    if device == "cpu" and workers is None and fit < len(plan):
+        notice = memory.cap_notice(fit, len(plan), available, data_bytes)
+        plan = plan[:fit]
     if len(plan) <= 1:
-        return InProcess()
-    return start_local_cluster(plan, device)
+        executor = InProcess()
+    else:
+        limit = memory.worker_memory_limit(available, data_bytes, len(plan))
+        executor = start_local_cluster(plan, device, memory_limit=limit)
+    executor.notice = notice
+    return executor
 
 
 def _cuda_device_count() -> int:

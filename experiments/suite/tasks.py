@@ -38,6 +38,20 @@ class DataSettings:
     progress: bool = False  # download progress bars (in the client process only)
 
 
+def data_options(quick: bool) -> dict:
+    """The ``load_cifar10`` options of the suite's data (a slice of it with --quick)."""
+    return dict(limit=1000, n_val=500) if quick else dict(n_val=5000)
+
+
+def data_bytes(quick: bool) -> int:
+    """Bytes of the standardised float32 splits (images x 3072 x 4): the shared data.
+
+    The full splits are CIFAR-10's 60,000 images; --quick keeps at most 1,000 training,
+    500 validation and 1,000 test images.
+    """
+    return (2500 if quick else 60000) * 3072 * 4
+
+
 class RunEnv:
     """The data and backend of one process, loaded on first use."""
 
@@ -57,13 +71,18 @@ class RunEnv:
 
     @property
     def data(self):
-        """The host :class:`xpnet.data.Dataset` (smaller with --quick)."""
+        """The host :class:`xpnet.data.Dataset` (smaller with --quick).
+
+        Its arrays are mapped read-only from this machine's cache file, shared by every
+        process that maps it: a process holds no copy of its own, and pages it never
+        reads (the client's, when workers train) cost it nothing.
+        """
         if self._data is None:
             from xpnet.data import load_cifar10
 
-            kwargs = dict(limit=1000, n_val=500) if self.settings.quick else dict(n_val=5000)
             self._data = load_cifar10(self.settings.data_dir, download=self.settings.download,
-                                      progress=self.settings.progress, **kwargs)
+                                      progress=self.settings.progress, cache=True,
+                                      **data_options(self.settings.quick))
         return self._data
 
     def split(self, name: str) -> DeviceSplit:

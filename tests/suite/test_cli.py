@@ -317,3 +317,19 @@ def test_quick_suite_on_real_cifar(cifar_root, tmp_path):
     assert runs["3-layer-bn"]["test_accuracy"][0] > 0.2  # 1,000 images, 200 steps
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| depth_bn | 3-layer, BN |" in report
+
+
+def test_a_memory_cap_is_the_first_line_the_suite_prints(tiny_data, tmp_path, monkeypatch,
+                                                          capsys):
+    from experiments.run import main
+    from experiments.suite import executor, memory
+
+    monkeypatch.delenv("XPNET_WORKERS", raising=False)
+    monkeypatch.delenv("XPNET_SCHEDULER", raising=False)
+    monkeypatch.setattr(executor, "usable_cores", lambda: 4)
+    monkeypatch.setattr(memory, "available_memory", lambda: memory.CLIENT_BYTES)  # room for 1
+    code = main(["--quick", "--only", "lr_bn", "--no-progress", "--seeds", "1",
+                 "--data-dir", str(tiny_data), "--out", str(tmp_path / "out")])
+    assert code == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("Using 1 worker, not one per usable core") and "--workers N" in first

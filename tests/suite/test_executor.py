@@ -130,3 +130,36 @@ def _count_known(dask_scheduler) -> int:
 
 def _count_queued(dask_scheduler) -> int:
     return sum(ts.state == "queued" for ts in dask_scheduler.tasks.values())
+
+
+GIB = 2**30
+
+
+def test_the_memory_caps_the_default_worker_count_and_says_so(monkeypatch):
+    from experiments.suite import executor, memory
+
+    monkeypatch.delenv("XPNET_SCHEDULER", raising=False)
+    monkeypatch.delenv("XPNET_WORKERS", raising=False)
+    monkeypatch.setattr(executor, "usable_cores", lambda: 8)
+    started = []
+    monkeypatch.setattr(executor, "start_local_cluster", lambda plan, device, memory_limit=0:
+                        started.append((len(plan), memory_limit)) or InProcess())
+    data = int(0.7 * GIB)
+    # Room for the data, the client and three workers: three workers, and a line saying so.
+    available = data + memory.CLIENT_BYTES + 3 * memory.WORKER_BYTES + 1000
+    ex = make_executor("cpu", None, None, data_bytes=data, available=available)
+    assert started[-1][0] == 3
+    assert ex.notice.startswith("Using 3 workers, not one per usable core (8):")
+    assert "--workers N" in ex.notice
+    # Each gets the data plus its share of the rest: its nanny restarts it beyond that.
+    assert started[-1][1] == data + (available - data - memory.CLIENT_BYTES) // 3
+    # Plenty of memory: every core, no notice, a limit above the data and a worker's need.
+    ex = make_executor("cpu", None, None, data_bytes=data, available=64 * GIB)
+    assert started[-1][0] == 8 and ex.notice is None
+    assert started[-1][1] >= data + memory.WORKER_BYTES
+    # --workers N is the user's choice: not capped.
+    ex = make_executor("cpu", 6, None, data_bytes=data, available=available)
+    assert started[-1][0] == 6 and ex.notice is None
+    # Room for one worker only: it trains in this process, and the notice says so.
+    ex = make_executor("cpu", None, None, data_bytes=data, available=data)
+    assert isinstance(ex, InProcess) and ex.notice.startswith("Using 1 worker, not")

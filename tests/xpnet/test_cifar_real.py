@@ -42,3 +42,13 @@ def test_four_layer_bn_overfits_100_real_images(cifar):
     net = Network.create(NetworkConfig(hidden=(50, 30, 20)), seeds=0, lam=0.0, device=be)
     hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=100, cycles=2), tr, None, TrainConfig(batch_size=10), progress=False)
     assert np.max(hist.metrics["train_accuracy"][-1]) == 1.0
+
+
+@pytest.mark.slow
+def test_the_cached_load_is_bit_identical_on_the_real_data(cifar, cifar_root):
+    cached = load_cifar10(cifar_root, progress=False, cache=True)
+    for name in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "mean", "std"):
+        a, b = getattr(cifar, name), getattr(cached, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
+        assert a.tobytes() == b.tobytes(), name
+    assert cached.label_names == cifar.label_names

@@ -2,8 +2,10 @@
 
 One job a module: ``layout`` (the official file names and sizes), ``safe_pickle``
 (the restricted unpickler, the security boundary), ``archive`` (safe tar extraction),
-``download`` (fetch, MD5 and progress) and ``cifar10`` (locate, load, split and
-standardise into a :class:`Dataset`).  This package re-exports their public names.
+``download`` (fetch, MD5 and progress), ``cifar10`` (locate, load, split and
+standardise into a :class:`Dataset`) and ``cache`` (the standardised splits in one file
+per machine, which every process maps read-only: ``load_cifar10(..., cache=True)``).
+This package re-exports their public names.
 To replace a function in a test, patch the module that looks it up (for example
 ``xpnet.data.cifar10.download_cifar``), not this package.
 """

@@ -9,18 +9,28 @@ NumPy; moving arrays to a device is the caller's job (see ``backend``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from xpnet.data import cache as _cache
 from xpnet.data.download import download_cifar
-from xpnet.data.layout import BATCH_FOLDER, N_CLASSES, TEST_BATCH, TRAIN_BATCHES, _has_batches
+from xpnet.data.layout import (
+    BATCH_FOLDER,
+    META_FILE,
+    N_CLASSES,
+    TEST_BATCH,
+    TRAIN_BATCHES,
+    _has_batches,
+)
 from xpnet.data.safe_pickle import load_batch, load_label_names
 from xpnet.errors import DataError
-
 
 # --------------------------------------------------------------------------- locate
 
@@ -207,9 +217,11 @@ def _standardise(X: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype) -> np.
 
 def _check_options(split: str, n_val: int, limit) -> None:
     if split not in ("default", "a1"):
-        raise DataError(f"Unknown split {split!r}; use 'default' (five batches) or 'a1' (batch 1 / batch 2).")
+        raise DataError(f"Unknown split {split!r}; use 'default' (five batches) or 'a1' "
+                        "(batch 1 / batch 2).")
     if type(n_val) is not int or n_val < 1:
-        raise DataError(f"n_val must be a positive whole number, not {n_val!r}; pass e.g. n_val=5000.")
+        raise DataError(f"n_val must be a positive whole number, not {n_val!r}; "
+                        "pass e.g. n_val=5000.")
     if limit is not None and (type(limit) is not int or limit < 1):
         raise DataError(f"limit must be a positive whole number or None, not {limit!r}.")
 
@@ -222,6 +234,7 @@ def load_cifar10(
     download: bool = False,
     limit: int | None = None,
     progress: bool = True,
+    cache: bool = False,
 ) -> Dataset:
     """Load, split and standardise CIFAR-10.
 
@@ -231,9 +244,20 @@ def load_cifar10(
     the first ``limit`` images of each split (for quick runs).  Pixels are scaled to
     [0, 1] by ``/255`` and then standardised per feature with the training mean and
     std (computed in float64 on the training part actually kept, then cast to ``dtype``).
+
+    ``cache=True`` returns the same numbers as read-only arrays mapped from a cache file
+    (see :mod:`xpnet.data.cache`), built on first use, which every process on the
+    machine shares instead of holding a copy of its own.
     """
     _check_options(split, n_val, limit)
     folder = _find_or_download(data_dir, download, progress)
+    if cache:
+        return _load_cached(folder, split, n_val, np.dtype(dtype), limit)
+    return _load_folder(folder, split, n_val, dtype, limit)
+
+
+def _load_folder(folder: Path, split: str, n_val: int, dtype, limit) -> Dataset:
+    """:func:`load_cifar10` from the batch folder ``folder`` (options already checked)."""
     if split == "default":
         X_all, y_all = _load_files(folder, TRAIN_BATCHES)
         if n_val >= X_all.shape[0]:
@@ -258,3 +282,41 @@ def load_cifar10(
         X_test=_standardise(X_te, mean_d, std_d, dtype), y_test=y_te,
         label_names=load_label_names(folder), mean=mean_d, std=std_d,
     )
+
+
+# ---------------------------------------------------------------- the shared cache
+
+#: The Dataset fields stored as arrays in a cache file.
+_ARRAYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "mean", "std")
+
+
+def _load_cached(folder: Path, split: str, n_val: int, dtype: np.dtype, limit) -> Dataset:
+    """:func:`_load_folder`'s Dataset, its arrays mapped from this machine's cache file.
+
+    The file is named after the folder and options, and built for a fingerprint of the
+    batch files' contents: other data in the same folder rebuilds it in place.  Where the
+    cache folder cannot be written, the data is loaded into this process instead, with
+    a warning.
+    """
+    options = {"split": split, "n_val": n_val, "limit": limit, "dtype": dtype.str}
+    sources = [folder / name for name in (*TRAIN_BATCHES, TEST_BATCH, META_FILE)]
+    identity = {**options, "sources": _cache.fingerprint_files(sources)}
+    place = json.dumps({**options, "folder": str(folder.resolve())}, sort_keys=True)
+    name = f"cifar10-{hashlib.sha256(place.encode()).hexdigest()[:20]}.arrays"
+    built = []
+
+    def build():
+        built.append(_load_folder(folder, split, n_val, dtype, limit))
+        d = built[0]
+        return ({k: getattr(d, k) for k in _ARRAYS},
+                {"label_names": d.label_names, "n_classes": d.n_classes})
+
+    try:
+        arrays, record, _ = _cache.load_or_build(name, identity, build)
+    except OSError as exc:
+        warnings.warn(f"Could not use the data cache in {_cache.cache_dir()} "
+                      f"({exc.strerror or exc}); loading CIFAR-10 into this process instead.",
+                      stacklevel=3)
+        return built[0] if built else _load_folder(folder, split, n_val, dtype, limit)
+    return Dataset(**{k: arrays[k] for k in _ARRAYS}, label_names=record["label_names"],
+                   n_classes=record["n_classes"])
