@@ -1,1 +1,1 @@
-"""The markdown report and the studies' figures."""
+"""The markdown report (``markdown``); the studies draw their figures with ``xpnet.plots``."""

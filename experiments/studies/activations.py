@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.report.figures import COLORS, Line, LinePanel, plot_heatmaps, plot_lines
 from experiments.studies.kit import ARCHS, test_cell
 from experiments.suite import tasks
 from xpnet import to_numpy
+from xpnet.plots import PALETTE, Curve, Panel, plot_heatmaps, plot_panels
 from xpnet.training import Callback
 
 NAME = "activations"
@@ -139,18 +139,18 @@ def percentile_figure(ctx, acts) -> str:
         for bn in (False, True):
             steps = acts[bn]["steps"]
             pct = acts[bn]["percentiles"][:, l - 1, 0, :]  # (T, 3), seed 0
-            lines = [Line(f"{p}th percentile", steps, pct[:, i], color=COLORS[i],
-                          style="-" if p == 50 else "--", width=1.8 if p == 50 else 1.3)
+            lines = [Curve(f"{p}th percentile", steps, pct[:, i], "-" if p == 50 else "--",
+                           PALETTE[i], seeds="each", width=1.8 if p == 50 else 1.3)
                      for i, p in enumerate(PERCENTILES)]
-            panels.append(LinePanel(f"{TAGS[bn]}: layer {l}, unit 0", "ReLU input", lines))
+            panels.append(Panel(f"{TAGS[bn]}: layer {l}, unit 0", "ReLU input", lines))
     path, rel = ctx.figure_path("percentiles")
-    plot_lines(path, f"{ARCH} net: the input of one ReLU over training (cf. Ioffe & Szegedy "
-               "2015, fig. 1b-c)", panels,
-               f"15th / 50th / 85th percentiles over a fixed batch of {PROBE_SIZE} validation "
-               "images of unit 0's ReLU input (the batch norm output with BN), seed 0, "
-               "measured in train mode at each record point. Left: no BN; right: BN; the "
-               "two panels of a row share their y axis.",
-               ncols=2, height=2.5, legend_panel=0, sharey="row")
+    plot_panels(path, f"{ARCH} net: the input of one ReLU over training (cf. Ioffe & Szegedy "
+                "2015, fig. 1b-c)", panels,
+                caption=f"15th / 50th / 85th percentiles over a fixed batch of {PROBE_SIZE} "
+                "validation images of unit 0's ReLU input (the batch norm output with BN), "
+                "seed 0, measured in train mode at each record point. Left: no BN; right: BN; "
+                "the two panels of a row share their y axis.",
+                ncols=2, panel_height=2.5, legend=0, sharey="row")
     return rel
 
 
@@ -165,8 +165,8 @@ def std_figure(ctx, acts) -> str:
                acts[True]["steps"], labels, "update step")]
     path, rel = ctx.figure_path("std_heatmap")
     plot_heatmaps(path, f"{ARCH} net: per-layer std of the layer inputs over training", panels,
-                  f"Colour: log10 of the std over a fixed batch of {PROBE_SIZE} validation "
-                  "images and all units of a layer (rows: hidden layers 1-8, top to bottom), "
-                  "seed 0, at each record point. A steady colour along a row is a steady "
-                  "distribution.", cbar_label="log10(std)", ylabel="hidden layer")
+                  caption=f"Colour: log10 of the std over a fixed batch of {PROBE_SIZE} "
+                  "validation images and all units of a layer (rows: hidden layers 1-8, top to "
+                  "bottom), seed 0, at each record point. A steady colour along a row is a "
+                  "steady distribution.", cbar_label="log10(std)", ylabel="hidden layer")
     return rel

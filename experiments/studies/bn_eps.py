@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.report.figures import COLORS, BarPanel, Line, LinePanel, plot_bars, plot_lines
-from experiments.report.markdown import sci
+from experiments.report.markdown import CHANCE, sci
 from experiments.studies.kit import ARCHS, BATCH, Grid, column, mean_test, test_cell
 from experiments.suite import tasks
 from xpnet import CyclicalLR, to_numpy
+from xpnet.plots import PALETTE, BarPanel, Curve, Panel, Ref, plot_bars, plot_panels
 
 NAME = "bn_eps"
 DESCRIPTION = ("Batch norm's eps vs tiny initial weights (eps in sqrt(var + eps): Ioffe & Szegedy "
@@ -137,23 +137,23 @@ def variance_figure(ctx, pre_var, cols) -> str:
         K = var.shape[0]
         layers_x = np.arange(1, K + 1)
         for sigma in SIGMAS:
-            lines = [Line(f"eps = {eps:g}", layers_x, var[:, cols[sigma, eps]],
-                          color=COLORS[j], style="-o" if j == 1 else "-")
+            lines = [Curve(f"eps = {eps:g}", layers_x, var[:, cols[sigma, eps]],
+                           color=PALETTE[j], seeds="each", marker="o" if j == 1 else None)
                      for j, eps in enumerate(EPS)]
-            panels.append(LinePanel(
+            panels.append(Panel(
                 f"{arch}, sigma = {sigma:g}", "pre-activation variance", lines,
                 xlabel="layer", logy=True,
-                hlines=[(eps, None, COLORS[j], ":") for j, eps in enumerate(EPS)],
+                refs=[Ref(eps, None, PALETTE[j], width=1.0) for j, eps in enumerate(EPS)],
                 xticks=(layers_x, [*map(str, layers_x[:-1]), "out"])))
     path, rel = ctx.figure_path("init_variance")
-    plot_lines(path, "Pre-activation variance at initialisation, BN nets, weights N(0, sigma^2)",
-               panels,
-               f"Variance over {PROBE_SIZE} training images of each layer's pre-activation "
-               "(batch norm's input; 'out': the class scores), averaged over units, one line "
-               "per seed (they overlap). Dotted line of the same colour: that eps. Where a "
-               "line falls below its eps, batch norm shrinks instead of normalising and "
-               "the deeper layers collapse.", ncols=3, height=2.9, sharey=True,
-               legend_panel=0)
+    plot_panels(path, "Pre-activation variance at initialisation, BN nets, weights N(0, sigma^2)",
+                panels,
+                caption=f"Variance over {PROBE_SIZE} training images of each layer's "
+                "pre-activation (batch norm's input; 'out': the class scores), averaged over "
+                "units, one line per seed (they overlap). Dotted line of the same colour: that "
+                "eps. Where a line falls below its eps, batch norm shrinks instead of "
+                "normalising and the deeper layers collapse.", ncols=3, panel_height=2.9,
+                sharey=True, legend=0)
     return rel
 
 
@@ -168,9 +168,9 @@ def accuracy_figure(ctx, recs, cols) -> str:
             for eps in EPS}
         panels.append(BarPanel(f"{arch} {list(ARCHS[arch])}", "test accuracy (%)",
                                [f"sigma = {s:g}" for s in SIGMAS], series,
-                               xlabel="std of the initial weights"))
+                               xlabel="std of the initial weights", chance=100 * CHANCE))
     path, rel = ctx.figure_path("accuracy")
     plot_bars(path, "BN nets from tiny initial weights: test accuracy against batch norm's eps",
-              panels, "Bar: mean test accuracy over seeds; dot: one seed; dotted line: chance. "
-              "1 cycle of 4 epochs, eta 1e-5..1e-1, lambda 0.005.", ncols=2, ymax=75)
+              panels, caption="Bar: mean test accuracy over seeds; dot: one seed; dotted line: "
+              "chance. 1 cycle of 4 epochs, eta 1e-5..1e-1, lambda 0.005.", ncols=2, ymax=75)
     return rel

@@ -9,9 +9,10 @@ figures; the others train on.
 
 from __future__ import annotations
 
-from experiments.report.figures import CHANCE, BarPanel, Line, LinePanel, plot_bars, plot_lines
+from experiments.report.markdown import CHANCE
 from experiments.studies.kit import ARCHS, BATCH, Grid, column, metric, test_cell
 from xpnet import ConstantLR
+from xpnet.plots import BarPanel, Curve, Panel, Ref, plot_bars, plot_panels
 
 NAME = "lr_bn"
 DESCRIPTION = ("2-layer [50], BN on and off, constant eta in {0.0005, 0.03, 0.8}, momentum 0.8, "
@@ -52,25 +53,27 @@ def run(ctx) -> dict:
     bars, bars_rel = ctx.figure_path("bars")
     plot_bars(bars, f"2-layer [50], momentum {MOMENTUM}, {EPOCHS} epochs: test accuracy",
               [BarPanel("", "test accuracy (%)", [f"eta = {eta:g}" for eta in ETAS], series,
-                        xlabel="constant learning rate")],
-              "Bar: mean test accuracy of the seeds that trained; dot: one seed. A hatched "
-              "bar labelled 'diverged': every seed diverged (its height is their last finite "
-              "validation accuracy). Dotted line: chance.", ymax=75)
+                        xlabel="constant learning rate", chance=100 * CHANCE)],
+              caption="Bar: mean test accuracy of the seeds that trained; dot: one seed. A "
+              "hatched bar labelled 'diverged': every seed diverged (its height is their last "
+              "finite validation accuracy). Dotted line: chance.", ymax=75)
 
     panels = []
     for i, eta in enumerate(ETAS):
-        lines = [Line(TAGS[bn], recs[bn]["history"]["steps"],
-                      100 * metric(recs[bn], "val_accuracy")[:, cols[i]],
-                      style="-" if bn else "--",
-                      diverged=column(recs[bn], "diverged_step", cols[i]))
+        lines = [Curve(TAGS[bn], recs[bn]["history"]["steps"],
+                       100 * metric(recs[bn], "val_accuracy")[:, cols[i]],
+                       "-" if bn else "--", seeds="each",
+                       diverged=column(recs[bn], "diverged_step", cols[i]))
                  for bn in (True, False)]
-        panels.append(LinePanel(f"eta = {eta:g}", "validation accuracy (%)", lines,
-                                hlines=[(CHANCE, "chance", "grey", ":")]))
+        panels.append(Panel(f"eta = {eta:g}", "validation accuracy (%)", lines,
+                            refs=[Ref(100 * CHANCE, "chance", "grey", width=1.0)],
+                            ylim=(0, 65)))
     curves, curves_rel = ctx.figure_path("curves")
-    plot_lines(curves, "Validation accuracy with constant learning rates, BN vs no BN", panels,
-               f"One line per seed ({n} seeds); an x ends the line of a seed that diverged "
-               "(its loss became non-finite or above 1e4) at its last finite record point. "
-               "Dotted line: chance (10 %).", sharey=True, ylim=(0, 65), legend_panel=0)
+    plot_panels(curves, "Validation accuracy with constant learning rates, BN vs no BN", panels,
+                caption=f"One line per seed ({n} seeds); an x ends the line of a seed that "
+                "diverged (its loss became non-finite or above 1e4) at its last finite record "
+                f"point. Dotted line: chance ({100 * CHANCE:g} %).", sharey=True, legend=0,
+                panel_height=3.3)
 
     n_div = sum("diverged" in h[1] for h in headline)
     return {"summary": f"{n_div} of {len(headline)} settings diverged", "headline": headline,

@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.report.figures import CHANCE, BarPanel, Line, LinePanel, plot_bars, plot_lines
-from experiments.report.markdown import mean_or_nan
+from experiments.report.markdown import CHANCE, mean_or_nan
 from experiments.studies.kit import ARCHS, BATCH, Grid, column, metric, test_cell
 from xpnet import CyclicalLR
+from xpnet.plots import BarPanel, Curve, Panel, Ref, plot_bars, plot_panels
 from xpnet.schedules import RangeTestLR
 
 NAME = "lr_range"
@@ -159,30 +159,32 @@ def range_figure(ctx, ranges, bounds, cols, steps) -> str:
             # The linear sweep's first record after step 0 is already at ~1e-2: its line
             # starts there rather than bridge three decades without data.
             first = {"log": 0, "linear": 1}
-            lines = [Line(f"{'log-linear' if s == 'log' else 'linear'} sweep",
-                          eta[first[s]:, cols[s][0]],
-                          scale * metric(rec, key)[first[s]:, cols[s]],
-                          style="-" if s == "log" else "--",
-                          diverged=column(rec, "diverged_step", cols[s]))
+            lines = [Curve(f"{'log-linear' if s == 'log' else 'linear'} sweep",
+                           eta[first[s]:, cols[s][0]],
+                           scale * metric(rec, key)[first[s]:, cols[s]],
+                           "-" if s == "log" else "--", seeds="each",
+                           diverged=column(rec, "diverged_step", cols[s]))
                      for s in SWEEPS]
             b = bounds[bn]["log"]
-            marks = [(b["eta_min"], f"suggested eta_min = {b['eta_min']:g}", "#009E73", "-."),
-                     (b["eta_max"], f"suggested eta_max = {b['eta_max']:g}", "#009E73", "-")]
-            panels.append(LinePanel(
+            chance = [Ref(100 * CHANCE, "chance", "grey", width=1.0)] if scale == 100 else []
+            marks = [Ref(b["eta_min"], f"suggested eta_min = {b['eta_min']:g}", "#009E73", "-.",
+                         axis="x"),
+                     Ref(b["eta_max"], f"suggested eta_max = {b['eta_max']:g}", "#009E73", "-",
+                         axis="x")]
+            panels.append(Panel(
                 f"{TAGS[bn]}: {'accuracy' if scale == 100 else 'loss'}", ylabel, lines,
-                xlabel="learning rate eta (log scale)", logx=True, vlines=marks,
+                xlabel="learning rate eta (log scale)", logx=True, refs=chance + marks,
                 spans=[(*REPORTS_BOUNDS, "reports' range [1e-5, 0.1]", "grey")],
-                hlines=[(CHANCE, "chance", "grey", ":")] if scale == 100 else [],
                 ylim=(0, 65) if scale == 100 else (0, 4)))
     path, rel = ctx.figure_path("range_test")
-    plot_lines(path, f"Learning-rate range test, {ARCH} {list(ARCHS[ARCH])}, eta from 1e-5 to 1 "
-               f"in {steps} steps", panels,
-               "One line per seed. Solid: rate rising evenly in log(eta); dashed: rising "
-               "linearly (the paper's sweep). Training loss: eval mode, first 2,000 training "
-               "images. Green: the bounds suggested by the log-linear sweep (eta_max at its "
-               "peak validation accuracy, eta_min at the onset of learning, at most eta_max/10); "
-               "grey band: the reports' fixed range. An x ends a seed that diverged.",
-               ncols=2, height=3.2, legend_panel=0)
+    plot_panels(path, f"Learning-rate range test, {ARCH} {list(ARCHS[ARCH])}, eta from 1e-5 "
+                f"to 1 in {steps} steps", panels,
+                caption="One line per seed. Solid: rate rising evenly in log(eta); dashed: "
+                "rising linearly (the paper's sweep). Training loss: eval mode, first 2,000 "
+                "training images. Green: the bounds suggested by the log-linear sweep (eta_max "
+                "at its peak validation accuracy, eta_min at the onset of learning, at most "
+                "eta_max/10); grey band: the reports' fixed range. An x ends a seed that "
+                "diverged.", ncols=2, panel_height=3.2, legend=0)
     return rel
 
 
@@ -191,8 +193,9 @@ def final_figure(ctx, bounds, bars) -> str:
               f"{bounds[bn]['log']['eta_max']:g}]" for bn in (True, False)]
     path, rel = ctx.figure_path("bounds_test")
     plot_bars(path, f"{ARCH}, the reports' 2-cycle schedule: range-test bounds vs the "
-              "reports' bounds", [BarPanel("", "test accuracy (%)", groups, bars)],
-              "Bar: mean test accuracy over the seeds that trained; dot: one seed. Same net, "
-              "lambda, schedule length and seeds; only eta_min and eta_max differ.",
+              "reports' bounds",
+              [BarPanel("", "test accuracy (%)", groups, bars, chance=100 * CHANCE)],
+              caption="Bar: mean test accuracy over the seeds that trained; dot: one seed. "
+              "Same net, lambda, schedule length and seeds; only eta_min and eta_max differ.",
               ymax=75)
     return rel

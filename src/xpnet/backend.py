@@ -12,7 +12,8 @@ so one seed gives the same run on every device up to float rounding.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

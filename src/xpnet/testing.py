@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from xpnet.atomic import atomic_write
-from xpnet.data import BATCH_FOLDER, LABEL_NAMES, META_FILE, N_CLASSES, N_FEATURES, TEST_BATCH, TRAIN_BATCHES
+from xpnet.data import (
+    BATCH_FOLDER,
+    LABEL_NAMES,
+    META_FILE,
+    N_CLASSES,
+    N_FEATURES,
+    TEST_BATCH,
+    TRAIN_BATCHES,
+)
 
 
 def _atomic_pickle(obj, path: Path) -> None:

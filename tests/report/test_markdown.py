@@ -124,3 +124,18 @@ def test_differences_are_explanations_and_long_tables_go_to_the_appendix():
     section, _, appendix = rest.partition("## Appendix")
     assert "| W1 |" not in section and "appendix" in section
     assert "### Per parameter (depth_bn)" in appendix and "| W1 |" in appendix
+
+
+def test_chance_has_one_home_a_fraction_in_the_report():
+    """One CHANCE (0.1 of the answers), in experiments/report/markdown.py; xpnet has none."""
+    import re
+    from pathlib import Path
+
+    from experiments.report import markdown
+
+    root = Path(__file__).resolve().parents[2]
+    homes = [path.relative_to(root).as_posix()
+             for tree in ("src", "experiments") for path in sorted((root / tree).rglob("*.py"))
+             if re.search(r"^\s*CHANCE\s*[:=]", path.read_text(encoding="utf-8"), re.M)]
+    assert homes == ["experiments/report/markdown.py"]
+    assert markdown.CHANCE == 0.1

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = "depth_bn"  # four runs of about a second each on the tiny data
 ALL_RUNS = {

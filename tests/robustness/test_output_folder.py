@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture(autouse=True)
 def restore_sigterm():
     old = signal.getsignal(signal.SIGTERM)  # main() installs its own handler

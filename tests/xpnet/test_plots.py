@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import math
 import struct
+import subprocess
+import sys
 import types
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 import xpnet.plots as plots
 from experiments.studies import depth_bn, gradcheck, init_sensitivity
-from xpnet.plots import Curve, DotPanel, Panel, plot_dot_rows, plot_panels, plot_xy
+from experiments.studies.kit import Grid
+from xpnet.plots import (
+    BarPanel,
+    Curve,
+    DotPanel,
+    Panel,
+    Ref,
+    plot_bars,
+    plot_dot_rows,
+    plot_heatmaps,
+    plot_panels,
+    plot_xy,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_WIDTH = 1800  # px: a markdown page shows ~900, so at most 2x is sharp and readable
@@ -39,17 +54,12 @@ class FakeContext:
 
 @pytest.fixture
 def captured(monkeypatch):
-    """The figures the plotting functions save, kept open for inspection."""
-    figures = []
-
-    def keep(fig, path):
-        figures.append(fig)
-        return Path(path)
-
-    monkeypatch.setattr(plots, "save_figure", keep)
+    """The figures the plotting functions save (to their paths), kept open for inspection."""
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", figures.append)  # what save_figure calls last
     yield figures
     for fig in figures:
-        plots.plt.close(fig)
+        close(fig)
 
 
 def _gradcheck_params(k: int, bn: bool, rng) -> list[dict]:
@@ -108,7 +118,7 @@ def test_split_seeds_are_drawn_one_thin_line_each(captured, tmp_path):
     steps = np.arange(3)
     values = np.array([[2.3, 2.3, 2.3], [2.3, 1.5, 1.4], [2.3, 1.0, 0.9]])
     plot_panels(tmp_path / "x.png", "t",
-                [Panel("loss", "loss", [Curve("a", steps, values, per_seed=True)],
+                [Panel("loss", "loss", [Curve("a", steps, values, seeds="thin")],
                        refs=[(math.log(10), "chance")])])
     ax = captured[0].axes[0]
     assert not ax.collections  # no band
@@ -150,7 +160,8 @@ def test_init_sensitivity_is_one_figure_on_one_y_range_with_chance(tmp_path, cap
                 acc[2 * n:] = [0.1] * n
                 stuck = list(range(2 * n, 3 * n))
             recs[arch, bn] = _record(acc, stuck=stuck)
-    init_sensitivity.figure(FakeContext(tmp_path, "init_sensitivity", n), recs, n, 2)
+    grid = Grid(range(n), sigma=init_sensitivity.SIGMAS)
+    init_sensitivity.figure(FakeContext(tmp_path, "init_sensitivity", n), recs, grid, 2)
     (fig,) = captured
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 6
@@ -201,3 +212,78 @@ def test_figures_are_page_width_pngs(tmp_path):
         width, height = png_size(path)
         assert 600 <= width <= 1000 and width / height < 3, (path, width, height)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "dots.png", "xy.png"]
+
+
+def test_import_xpnet_leaves_matplotlib_unloaded():
+    """``xpnet.plots`` is imported on demand: the short API never pays for matplotlib."""
+    code = ("import sys, xpnet; assert 'matplotlib' not in sys.modules, 'matplotlib loaded'; "
+            "import xpnet.plots; assert 'matplotlib' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_library_has_no_chance_constant(tmp_path, captured):
+    """Chance comes from n_classes or from the caller: a bar panel has none by default."""
+    assert not hasattr(plots, "CHANCE")
+    assert plots.chance_refs("accuracy", 4) == [(25.0, "chance (25 %)")]
+    series = {"a": ([[40.0, 42.0]], [[False, False]], [[40.0, 42.0]])}
+    plot_bars(tmp_path / "none.png", "t", [BarPanel("", "acc (%)", ["g"], series)])
+    plot_bars(tmp_path / "ten.png", "t", [BarPanel("", "acc (%)", ["g"], series, chance=10.0)])
+    without, with_chance = (fig.axes[0] for fig in captured)
+    assert not [line for line in without.lines if line.get_linestyle() == ":"]
+    (chance,) = [line for line in with_chance.lines if line.get_linestyle() == ":"]
+    assert chance.get_label() == "chance (10 %)" and list(chance.get_ydata()) == [10.0, 10.0]
+
+
+def test_each_seed_lines_end_where_a_seed_diverged(tmp_path, captured):
+    """``seeds="each"``: one line per seed through its finite points, an x and a note."""
+    steps = np.arange(5) * 10.0
+    values = np.array([[10, 10], [20, 30], [30, np.nan], [40, np.nan], [50, np.nan]], float)
+    plot_panels(tmp_path / "x.png", "t",
+                [Panel("acc", "acc (%)", [Curve("BN", steps, values, seeds="each",
+                                                diverged=[-1, 20])],
+                       refs=[Ref(10.0, "chance", "grey", width=1.0),
+                             Ref(25.0, "target", axis="x")])])
+    ax = captured[0].axes[0]
+    solid = [line for line in ax.lines if line.get_linestyle() == "-"]
+    assert [len(line.get_xdata()) for line in solid] == [5, 2]
+    assert [line.get_label() for line in solid][0] == "BN"
+    (x_mark,) = [line for line in ax.lines if line.get_marker() == "x"]
+    assert (x_mark.get_xdata(), x_mark.get_ydata()) == (10.0, 30.0)
+    (note,) = ax.texts
+    assert note.get_text() == "1/2 diverged (step 20)"
+    refs = {line.get_label(): line for line in ax.lines if line.get_linestyle() == ":"}
+    assert list(refs["chance"].get_ydata()) == [10.0, 10.0]
+    assert list(refs["target"].get_xdata()) == [25.0, 25.0]
+    assert refs["chance"].get_linewidth() == 1.0 and refs["target"].get_linewidth() == 1.2
+    with pytest.raises(ValueError, match="seeds"):
+        Curve("a", steps, values, seeds="median")
+
+
+def test_panel_options_log_x_spans_ticks_and_one_legend(tmp_path, captured):
+    eta = np.logspace(-5, 0, 6)
+    panels = [Panel(f"p{i}", "loss", [Curve("sweep", eta, np.linspace(2, 1, 6), seeds="each")],
+                    xlabel="eta", logx=True, spans=[(1e-5, 0.1, "range", "grey")],
+                    xticks=([1e-4, 1e-2], ["a", "b"]), ylim=(0, 4)) for i in range(2)]
+    plot_panels(tmp_path / "x.png", "t", panels, ncols=2, legend=0)
+    first, second = captured[0].axes[:2]
+    assert first.get_xscale() == "log" and first.get_ylim() == (0, 4)
+    assert [t.get_text() for t in first.get_xticklabels()] == ["a", "b"]
+    assert len(first.patches) == 1  # the span
+    assert first.get_legend() is not None and second.get_legend() is None
+
+
+def test_heatmaps_and_bars_are_page_width_pngs(tmp_path):
+    matrix = 10.0 ** np.arange(12).reshape(3, 4)
+    p1 = plot_heatmaps(tmp_path / "heat.png", "Heat",
+                       [("a", matrix, [0, 1, 2, 3], ["1", "2", "3"], "step")] * 2,
+                       caption="colour: log10", cbar_label="log10")
+    series = {"x": ([[50.0, np.nan], [30.0, 31.0]], [[False, True], [False, False]],
+                    [[50.0, 40.0], [30.0, 31.0]]),
+              "y": ([[np.nan, np.nan], [20.0, 25.0]], [[True, True], [False, False]],
+                    [[12.0, 14.0], [20.0, 25.0]])}
+    p2 = plot_bars(tmp_path / "bars.png", "Bars",
+                   [BarPanel("", "acc (%)", ["g1", "g2"], series, chance=10.0)] * 2,
+                   caption="bars", ncols=2, ymax=75)
+    for path in (p1, p2):
+        width, height = png_size(path)
+        assert 900 <= width <= 1100 and width / 3 <= height <= width, (path, width, height)
