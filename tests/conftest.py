@@ -11,6 +11,7 @@ instead of skipping.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 # The BLAS thread defaults (one thread unless the environment says otherwise) have one
@@ -27,10 +28,10 @@ import pytest  # noqa: E402
 
 from xpnet.backend import get_backend  # noqa: E402
 
-
 # Matrix name -> get_backend flag (a test id cannot hold the flag's colon nicely).
-FLAGS = {"strict-device1": "strict:device1"}
-REQUIRED = ("cpu", "strict", "strict-device1")
+FLAGS = {"strict-device1": "strict:device1", "torch-cuda": "torch:cuda",
+         "torch-mps": "torch:mps"}
+REQUIRED = ("cpu", "strict", "strict-device1", "torch")
 
 
 def _test_devices() -> list[str]:
@@ -45,8 +46,26 @@ def _test_devices() -> list[str]:
 TEST_DEVICES = _test_devices()
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def torch_or_skip():
+    """The ``torch`` module; skips the test where PyTorch is missing, fails in CI."""
+    reason = 'PyTorch is not installed; run pip install ".[torch]"'
+    if in_ci() and importlib.util.find_spec("torch") is None:
+        pytest.fail(f"{reason} (CI runs the torch backend: .ci/run installs it).")
+    return pytest.importorskip("torch", reason=reason)
+
+
 def matrix_backend(name: str):
-    """The backend a matrix entry names (``"strict-device1"`` -> ``strict:device1``)."""
+    """The backend a matrix entry names (``"strict-device1"`` -> ``strict:device1``).
+
+    ``torch`` without PyTorch installed skips the test (fails in CI); any other backend
+    that is named but unusable fails.
+    """
+    if name == "torch":
+        torch_or_skip()
     return get_backend(FLAGS.get(name, name))
 
 
@@ -83,10 +102,6 @@ def tiny_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny-cifar")
     write_cifar_batches(root, n_per_batch=200, seed=1)
     return root
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ def test_cpu_and_strict_backends():
 
 
 def test_unknown_device_is_one_sentence():
-    with pytest.raises(BackendError, match="Unknown device 'tpu'; use one of: cpu, cuda."):
+    message = "Unknown device 'tpu'; use one of: cpu, cuda, torch, torch:cuda, torch:mps."
+    with pytest.raises(BackendError, match=message):
         get_backend("tpu")
 
 

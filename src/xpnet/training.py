@@ -249,7 +249,9 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         config.train_eval_size)
     callbacks = [*callbacks, *([ProgressBar(desc)] if progress else [])]
 
-    momentum = np.broadcast_to(np.asarray(config.momentum, dtype=np.float64), (M,))
+    # A writable copy: a read-only broadcast view would become a read-only device array
+    # where the library shares host memory (PyTorch on the CPU warns about it).
+    momentum = np.broadcast_to(np.asarray(config.momentum, dtype=np.float64), (M,)).copy()
     if np.all(momentum == momentum[0]):
         momentum = float(momentum[0])
     else:
