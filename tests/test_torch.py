@@ -206,3 +206,13 @@ def test_torch_flags_without_pytorch_say_what_to_install(monkeypatch, flag):
         get_backend(flag)
     assert str(err.value) == (f'--device {flag} needs PyTorch; run pip install ".[torch]", '
                               "or use --device cpu.")
+
+
+def test_describe_says_which_gpu_a_torch_cuda_backend_uses(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"NVIDIA A100 #{index}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    be = dataclasses.replace(get_backend("torch"), device=torch.device("cuda", 1),
+                             flag="torch:cuda")
+    assert be.describe() == {"device": "torch:cuda", "gpu": "NVIDIA A100 #1", "gpu_index": 1,
+                             "cuda_visible_devices": None}
+    assert get_backend("torch").describe() == {"device": "torch"}

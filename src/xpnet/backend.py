@@ -87,6 +87,15 @@ class Backend:
 
             torch.mps.synchronize()
 
+    def release_staging(self) -> None:
+        """Hand back host memory kept from uploads: CuPy's pool of pinned (page-locked)
+        staging buffers, which otherwise holds on to about 740 MB for CIFAR-10 for good.
+        Call it once data is on the device (:meth:`DeviceSplit.from_host` does)."""
+        if self.name == "cuda":
+            import cupy
+
+            cupy.get_default_pinned_memory_pool().free_all_blocks()
+
     def describe(self) -> dict:
         """Which device computes, for a run's record: ``{"device": flag}`` plus, on a GPU,
         its ``gpu`` name, its ``gpu_index`` as this process numbers it and the

@@ -166,10 +166,13 @@ class DeviceSplit:
 
     @classmethod
     def from_host(cls, backend, X, y, n_classes, dtype) -> "DeviceSplit":
+        """Upload host inputs ``(N, d)`` and integer labels ``(N,)`` to ``backend``."""
         X = np.asarray(X)
         y = np.asarray(y, dtype=np.int64)
-        return cls(backend.asarray(X, dtype=dtype), backend.asarray(y),
-                   backend.asarray(one_hot(y, n_classes), dtype=dtype))
+        split = cls(backend.asarray(X, dtype=dtype), backend.asarray(y),
+                    backend.asarray(one_hot(y, n_classes), dtype=dtype))
+        backend.release_staging()
+        return split
 
     @property
     def size(self) -> int:
