@@ -2,7 +2,7 @@
 
 One module per study (``gradcheck``, ``overfit``, ``depth_bn``, ``lambda_search``,
 ``init_sensitivity``, ``lr_bn``), each a thin declaration of its runs and a
-``run(ctx)``; :mod:`experiments.common` holds the shared data, result store and
+``run(ctx)``; :mod:`experiments.suite.context` holds the shared data, result store and
 cached training; :mod:`experiments.run` is the CLI.
 
 The networks' matrices are small (batch 100 x 3072 x 50), and a multi-threaded BLAS

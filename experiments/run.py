@@ -25,13 +25,13 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import runs
-from experiments.common import (
+from experiments.suite import tasks as runs
+from experiments.suite.context import (
     ABORT, STUDY_NAMES, Context, PlanOnly, RunFailed, Settings, load_study)
-from experiments.executor import make_executor
-from experiments.store import ResultStore, check_writable, library_versions, now
-from experiments.progress import Reporter
-from experiments.cli import Parser, UsageError, positive_int
+from experiments.suite.executor import make_executor
+from experiments.suite.store import ResultStore, check_writable, library_versions, now
+from experiments.suite.progress import Reporter
+from experiments.suite.args import Parser, UsageError, positive_int
 from xpnet.errors import DataError, XpnetError
 
 
@@ -257,7 +257,7 @@ class Suite:
                  f"{ctx.reused} reused), {entry['wall_s']:.0f} s, {result.get('summary', '')}")
 
     def run(self) -> int:
-        from experiments.report import write_report
+        from experiments.report.markdown import write_report
 
         self.prepare()
         self.plan()

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import experiments.common as common
+import experiments.suite.context as common
 import experiments.run as run
 import xpnet.data.cifar10
 from xpnet.errors import DownloadError

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from experiments import executor
+from experiments.suite import executor
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = "gradcheck,depth_bn,lambda_search"
@@ -165,7 +165,7 @@ def wait_workers(address: str, n: int, scheduler: subprocess.Popen,
         client.wait_for_workers(n, timeout=max(10, deadline - time.monotonic()))
 
 
-#: How README tells users to start `dask worker` (see experiments.executor.WORKER_ENV).
+#: How README tells users to start `dask worker` (see experiments.suite.executor.WORKER_ENV).
 WORKER_ENV = {f"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__{k}": v
               for k, v in executor.WORKER_ENV.items()}
 
@@ -254,7 +254,7 @@ def test_a_failing_run_fails_alone(procs, tiny_data, tmp_path):
     """
     preload = tmp_path / "break_gradcheck.py"
     preload.write_text(  # Dask may load a preload twice: wrap the original only once
-        "import experiments.gradcheck as g\n"
+        "import experiments.studies.gradcheck as g\n"
         "def broken(env, spec, callbacks):\n"
         "    if spec['K'] == 3 and spec['batch_norm']:\n"
         "        return broken(env, spec, callbacks)\n"

@@ -5,7 +5,7 @@ Library level: :func:`xpnet.train.train` on the tiny CIFAR-10 look-alike (3072 i
 quick suite's 500 / 500 split), checking the exact step, the figures up to it, and that
 the other models of the same lockstep Network train exactly as they would alone.
 Study level: the ``lr_bn`` study and a sigma = 10 run through the suite's own
-:class:`experiments.common.Context`.
+:class:`experiments.suite.context.Context`.
 """
 
 from __future__ import annotations
@@ -190,10 +190,10 @@ def test_lr_bn_study_marks_the_no_bn_eta_0_8_run_diverged_and_goes_on(lr_bn_run)
 
 
 def test_sigma_10_run_in_a_study_is_recorded_and_the_next_run_goes_on(tiny_data, tmp_path):
-    from experiments import runs
-    from experiments.common import ARCHS, Context, ResultStore, Settings, test_cell
-    from experiments.executor import InProcess
-    from experiments.progress import Reporter
+    from experiments.suite import tasks as runs
+    from experiments.suite.context import ARCHS, Context, ResultStore, Settings, test_cell
+    from experiments.suite.executor import InProcess
+    from experiments.suite.progress import Reporter
 
     store = ResultStore(tmp_path)
     ctx = Context(Settings(quick=True, seeds=2, data_dir=str(tiny_data), progress=False),

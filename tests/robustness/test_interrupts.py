@@ -249,7 +249,7 @@ def test_interrupt_inside_a_save_leaves_the_last_good_results(tiny_data, tmp_pat
                                                               capsys, one_sentence,
                                                               restore_sigterm):
     """Ctrl-C while results.json is being replaced: the old file stays, no temp file stays."""
-    import experiments.store as store
+    import experiments.suite.store as store
     from experiments.run import main
     from xpnet.atomic import atomic_write
 

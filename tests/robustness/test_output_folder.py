@@ -4,7 +4,7 @@ training, and a disk that fills up later keeps every result already saved.
 Tests run ``experiments.run.main`` in process so that ``os``/``tempfile`` failures can be
 injected (CI runs as root, where ``chmod`` does not stop a write).  A guard on the
 training entry point proves that nothing trained when the folder was refused.
-(The subprocess case ``--out`` under a regular file is in tests/test_experiments.py.)
+(The subprocess case ``--out`` under a regular file is in tests/suite/test_cli.py.)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def restore_sigterm():
 @pytest.fixture
 def trained(monkeypatch):
     """Keys of every run that started computing (the real computation still runs)."""
-    from experiments import runs
+    from experiments.suite import tasks as runs
 
     calls = []
     real = runs.execute

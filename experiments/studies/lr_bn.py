@@ -1,0 +1,80 @@
+"""Study 6: constant learning rates with momentum, with and without batch norm.
+
+2-layer [50], momentum 0.8, lambda 0, 10 epochs, eta in {0.0005, 0.03, 0.8}.  Two runs
+(BN on, BN off), each one lockstep network of 3 rates x N seeds: the rate is per model
+(``ConstantLR(eta=(...))``), model ``i * N + s`` has rate ``ETAS[i]`` and seed ``s``.
+A model that diverges stops at its step and is reported there with its last finite
+figures; the others train on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from experiments.suite.context import ARCHS, BATCH, column, metric, test_cell
+from experiments.report.figures import CHANCE, BarPanel, Line, LinePanel, plot_bars, plot_lines
+from xpnet import ConstantLR
+
+NAME = "lr_bn"
+DESCRIPTION = ("2-layer [50], BN on and off, constant eta in {0.0005, 0.03, 0.8}, momentum 0.8, "
+               "lambda 0, 10 epochs: test accuracy (divergence reported). One lockstep run per "
+               "BN setting, the rates per model.")
+ETAS = (0.0005, 0.03, 0.8)
+EPOCHS = 10
+MOMENTUM = 0.8
+REPORTS = {True: ("42.3 %", "49.7 %", "44.9 %"),
+           False: ("21.1 %", "50.5 %", "could not be trained")}
+TAGS = {True: "BN", False: "no BN"}
+
+
+def run(ctx) -> dict:
+    per_epoch = len(ctx.data.y_train) // BATCH
+    n = len(ctx.seeds)
+    schedule = ConstantLR(tuple(eta for eta in ETAS for _ in ctx.seeds),
+                          steps=EPOCHS * per_epoch, cycle_length=per_epoch)
+    handles = {bn: ctx.submit_train(
+        "bn" if bn else "nobn", hidden=ARCHS["2-layer"], seeds=ctx.seeds * len(ETAS), lam=0.0,
+        batch_norm=bn, schedule=schedule,
+        train=ctx.train_config(momentum=MOMENTUM, evals_per_cycle=2)) for bn in (True, False)}
+    recs = {bn: handles[bn].result() for bn in (True, False)}
+    cols = [list(range(i * n, (i + 1) * n)) for i in range(len(ETAS))]
+
+    rows, headline, series = [], [], {}
+    for bn, rec in recs.items():
+        cells = [test_cell(rec, c) for c in cols]
+        rows.append([TAGS[bn]] + [f"{c} (reports: {r})" for c, r in zip(cells, REPORTS[bn])])
+        headline += [[f"2-layer, {TAGS[bn]}, eta {eta:g}", cell, REPORTS[bn][i]]
+                     for i, (eta, cell) in enumerate(zip(ETAS, cells))]
+        div = column(rec, "diverged_step") >= 0
+        series[TAGS[bn]] = ([100 * column(rec, "test_accuracy", c) for c in cols],
+                            [div[c] for c in cols],
+                            [100 * column(rec, "last_val_accuracy", c) for c in cols])
+
+    bars, bars_rel = ctx.figure_path("bars")
+    plot_bars(bars, f"2-layer [50], momentum {MOMENTUM}, {EPOCHS} epochs: test accuracy",
+              [BarPanel("", "test accuracy (%)", [f"eta = {eta:g}" for eta in ETAS], series,
+                        xlabel="constant learning rate")],
+              "Bar: mean test accuracy of the seeds that trained; dot: one seed. A hatched "
+              "bar labelled 'diverged': every seed diverged (its height is their last finite "
+              "validation accuracy). Dotted line: chance.", ymax=75)
+
+    panels = []
+    for i, eta in enumerate(ETAS):
+        lines = [Line(TAGS[bn], recs[bn]["history"]["steps"],
+                      100 * metric(recs[bn], "val_accuracy")[:, cols[i]],
+                      style="-" if bn else "--",
+                      diverged=column(recs[bn], "diverged_step", cols[i]))
+                 for bn in (True, False)]
+        panels.append(LinePanel(f"eta = {eta:g}", "validation accuracy (%)", lines,
+                                hlines=[(CHANCE, "chance", "grey", ":")]))
+    curves, curves_rel = ctx.figure_path("curves")
+    plot_lines(curves, "Validation accuracy with constant learning rates, BN vs no BN", panels,
+               f"One line per seed ({n} seeds); an x ends the line of a seed that diverged "
+               "(its loss became non-finite or above 1e4) at its last finite record point. "
+               "Dotted line: chance (10 %).", sharey=True, ylim=(0, 65), legend_panel=0)
+
+    n_div = sum("diverged" in h[1] for h in headline)
+    return {"summary": f"{n_div} of {len(headline)} settings diverged", "headline": headline,
+            "figures": [bars_rel, curves_rel],
+            "tables": [{"title": "Test accuracy (ours, with the reports' figure)",
+                        "columns": ["", *[f"eta = {eta:g}" for eta in ETAS]], "rows": rows}]}

@@ -1,0 +1,322 @@
+"""Where the suite's runs execute: in this process, or on a Dask cluster.
+
+A run is a pure function of its spec (see :mod:`experiments.suite.tasks`), so any worker of
+any cluster can compute it.  Dask's ``distributed`` does all the scheduling, retrying
+(a task whose worker dies is resubmitted, up to ``distributed.scheduler.allowed-failures``
+times) and moving of results; this module only chooses the cluster:
+
+- ``InProcess``: one run after another in this process, no Dask (``--workers 1``);
+- a ``LocalCluster``-style cluster of worker processes, one thread and one BLAS thread
+  each, one per usable core (``--workers N``) or one per visible GPU, pinned to it with
+  ``CUDA_VISIBLE_DEVICES`` (``--device cuda``);
+- an existing cluster at ``--scheduler tcp://HOST:PORT`` (``dask scheduler`` and
+  ``dask worker``, dask-jobqueue, Kubernetes, ...).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+
+from xpnet.errors import XpnetError
+
+#: The first part of every run's Dask key: the runs form one task group, which Dask's
+#: scheduler holds in its own queue and hands out in priority order as workers free up
+#: (its "root-ish" tasks: a group with more tasks than twice the cluster's threads).
+#: With a key of its own, each run would be a group of one, sent to a worker the moment
+#: it is submitted and run there in that worker's order.
+RUN_TASK_GROUP = "xpnet-run"
+#: Dask topic on which workers publish run progress (see :mod:`experiments.suite.progress`).
+PROGRESS_TOPIC = "xpnet-progress"
+#: Seconds to wait for a scheduler named by --scheduler before giving up.
+CONNECT_TIMEOUT_S = 10
+#: Environment of every local worker process: one BLAS thread (the matrices are small),
+#: and glibc's malloc told to keep the step's MB-sized temporaries on the heap.  Dask's
+#: nanny sets MALLOC_TRIM_THRESHOLD_=65536 by default, which also freezes the mmap
+#: threshold at 128 KiB: every batch-sized temporary then costs an mmap/munmap and fresh
+#: page faults (measured: the same training took 1.8x as long, 40 % of it system time).
+#: glibc reads these when a process starts, so they go in Dask's pre-spawn environment.
+WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+              "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
+#: Dask settings of local clusters: the above before each worker starts; no statistical
+#: profiler (it samples every worker's stack every 10 ms, costing GIL time); and the
+#: event-loop watchdog tick (20 ms) and system monitor (500 ms, for the dashboard) run
+#: rarely.  Their defaults kept an idle 2-worker cluster at 11 % of a core (client with
+#: scheduler and nannies 5.6 %, each worker 2.8 %), taken from the training on a small
+#: machine; with these settings, 2 %.  A worker takes its next queued run only when it
+#: has finished the last (saturation 1.0; the default, 1.1, rounds up to a second run
+#: held in reserve on each single-threaded worker, chosen before it was needed).
+DASK_CONFIG = {"distributed.nanny.pre-spawn-environ": WORKER_ENV,
+               "distributed.scheduler.worker-saturation": 1.0,
+               "distributed.worker.profile.enabled": False,
+               "distributed.admin.tick.interval": "1s",
+               "distributed.admin.system-monitor.interval": "5s"}
+
+
+class ClusterError(XpnetError):
+    """The Dask cluster could not be reached or started."""
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def visible_gpus(device_count: int, visible: str | None = None) -> list[str]:
+    """The GPU ids a local GPU cluster pins its workers to, one worker each.
+
+    Args:
+        device_count: GPUs the CUDA runtime reports (with ``visible`` applied).
+        visible: ``CUDA_VISIBLE_DEVICES`` as set for this process, or None; its ids
+            (numbers or UUIDs) are kept so each worker sees exactly one of them.
+    """
+    if visible is not None and visible.strip():
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        return ids[:device_count]
+    return [str(i) for i in range(device_count)]
+
+
+def worker_plan(device: str, workers: int | None, *, cores: int | None = None,
+                gpu_ids: list[str] | None = None) -> list[dict]:
+    """The environment of each local worker process, one dict per worker.
+
+    CPU: ``workers`` (default: every usable core) workers with one BLAS thread each.
+    CUDA: one worker per GPU in ``gpu_ids`` (``--workers`` caps the count), each with
+    ``CUDA_VISIBLE_DEVICES`` set to its GPU alone.
+    """
+    if device == "cuda":
+        ids = list(gpu_ids or [])
+        if not ids:
+            raise ClusterError("No GPU is visible to start CUDA workers on; use --device cpu "
+                               "or run on a machine with a GPU.")
+        ids = ids[:workers] if workers else ids
+        return [{**WORKER_ENV, "CUDA_VISIBLE_DEVICES": gpu} for gpu in ids]
+    count = workers or cores or usable_cores()
+    return [dict(WORKER_ENV) for _ in range(count)]
+
+
+class Backlog:
+    """How many parts a CPU cluster cuts a run of M lockstep models into.
+
+    Lockstep costs less per model than M separate runs: each layer is one NumPy call for
+    all M models, so Python's per-call cost is paid once, and each part is a task with
+    its own evaluations and start-up (measured in one process: one model of the suite's
+    9-layer BN run 5.5 s, all three in lockstep 14.6 s, not 16.4).  So a run is cut only
+    to give work to workers that would otherwise have none: into as many parts as there
+    are workers free of the tasks already submitted and of the runs the studies are
+    about to submit (:meth:`expect`), at least one, at most M.  Thread-safe.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._expected: set[str] = set()
+        self._outstanding = 0
+
+    def expect(self, run: str) -> None:
+        """``run`` will be submitted soon (the suite's planning pass found it)."""
+        with self._lock:
+            self._expected.add(run)
+
+    def parts(self, run: str, n_models: int, n_workers: int) -> int:
+        """The number of parts to cut ``run`` into, now that it is being submitted."""
+        with self._lock:
+            self._expected.discard(run)
+            idle = n_workers - self._outstanding - len(self._expected)
+        return max(1, min(n_models, idle))
+
+    def task_submitted(self) -> None:
+        with self._lock:
+            self._outstanding += 1
+
+    def task_done(self, _future=None) -> None:
+        with self._lock:
+            self._outstanding -= 1
+
+
+class InProcess:
+    """Runs each submitted function at once, in this process (no Dask)."""
+
+    description = "in-process"
+    concurrent_studies = 1
+
+    def expect(self, run: str) -> None:
+        """Nothing to plan: runs go one after another."""
+
+    def parts_for(self, run: str, n_models: int) -> int:
+        return 1
+
+    def submit(self, fn, *args, key: str, priority: float = 0) -> concurrent.futures.Future:
+        future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # KeyboardInterrupt must reach the suite at once
+            if not isinstance(exc, Exception):
+                raise
+            future.set_exception(exc)
+        return future
+
+    def warm_up(self, fn, *args) -> None:
+        """Nothing to warm: runs share this process's data with the client."""
+
+    def subscribe_progress(self, handler) -> None:
+        """In-process runs report to the handler directly (see :mod:`experiments.suite.tasks`)."""
+        from experiments.suite import tasks as runs
+
+        runs.LOCAL_PROGRESS_HANDLER = handler
+
+    def close(self) -> None:
+        from experiments.suite import tasks as runs
+
+        runs.LOCAL_PROGRESS_HANDLER = None
+
+
+class DaskExecutor:
+    """Submits runs to a Dask cluster through a ``distributed.Client``."""
+
+    concurrent_studies = 64  # studies wait on their runs; the cluster does the work
+
+    def __init__(self, client, cluster=None, description: str = "", device: str = "cpu"):
+        self.client = client
+        self.cluster = cluster
+        self.description = description
+        self.device = device
+        self.backlog = Backlog()
+
+    @property
+    def n_workers(self) -> int:
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def expect(self, run: str) -> None:
+        self.backlog.expect(run)
+
+    def parts_for(self, run: str, n_models: int) -> int:
+        """Parts to cut a run of ``n_models`` into: on CPU workers, one per idle worker
+        (see :class:`Backlog`); on GPUs a run stays whole (lockstep is the win there)."""
+        if self.device != "cpu":
+            return 1
+        return self.backlog.parts(run, n_models, self.n_workers)
+
+    def submit(self, fn, *args, key: str, priority: float = 0):
+        """Queue ``fn(*args)``; among queued tasks, higher ``priority`` starts first, then
+        the first submitted.
+
+        pure=False: a run is keyed by the suite, not by hashing its (large) arguments; the
+        key, ``(RUN_TASK_GROUP, key)``, names the study and run in Dask's dashboard and
+        logs, and puts every run in one task group (see RUN_TASK_GROUP).
+        fifo_timeout=0: Dask gives every task submitted within 100 ms the same rank by
+        default, and the whole first wave of the suite then ran last-submitted first (the
+        lambda search's first run started last, and its chain ran alone at the end).  The
+        suite sets ``priority`` so that chained studies go first, then the longest runs
+        (see ``Context.priority``).
+        """
+        self.backlog.task_submitted()
+        future = self.client.submit(fn, *args, key=(RUN_TASK_GROUP, key), pure=False,
+                                    priority=priority, fifo_timeout=0)
+        future.add_done_callback(self.backlog.task_done)
+        return future
+
+    def warm_up(self, fn, *args) -> None:
+        """Start ``fn(*args)`` (loading the data) on every worker now, as a task of its own.
+
+        The workers then load while the client loads its copy, instead of after it.
+        Failures are left to the real runs, which report them with their names.
+        """
+        for address in self.client.scheduler_info().get("workers", {}):
+            future = self.client.submit(fn, *args, workers=[address], pure=False,
+                                        allow_other_workers=False, key=f"warm-up-{address}")
+            future.add_done_callback(lambda f: f.exception())  # retrieve, never raise
+
+    def subscribe_progress(self, handler) -> None:
+        self.client.subscribe_topic(PROGRESS_TOPIC, lambda event: handler(event[1]))
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+
+def connect(address: str, device: str) -> DaskExecutor:
+    """A client of the existing cluster at ``address``; one sentence if it cannot be reached."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ClusterError(
+            f"Could not reach the Dask scheduler at {address} ({reason[:160]}); start it with "
+            "`dask scheduler` and check the address, or drop --scheduler to run here."
+        ) from None
+    return DaskExecutor(client, None, f"scheduler {address}", device)
+
+
+def start_local_cluster(plan: list[dict], device: str) -> DaskExecutor:
+    """A cluster of ``len(plan)`` single-threaded worker processes on this machine.
+
+    Each worker runs in its own process under a nanny (which restarts it if it dies)
+    with the environment of its plan entry.  The dashboard is off: nothing listens
+    beyond the loopback address.
+    """
+    import dask
+    from distributed import Client, Nanny, Scheduler, SpecCluster
+
+    # Its health/metrics HTTP server on any free loopback port: the default, 8787, would
+    # be taken by a second suite running at the same time, with a warning.
+    scheduler = {"cls": Scheduler, "options": {"dashboard": False, "host": "127.0.0.1",
+                                               "dashboard_address": "127.0.0.1:0"}}
+    workers = {f"worker-{i}": {"cls": Nanny, "options": {
+        "nthreads": 1, "env": env, "host": "127.0.0.1", "silence_logs": 40,
+        "memory_limit": 0, "dashboard": False}} for i, env in enumerate(plan)}
+    try:
+        with dask.config.set(DASK_CONFIG):
+            cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
+        client = Client(cluster)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"Could not start {len(plan)} local Dask workers ({exc}); run "
+                           "with --workers 1 to train in this process.") from None
+    what = "GPU" if device == "cuda" else "CPU"
+    return DaskExecutor(client, cluster, f"local cluster, {len(plan)} {what} workers", device)
+
+
+def make_executor(device: str, workers: int | None, scheduler: str | None, *,
+                  gpu_count=None):
+    """The executor the CLI's flags ask for.
+
+    ``--scheduler`` (or ``$XPNET_SCHEDULER``) wins; otherwise a local cluster of
+    ``--workers`` workers (default: ``$XPNET_WORKERS``, else every usable core, or every
+    visible GPU), and a single worker means in-process, without Dask.
+    """
+    if workers is None and os.environ.get("XPNET_WORKERS", "").strip():
+        from experiments.suite.args import UsageError
+
+        try:
+            workers = int(os.environ["XPNET_WORKERS"])
+        except ValueError:
+            workers = 0
+        if workers < 1:
+            raise UsageError(f"XPNET_WORKERS must be a whole number of at least 1, not "
+                             f"{os.environ['XPNET_WORKERS']!r}; fix or unset it.")
+    scheduler = scheduler or os.environ.get("XPNET_SCHEDULER") or None
+    if scheduler:
+        return connect(scheduler, device)
+    gpu_ids = None
+    if device == "cuda":
+        count = gpu_count() if gpu_count else _cuda_device_count()
+        gpu_ids = visible_gpus(count, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    plan = worker_plan(device, workers, gpu_ids=gpu_ids)
+    if len(plan) <= 1:
+        return InProcess()
+    return start_local_cluster(plan, device)
+
+
+def _cuda_device_count() -> int:
+    import cupy
+
+    return int(cupy.cuda.runtime.getDeviceCount())
