@@ -18,7 +18,6 @@ import argparse
 import concurrent.futures
 import datetime as _dt
 import os
-import platform
 import shlex
 import signal
 import sys
@@ -32,14 +31,17 @@ from experiments.suite.executor import make_executor
 from experiments.suite.store import ResultStore, check_writable, library_versions, now
 from experiments.suite.progress import Reporter
 from experiments.suite.args import Parser, UsageError, positive_int
+from xpnet.backend import USER_DEVICES, get_backend
 from xpnet.errors import DataError, XpnetError
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m experiments.run",
                description="Reproduce the DD2424 Assignment 3 studies on CIFAR-10.")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="array backend: NumPy on the CPU or CuPy on an NVIDIA GPU")
+    p.add_argument("--device", choices=USER_DEVICES, default="cpu",
+                   help="array backend: cpu (NumPy), cuda (CuPy on an NVIDIA GPU), torch "
+                        "(PyTorch on the CPU), torch:cuda or torch:mps (PyTorch on a GPU); "
+                        "with --scheduler only the workers need it")
     p.add_argument("--data-dir", metavar="DIR",
                    help="folder holding cifar-10-batches-py (default: $XPNET_DATA, then "
                         "~/.cache/xpnet)")
@@ -57,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no progress display (recommended when logging to a file)")
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="worker processes on this machine (default: $XPNET_WORKERS, else one "
-                        "per usable core, or one per GPU with --device cuda); 1 trains in "
+                        "per usable core, or one per GPU with --device cuda or torch:cuda); "
+                        "1 trains in "
                         "this process, without Dask")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="run on the Dask cluster whose scheduler is at ADDR, e.g. "
@@ -77,16 +80,17 @@ def select_studies(only: str | None) -> list[str]:
     return [name for name in STUDY_NAMES if name in wanted]
 
 
-def describe_device(backend) -> str:
-    if backend.name == "cuda":
-        try:
-            import cupy
-
-            name = cupy.cuda.runtime.getDeviceProperties(backend.device.id)["name"]
-            return f"cuda ({name.decode() if isinstance(name, bytes) else name})"
-        except Exception:
-            return "cuda"
-    return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
+def describe_device(device: str, probed: dict) -> str:
+    """``"cuda (NVIDIA H200 x2)"``, ``"cpu (16 cores, x86_64)"``: what the processes that
+    train (``probed``, from :func:`experiments.suite.tasks.probe_device`) compute on."""
+    infos = list(probed.values())
+    gpus = [info["gpu"] for info in infos if "gpu" in info]
+    if gpus:
+        return f"{device} (" + ", ".join(
+            name if gpus.count(name) == 1 else f"{name} x{gpus.count(name)}"
+            for name in dict.fromkeys(gpus)) + ")"
+    cpus = list(dict.fromkeys(info["cpu"] for info in infos))
+    return f"{device} ({'; '.join(cpus) if cpus else 'no workers yet'})"
 
 
 def _raise_interrupt(signum, frame):
@@ -96,11 +100,13 @@ def _raise_interrupt(signum, frame):
 class Suite:
     """Runs the chosen studies against one output folder, on one executor."""
 
-    def __init__(self, args, names: list[str], out: Path, backend, executor, argv=()):
+    def __init__(self, args, names: list[str], out: Path, probed: dict, executor, argv=()):
+        """``probed``: per process that trains, :func:`runs.probe_device`'s answer."""
         self.names = names
         self.argv = list(argv)
         self.out = out
-        self.backend = backend
+        self.device = args.device
+        self.probed = probed
         self.executor = executor
         self.settings = Settings(quick=args.quick, seeds=args.seeds, data_dir=args.data_dir,
                                  download=args.download, force=args.force,
@@ -182,9 +188,11 @@ class Suite:
         meta.setdefault("created", now())
         for duplicate in ("quick", "seeds"):  # stored in meta["scale"]
             meta.pop(duplicate, None)
-        meta.update(updated=now(), device=describe_device(self.backend),
+        # The workers' versions: they shape the numbers (the client only plans and stores).
+        versions = next(iter(self.probed.values()), {}).get("versions")
+        meta.update(updated=now(), device=describe_device(self.device, self.probed),
                     executor=self.executor.description,
-                    versions=library_versions(self.backend.name),
+                    versions=versions or library_versions(self.device),
                     command=" ".join(["python -m experiments.run",
                                       *(shlex.quote(a) for a in self.argv)]))
         self.store.save()
@@ -313,16 +321,18 @@ def main(argv=None) -> int:
             return 0
         names = select_studies(args.only)
         out = Path(args.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        from xpnet.backend import get_backend
-
-        backend = get_backend(args.device)
+        if not (args.scheduler or os.environ.get("XPNET_SCHEDULER")):
+            # This machine trains: vet its device before starting workers on it.  With
+            # --scheduler the device is the workers' business (probed on them below).
+            get_backend(args.device)
         executor = make_executor(args.device, args.workers, args.scheduler)
+        probed = executor.probe(runs.probe_device, args.device)
         try:
             created = not out.exists()
         except OSError:  # a name too long, a file in the path: check_writable says so
             created = False
         check_writable(out)
-        return Suite(args, names, out, backend, executor, argv).run()
+        return Suite(args, names, out, probed, executor, argv).run()
     except XpnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

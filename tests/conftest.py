@@ -119,3 +119,42 @@ def cifar_root() -> Path:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+#: The quick ``depth_bn`` cells a device other than NumPy must reproduce, in accuracy
+#: points: float32 rounding differs between libraries and a deep net on the quick slice
+#: amplifies it (the same seeds on NumPy 2.4.6 and 2.5.5 give 19.4 and 21.3 % for the
+#: 9-layer BN net), so the exact comparison is tests/xpnet/test_torch.py's.
+DEPTH_BN_POINTS = {"3-layer": 1.0, "9-layer": 3.0}
+QUICK_DEPTH_BN = ["--quick", "--only", "depth_bn", "--no-progress"]
+
+
+def depth_bn_cells(results: dict) -> dict[str, float]:
+    """Per ``depth_bn`` run, its report cell: the mean test accuracy over seeds, in %."""
+    runs = results["studies"]["depth_bn"]["runs"]
+    return {key: 100.0 * sum(rec["test_accuracy"]) / len(rec["test_accuracy"])
+            for key, rec in runs.items()}
+
+
+def assert_depth_bn_close(results: dict, reference: dict) -> None:
+    """Each quick ``depth_bn`` cell within :data:`DEPTH_BN_POINTS` of ``reference``'s."""
+    cells, ref = depth_bn_cells(results), depth_bn_cells(reference)
+    assert set(cells) == set(ref) == {"3-layer-nobn", "3-layer-bn", "9-layer-nobn",
+                                      "9-layer-bn"}
+    for key, value in cells.items():
+        allowed = DEPTH_BN_POINTS[key.rsplit("-", 1)[0]]
+        assert abs(value - ref[key]) <= allowed, (key, value, ref[key])
+
+
+@pytest.fixture(scope="session")
+def quick_depth_bn_cpu(cifar_root, tmp_path_factory) -> dict:
+    """``results.json`` of ``--quick --only depth_bn --device cpu`` on the real data, in
+    this process: the reference other devices' quick runs are compared with."""
+    import json
+
+    from experiments.run import main
+
+    out = tmp_path_factory.mktemp("depth-bn-cpu") / "out"
+    assert main([*QUICK_DEPTH_BN, "--device", "cpu", "--workers", "1", "--data-dir",
+                 str(cifar_root), "--out", str(out)]) == 0
+    return json.loads((out / "results.json").read_text(encoding="utf-8"))

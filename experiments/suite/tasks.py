@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import platform
 import sys
 import time
 import traceback
@@ -193,7 +195,25 @@ def execute(fn, spec: dict, settings: DataSettings, run: str) -> dict:
         raise _portable(exc) from None
     record = to_jsonable(record)
     record["compute_s"] = round(time.perf_counter() - start, 3)
+    device = env.backend.describe()
+    if "gpu" in device:  # which GPU of which machine: one worker per GPU shows here
+        record["gpu"] = {**device, "host": platform.node()}
     return record
+
+
+def probe_device(device: str) -> dict:
+    """What this process computes ``--device`` on, run by every process that trains.
+
+    Returns :meth:`xpnet.backend.Backend.describe` (the device flag; on a GPU its name
+    and index), the CPU and the versions of the libraries that shape the numbers.
+    Raises :class:`~xpnet.errors.BackendError` when this process cannot compute there.
+    """
+    from experiments.suite.store import library_versions
+    from xpnet.backend import get_backend
+
+    info = get_backend(device).describe()
+    return {**info, "cpu": f"{os.cpu_count()} cores, {platform.machine()}",
+            "versions": library_versions(device)}
 
 
 class RunError(Exception):
@@ -363,6 +383,9 @@ def merge_records(parts: list[dict]) -> dict:
         history["eta"] = [sum((e[i] for e in etas), []) for i in range(n_points)]
     merged = {"history": history, "n_models": sum(p["n_models"] for p in parts),
               "compute_s": round(sum(p.get("compute_s", 0.0) for p in parts), 3)}
+    gpus = [p["gpu"] for p in parts if "gpu" in p]
+    if gpus:  # runs on GPUs are not split, but a record says where each part ran
+        merged["gpu"] = gpus[0] if len(gpus) == 1 else gpus
     for key in ("test_accuracy", "test_loss", "diverged_step", "last_val_accuracy"):
         merged[key] = sum((list(p[key]) for p in parts), [])
     return merged
