@@ -60,8 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="worker processes on this machine (default: $XPNET_WORKERS, else one "
                         "per usable core, or one per GPU with --device cuda or torch:cuda); "
-                        "1 trains in "
-                        "this process, without Dask")
+                        "1 trains in this process, without Dask")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="run on the Dask cluster whose scheduler is at ADDR, e.g. "
                         "tcp://10.0.0.5:8786 (default: $XPNET_SCHEDULER)")

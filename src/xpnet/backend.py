@@ -230,9 +230,10 @@ def _torch_backend(flag: str) -> Backend:
 
         _probe_torch(torch, device)
     except Exception as exc:  # a broken build, a driver mismatch, an unsupported GPU...
+        fallback = "cpu" if kind == "cpu" else "torch"
         raise BackendError(
             f"PyTorch cannot compute on {device} ({_first_line(exc)}); reinstall a PyTorch "
-            f"build that matches this machine, or use --device torch."
+            f"build that matches this machine, or use --device {fallback}."
         ) from None
     return Backend("torch", xp, device, flag=flag)
 
