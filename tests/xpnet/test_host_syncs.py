@@ -23,15 +23,16 @@ import numpy as np
 import pytest
 
 import xpnet.backend
-from tests.conftest import matrix_backend
+from tests.conftest import TEST_DEVICES, matrix_backend
 from xpnet.backend import get_backend, to_numpy
 from xpnet.network import Network, NetworkConfig
 from xpnet.schedules import ConstantLR, CyclicalLR
 from xpnet.sweep import train_lockstep
 from xpnet.training import Callback, DeviceSplit, TrainConfig, train
 
-# Matrix names (see conftest.py) of the devices the step is counted on.
-DEVICES = ("strict-device1", "torch")
+# Matrix names (see conftest.py) of the devices the step is counted on: torch-cuda too
+# where the GPU job names it.
+DEVICES = ("strict-device1", "torch", *[d for d in TEST_DEVICES if d == "torch-cuda"])
 _CONVERSIONS = ("__bool__", "__int__", "__float__", "__complex__", "__index__", "__array__",
                 "__dlpack__")
 # Per library, every method of its array type that hands a value (or a buffer) to the host.
