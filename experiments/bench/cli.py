@@ -144,7 +144,7 @@ def _machine_info(backend, use_torch):
         info["cupy"] = cupy.__version__
     elif "gpu" in backend.describe():
         info["gpu"] = backend.describe()["gpu"]
-    if use_torch:
+    if use_torch or backend.name == "torch":
         import torch
 
         info["torch"] = torch.__version__
@@ -219,7 +219,7 @@ def run(args):
           + (f", BLAS threads {info['blas_threads']}" if "blas_threads" in info else "")
           + (f", {info['thread_env']}" if info["thread_env"] else "") + ")"
           + (f" | PyTorch {info['torch']} (threads: {info['torch_threads']})"
-             if use_torch else " | PyTorch: not used"), flush=True)
+             if "torch" in info else " | PyTorch: not used"), flush=True)
     print(f"net {D_IN}-{'-'.join(map(str, HIDDEN))}-{N_CLASSES} with batch norm, {DTYPE}, "
           f"batch {B}, {args.n_samples} {source} images ({steps_per_epoch} steps/epoch); "
           f"best of {args.repeats} x {args.epochs} epoch(s) after a warm-up", flush=True)

@@ -134,6 +134,20 @@ def test_cuda_without_cupy_is_one_sentence(capsys):
     assert "CuPy" in err and "\n" not in err
 
 
+@pytest.mark.parametrize("flag, missing", [("torch:cuda", "sees no CUDA GPU"),
+                                           ("torch:mps", "sees no Apple MPS device")])
+def test_torch_gpu_flag_without_the_device_is_one_sentence(flag, missing, monkeypatch,
+                                                           capsys):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert bench.main(["--device", flag, "--n-samples", "200"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("bench: PyTorch ") and missing in err and "\n" not in err
+    assert captured.out == ""
+
+
 def _tiny_split(backend, n=300):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, bench_runners.D_IN), dtype=np.float32)
