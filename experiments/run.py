@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import functools
+import os
 import signal
 import sys
 from pathlib import Path
@@ -30,14 +31,17 @@ from experiments.suite.context import ABORT
 from experiments.suite.engine import Suite
 from experiments.suite.executor import make_executor
 from experiments.suite.store import check_writable
+from xpnet.backend import USER_DEVICES, get_backend
 from xpnet.errors import XpnetError
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m experiments.run",
                description="Reproduce the DD2424 Assignment 3 studies on CIFAR-10.")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="array backend: NumPy on the CPU or CuPy on an NVIDIA GPU")
+    p.add_argument("--device", choices=USER_DEVICES, default="cpu",
+                   help="array backend: cpu (NumPy), cuda (CuPy on an NVIDIA GPU), torch "
+                        "(PyTorch on the CPU), torch:cuda or torch:mps (PyTorch on a GPU); "
+                        "with --scheduler only the workers need it")
     p.add_argument("--data-dir", metavar="DIR",
                    help="folder holding cifar-10-batches-py (default: $XPNET_DATA, then "
                         "~/.cache/xpnet)")
@@ -59,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="worker processes on this machine (default: $XPNET_WORKERS, else one "
                         "per usable core as far as the memory allows, or one per GPU with "
-                        "--device cuda); 1 trains in this process, without Dask")
+                        "--device cuda or torch:cuda); 1 trains in this process, without "
+                        "Dask")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="run on the Dask cluster whose scheduler is at ADDR, e.g. "
                         "tcp://10.0.0.5:8786 (default: $XPNET_SCHEDULER)")
@@ -104,17 +109,19 @@ def main(argv=None) -> int:
             return 0
         studies = select_studies(args.only, args.study)
         out = Path(args.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        from xpnet.backend import get_backend
-
-        backend = get_backend(args.device)
+        if not (args.scheduler or os.environ.get("XPNET_SCHEDULER")):
+            # This machine trains: vet its device before starting workers on it.  With
+            # --scheduler the device is the workers' business (probed on them below).
+            get_backend(args.device)
         executor = make_executor(args.device, args.workers, args.scheduler,
                                  data_bytes=tasks.data_bytes(args.quick))
+        probed = executor.probe(tasks.probe_device, args.device)
         try:
             created = not out.exists()
         except OSError:  # a name too long, a file in the path: check_writable says so
             created = False
         check_writable(out)
-        return Suite(args, studies, out, backend, executor,
+        return Suite(args, studies, out, probed, executor,
                      functools.partial(write_report, order=[*STUDY_NAMES, *studies]),
                      argv).run()
     except XpnetError as exc:

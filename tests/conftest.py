@@ -11,6 +11,7 @@ instead of skipping.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 # The BLAS thread defaults (one thread unless the environment says otherwise) have one
@@ -37,8 +38,9 @@ atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 # Matrix name -> get_backend flag (a test id cannot hold the flag's colon nicely).
-FLAGS = {"strict-device1": "strict:device1"}
-REQUIRED = ("cpu", "strict", "strict-device1")
+FLAGS = {"strict-device1": "strict:device1", "torch-cuda": "torch:cuda",
+         "torch-mps": "torch:mps"}
+REQUIRED = ("cpu", "strict", "strict-device1", "torch")
 
 
 def _test_devices() -> list[str]:
@@ -53,8 +55,26 @@ def _test_devices() -> list[str]:
 TEST_DEVICES = _test_devices()
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def torch_or_skip():
+    """The ``torch`` module; skips the test where PyTorch is missing, fails in CI."""
+    reason = 'PyTorch is not installed; run pip install ".[torch]"'
+    if in_ci() and importlib.util.find_spec("torch") is None:
+        pytest.fail(f"{reason} (CI runs the torch backend: .ci/run installs it).")
+    return pytest.importorskip("torch", reason=reason)
+
+
 def matrix_backend(name: str):
-    """The backend a matrix entry names (``"strict-device1"`` -> ``strict:device1``)."""
+    """The backend a matrix entry names (``"strict-device1"`` -> ``strict:device1``).
+
+    ``torch`` without PyTorch installed skips the test (fails in CI); any other backend
+    that is named but unusable fails.
+    """
+    if name == "torch":
+        torch_or_skip()
     return get_backend(FLAGS.get(name, name))
 
 
@@ -93,10 +113,6 @@ def tiny_data(tmp_path_factory) -> Path:
     return root
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
 @pytest.fixture(scope="session")
 def cifar_root() -> Path:
     """The folder holding ``cifar-10-batches-py`` from ``XPNET_DATA``.
@@ -112,3 +128,42 @@ def cifar_root() -> Path:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+#: The quick ``depth_bn`` cells a device other than NumPy must reproduce, in accuracy
+#: points: float32 rounding differs between libraries and a deep net on the quick slice
+#: amplifies it (the same seeds on NumPy 2.4.6 and 2.5.5 give 19.4 and 21.3 % for the
+#: 9-layer BN net), so the exact comparison is tests/xpnet/test_torch.py's.
+DEPTH_BN_POINTS = {"3-layer": 1.0, "9-layer": 3.0}
+QUICK_DEPTH_BN = ["--quick", "--only", "depth_bn", "--no-progress"]
+
+
+def depth_bn_cells(results: dict) -> dict[str, float]:
+    """Per ``depth_bn`` run, its report cell: the mean test accuracy over seeds, in %."""
+    runs = results["studies"]["depth_bn"]["runs"]
+    return {key: 100.0 * sum(rec["test_accuracy"]) / len(rec["test_accuracy"])
+            for key, rec in runs.items()}
+
+
+def assert_depth_bn_close(results: dict, reference: dict) -> None:
+    """Each quick ``depth_bn`` cell within :data:`DEPTH_BN_POINTS` of ``reference``'s."""
+    cells, ref = depth_bn_cells(results), depth_bn_cells(reference)
+    assert set(cells) == set(ref) == {"3-layer-nobn", "3-layer-bn", "9-layer-nobn",
+                                      "9-layer-bn"}
+    for key, value in cells.items():
+        allowed = DEPTH_BN_POINTS[key.rsplit("-", 1)[0]]
+        assert abs(value - ref[key]) <= allowed, (key, value, ref[key])
+
+
+@pytest.fixture(scope="session")
+def quick_depth_bn_cpu(cifar_root, tmp_path_factory) -> dict:
+    """``results.json`` of ``--quick --only depth_bn --device cpu`` on the real data, in
+    this process: the reference other devices' quick runs are compared with."""
+    import json
+
+    from experiments.run import main
+
+    out = tmp_path_factory.mktemp("depth-bn-cpu") / "out"
+    assert main([*QUICK_DEPTH_BN, "--device", "cpu", "--workers", "1", "--data-dir",
+                 str(cifar_root), "--out", str(out)]) == 0
+    return json.loads((out / "results.json").read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """Training-speed benchmark: our step against a matmul-only floor and PyTorch eager.
 
-Run ``python -m experiments.bench --device cpu`` or ``--device cuda``.  Every figure
-comes from the same run:
+Run ``python -m experiments.bench --device cpu`` (or ``cuda``, ``torch``, ``torch:cuda``,
+``torch:mps``).  Every figure comes from the same run:
 
 * **ours** -- seconds per epoch of the real :func:`xpnet.training.train` loop (batch
   gathers, forward, backward, on-device divergence tracking, the SGD update) for a
@@ -13,14 +13,17 @@ comes from the same run:
 * **matmul-only** -- the same matrix products with the same shapes and dtype on the
   same backend, batch gathers included, nothing else: the floor any implementation
   of this step pays;
-* **torch eager** -- the same net, loss and SGD in PyTorch eager mode on the same
-  device, when ``torch`` is importable;
+* **torch eager** -- the same net, loss and SGD in PyTorch eager mode (autograd) on the
+  same device, when ``torch`` is importable; on a torch device, on the very tensors
+  ours trains on, so the ratio compares our array-API step with PyTorch's own on one
+  library;
 * **sweep** (``--sweep``, on by default on cuda) -- M models in lockstep on the model
   axis: model-epochs per second, the speed-up over training the M models one after
   another, and the ratio to a matmul-only step with the model axis;
-* **peak GPU memory** held by CuPy's pool (and PyTorch's allocator), "n/a" on cpu;
-* **host-sync check** (cuda) -- proof that the training step never waits for the GPU,
-  so it cannot contain a device-to-host copy: see :mod:`experiments.bench.syncs`.
+* **peak GPU memory** held by CuPy's pool (and PyTorch's allocator), "n/a" off CUDA;
+* **host-sync check** (cuda, torch devices) -- proof that the training step never waits
+  for the GPU, so it cannot contain a device-to-host copy: see
+  :mod:`experiments.bench.syncs`.
 
 * **scaling** (``--scaling 1,2``) -- instead of all of the above, the wall time of a
   slice of the real suite per number of Dask workers: :mod:`experiments.bench.scaling`.
@@ -63,11 +66,12 @@ from experiments.bench.runners import (
     race,
     step_name,
     torch_runner,
+    torch_tensors,
 )
 from experiments.bench.syncs import check_host_syncs, sync_line
 from experiments.suite.args import Parser, positive_int, positive_int_list
 from xpnet.atomic import write_text_atomic
-from xpnet.backend import get_backend
+from xpnet.backend import USER_DEVICES, get_backend
 from xpnet.errors import OutputError, XpnetError
 from xpnet.training import DeviceSplit
 
@@ -77,14 +81,16 @@ def parse_args(argv=None):
     p = Parser(prog="python -m experiments.bench",
                description="Time the xpnet training step against a matmul-only step and "
                            "PyTorch eager.")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", choices=USER_DEVICES, default="cpu",
+                   help="cpu (NumPy), cuda (CuPy), torch (PyTorch on the CPU), torch:cuda, "
+                        "torch:mps")
     p.add_argument("--epochs", type=positive_int, default=1,
                    help="epochs per timed repetition (default 1)")
     p.add_argument("--repeats", type=positive_int, default=None,
                    help="timed repetitions; the best is reported (default 3; 1 with "
                         "--scaling, whose repetitions take minutes)")
     p.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
-                   help="lockstep sweep over --models (default: on for cuda, off for cpu)")
+                   help="lockstep sweep over --models (default: on for GPUs, off for CPUs)")
     p.add_argument("--models", type=positive_int_list, default=[1, 8, 64, 256],
                    help="model counts M for the sweep (default 1,8,64,256)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
@@ -101,12 +107,13 @@ def parse_args(argv=None):
                         "init_sensitivity,lr_bn --seeds 1) with --workers N, then M, ... and "
                         "print the wall-time ratios; needs --data-dir or $XPNET_DATA")
     p.add_argument("--check-syncs", action="store_true",
-                   help="run only the host-sync check of the training step (cuda)")
+                   help="run only the host-sync check of the training step (cuda, torch "
+                        "devices)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write the figures to PATH as JSON")
     args = p.parse_args(argv)
     if args.sweep is None:
-        args.sweep = args.device == "cuda"
+        args.sweep = args.device in ("cuda", "torch:cuda", "torch:mps")
     if args.repeats is None:
         args.repeats = 1 if args.scaling else 3
     if args.batch_size > args.n_samples:
@@ -116,14 +123,15 @@ def parse_args(argv=None):
     if args.scaling and not (args.data_dir or os.environ.get("XPNET_DATA")):
         p.error("--scaling runs the real suite: pass --data-dir with CIFAR-10 (or set "
                 "XPNET_DATA)")
-    if args.check_syncs and args.device != "cuda":
-        p.error("--check-syncs needs --device cuda (on the cpu nothing can wait for a device)")
+    if args.check_syncs and args.device == "cpu":
+        p.error("--check-syncs needs --device cuda or a torch device (NumPy arrays live on "
+                "the host: nothing can wait for a device)")
     return args
 
 
 # -------------------------------------------------------------------------------- info
 def _machine_info(backend, use_torch):
-    info = {"device": backend.name, "python": platform.python_version(),
+    info = {"device": backend.flag, "python": platform.python_version(),
             "numpy": np.__version__, "cpu_count": os.cpu_count()}
     try:
         info["cpus_usable"] = len(os.sched_getaffinity(0))
@@ -149,7 +157,9 @@ def _machine_info(backend, use_torch):
         name = props["name"]
         info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
         info["cupy"] = cupy.__version__
-    if use_torch:
+    elif "gpu" in backend.describe():
+        info["gpu"] = backend.describe()["gpu"]
+    if use_torch or backend.name == "torch":
         import torch
 
         info["torch"] = torch.__version__
@@ -217,20 +227,20 @@ def run(args):
     X_host, y_host, source = load_data(args)
     B = args.batch_size
     steps_per_epoch = args.n_samples // B
-    print(f"device {backend.name}" + (f" ({info['gpu']}, CuPy {info['cupy']})"
-                                      if "gpu" in info else "")
+    library = f"CuPy {info['cupy']}" if "cupy" in info else f"PyTorch {info.get('torch')}"
+    print(f"device {backend.flag}" + (f" ({info['gpu']}, {library})" if "gpu" in info else "")
           + f" | {platform.machine()}, {info['cpu_count']} CPUs ({info['cpus_usable']} usable)"
           + f" | NumPy {info['numpy']} ({info['blas']}"
           + (f", BLAS threads {info['blas_threads']}" if "blas_threads" in info else "")
           + (f", {info['thread_env']}" if info["thread_env"] else "") + ")"
           + (f" | PyTorch {info['torch']} (threads: {info['torch_threads']})"
-             if use_torch else " | PyTorch: not used"), flush=True)
+             if "torch" in info else " | PyTorch: not used"), flush=True)
     print(f"net {D_IN}-{'-'.join(map(str, HIDDEN))}-{N_CLASSES} with batch norm, {DTYPE}, "
           f"batch {B}, {args.n_samples} {source} images ({steps_per_epoch} steps/epoch); "
           f"best of {args.repeats} x {args.epochs} epoch(s) after a warm-up", flush=True)
 
     split = DeviceSplit.from_host(backend, X_host, y_host, N_CLASSES, backend.dtype(DTYPE))
-    result = {"device": backend.name, "info": info,
+    result = {"device": backend.flag, "info": info,
               "config": {"sizes": [D_IN, *HIDDEN, N_CLASSES], "batch_norm": True,
                          "dtype": DTYPE, "batch_size": B, "n_samples": args.n_samples,
                          "data": source, "epochs": args.epochs, "repeats": args.repeats,
@@ -255,16 +265,24 @@ def run(args):
         builders["generic"] = ours(generic)
     runners = {name: build() for name, build in builders.items()}
     torch_peak_fn = None
+
+    def torch_eager():
+        X, y = torch_tensors(backend, split, X_host, y_host)
+        return torch_runner(X, y, epochs=args.epochs, batch_size=B)
+
     if use_torch:
-        runners["torch"], torch_peak_fn = torch_runner(X_host, y_host, backend.name,
-                                                       epochs=args.epochs, batch_size=B)
+        runners["torch"], torch_peak_fn = torch_eager()
     times = race(runners, args.repeats, args.epochs)
     t_ours, t_mm, t_torch = times["ours"], times["matmul"], times.get("torch")
     t_generic = times.get("generic")
     del runners
     # Each contender's own peak, one at a time outside the race (the data excluded).
     peaks = {name: own_peak_bytes(backend, build) for name, build in builders.items()}
-    peaks["torch"] = torch_peak_fn() if torch_peak_fn else None
+    if backend.name == "torch":  # one allocator for both: measured the same way
+        peaks["torch"] = own_peak_bytes(backend, lambda: torch_eager()[0]) if use_torch \
+            else None
+    else:
+        peaks["torch"] = torch_peak_fn() if torch_peak_fn else None
     single = {"ours_s_per_epoch": t_ours, "matmul_s_per_epoch": t_mm,
               "ours_over_matmul": t_ours / t_mm,
               "step": step_name(backend), "generic_s_per_epoch": t_generic,
@@ -313,15 +331,19 @@ def run(args):
 
         free, total = cupy.cuda.runtime.memGetInfo()
         result["gpu_used_bytes_at_end"] = int(total - free)
+    if backend.name == "cuda" or backend.flag == "torch:cuda":
         names = {"ours": "ours", "matmul": "matmul-only", "generic": "generic step",
                  "torch": "torch eager"}
         print("peak GPU memory in use per contender, one model, data excluded: "
               + " | ".join(f"{names[k]} {_fmt_bytes(v)}" for k, v in peaks.items()
                            if v is not None or k == "torch"), flush=True)
         pool_reset(backend)
+    else:
+        print(f"peak GPU memory: n/a ({backend.flag})", flush=True)
+    if backend.name in ("cuda", "torch"):
         result["sync_check"] = _sync_check(backend, split, B)
     else:
-        print("peak GPU memory: n/a (cpu); host-sync check: needs --device cuda", flush=True)
+        print("host-sync check: needs --device cuda or a torch device", flush=True)
         result["sync_check"] = None
 
     if args.json:

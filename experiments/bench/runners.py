@@ -145,19 +145,31 @@ def matmul_runner(split, backend, *, n_models, epochs, batch_size, warmup_steps=
     return run
 
 
-def torch_runner(X_host, y_host, device, *, epochs, batch_size, warmup_steps=10):
-    """Runner for the same net in PyTorch eager, data resident on the device.
+def torch_tensors(backend, split, X_host, y_host):
+    """The training images ``(n, 3072)`` and labels ``(n,)`` as PyTorch tensors: on a
+    torch backend the very tensors ours trains on, else copies on the matching device."""
+    import torch
+
+    if backend.name == "torch":
+        return split.X, split.y
+    dev = torch.device("cuda" if backend.name == "cuda" else "cpu")
+    return torch.from_numpy(X_host).to(dev), torch.from_numpy(y_host).to(dev)
+
+
+def torch_runner(X, y, *, epochs, batch_size, warmup_steps=10):
+    """Runner for the same net in PyTorch eager (autograd), on the tensors ``X`` ``(n, 3072)``
+    float32 and ``y`` ``(n,)`` int64, resident on their device.
 
     Linear(3072, 50, bias=False), BatchNorm1d, ReLU, Linear(50, 50, bias=False),
     BatchNorm1d, ReLU, Linear(50, 10); CrossEntropyLoss; SGD(lr=0.01) with weight decay
     ``2 * lambda`` on the Linear weights only; per-epoch ``randperm`` on the device and
     ``index_select`` batches.  Returns the runner and a function giving PyTorch's peak
-    reserved GPU memory (None on the cpu).
+    allocated CUDA memory, the data excluded (None off CUDA).
     """
     import torch
     from torch import nn
 
-    dev = torch.device("cuda" if device == "cuda" else "cpu")
+    dev = X.device
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
@@ -173,14 +185,14 @@ def torch_runner(X_host, y_host, device, *, epochs, batch_size, warmup_steps=10)
     opt = torch.optim.SGD([{"params": weights, "weight_decay": 2 * LAM},
                            {"params": others, "weight_decay": 0.0}], lr=ETA)
     loss_fn = nn.CrossEntropyLoss()
-    X = torch.from_numpy(X_host).to(dev)
-    y = torch.from_numpy(y_host).to(dev)
     N = X.shape[0]
     steps_per_epoch = N // batch_size
 
     def sync():
         if dev.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(dev)
+        elif dev.type == "mps":
+            torch.mps.synchronize()
 
     def steps(n_steps):
         perm = torch.randperm(N, device=dev)
@@ -217,6 +229,10 @@ def pool_reset(backend):
         import cupy
 
         cupy.get_default_memory_pool().free_all_blocks()
+    elif backend.flag == "torch:cuda":
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def pool_bytes(backend):
@@ -234,8 +250,12 @@ def own_peak_bytes(backend, build, epochs: int = 1):
     Like ``torch.cuda.max_memory_allocated`` after a reset: ``build()`` makes the runner
     (its weights count, the resident dataset does not), one call of it runs, and every
     allocation through CuPy's pool updates the high-water mark of bytes in use.  None on
-    the cpu.  Run it outside the timed race, one contender at a time.
+    the cpu.  Run it outside the timed race, one contender at a time.  On ``torch:cuda``
+    every contender allocates through PyTorch's caching allocator, whose own peak counter
+    does the same.
     """
+    if backend.flag == "torch:cuda":
+        return _torch_peak_bytes(backend, build)
     if backend.name != "cuda":
         return None
     import cupy
@@ -260,3 +280,20 @@ def own_peak_bytes(backend, build, epochs: int = 1):
         cupy.cuda.set_allocator(pool.malloc)
         pool.free_all_blocks()
     return int(peak[0] - base)
+
+
+def _torch_peak_bytes(backend, build) -> int:
+    """:func:`own_peak_bytes` through PyTorch's allocator (``torch:cuda``)."""
+    import torch
+
+    backend.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(backend.device)
+    base = torch.cuda.memory_allocated(backend.device)
+    runner = build()
+    runner()
+    backend.synchronize()
+    del runner
+    peak = torch.cuda.max_memory_allocated(backend.device)
+    torch.cuda.empty_cache()
+    return int(peak - base)

@@ -6,8 +6,10 @@ Two pieces of evidence, both taken from outside the library:
   :class:`~xpnet.training.Callback`'s ``on_step_begin`` and ``on_step_end``), every
   device-to-host conversion through the array library's public API is counted:
   ``cupy.ndarray.get``/``item``/``tolist``/``__float__``/``__int__``/``__bool__``/...
-  and ``cupy.asnumpy`` on cuda, the same conversions of ``array_api_strict.Array`` on
-  the ``strict`` namespace (a CPU stand-in for a device, used by the tests).  Must be 0.
+  and ``cupy.asnumpy`` on cuda, the same conversions plus ``cpu``/``numpy`` of
+  ``torch.Tensor`` on the torch devices (on ``torch``, CPU tensors, the count is the
+  evidence a CUDA run would wait nowhere), and of ``array_api_strict.Array`` on the
+  ``strict`` namespace (a CPU stand-in for a device, used by the tests).  Must be 0.
   NumPy arrays already live on the host, so on ``cpu`` there is nothing to count.
 * **timing** (cuda) -- right before the first step, a kernel that keeps the GPU busy
   for ``spin_seconds`` is queued on the training stream.  Work on one stream runs in
@@ -39,6 +41,10 @@ def conversion_probes(backend) -> list[tuple[object, str]]:
 
         pairs = [(cupy.ndarray, name) for name in _ARRAY_CONVERSIONS]
         pairs.append((cupy, "asnumpy"))
+    elif backend.name == "torch":
+        import torch
+
+        pairs = [(torch.Tensor, name) for name in (*_ARRAY_CONVERSIONS, "cpu", "numpy")]
     elif backend.name == "strict":
         array_type = type(backend.xp.asarray(0, device=backend.device))
         pairs = [(array_type, name) for name in _ARRAY_CONVERSIONS]
@@ -128,8 +134,8 @@ def check_host_syncs(net, split, *, steps=3, spin_seconds=1.0, batch_size=100):
     backend = net.backend
     probes = conversion_probes(backend)
     if not probes:
-        raise BenchError(f"The host-sync check needs a device (--device cuda); {backend.name} "
-                         "arrays already live on the host.")
+        raise BenchError(f"The host-sync check needs a device (--device cuda or a torch "
+                         f"device); {backend.name} arrays already live on the host.")
     cuda = backend.name == "cuda"
     watch = StepWatch(backend, _spinner(backend) if cuda else None, spin_seconds)
     with watch.counting(probes):

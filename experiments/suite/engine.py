@@ -10,8 +10,6 @@ modules.
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import platform
 import shlex
 import sys
 import time
@@ -26,16 +24,17 @@ from experiments.suite.store import ResultStore, library_versions, now
 from xpnet.errors import DataError, XpnetError
 
 
-def describe_device(backend) -> str:
-    if backend.name == "cuda":
-        try:
-            import cupy
-
-            name = cupy.cuda.runtime.getDeviceProperties(backend.device.id)["name"]
-            return f"cuda ({name.decode() if isinstance(name, bytes) else name})"
-        except Exception:
-            return "cuda"
-    return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
+def describe_device(device: str, probed: dict) -> str:
+    """``"cuda (NVIDIA H200 x2)"``, ``"cpu (16 cores, x86_64)"``: what the processes that
+    train (``probed``, from :func:`experiments.suite.tasks.probe_device`) compute on."""
+    infos = list(probed.values())
+    gpus = [info["gpu"] for info in infos if "gpu" in info]
+    if gpus:
+        return f"{device} (" + ", ".join(
+            name if gpus.count(name) == 1 else f"{name} x{gpus.count(name)}"
+            for name in dict.fromkeys(gpus)) + ")"
+    cpus = list(dict.fromkeys(info["cpu"] for info in infos))
+    return f"{device} ({'; '.join(cpus) if cpus else 'no workers yet'})"
 
 
 class Suite:
@@ -46,13 +45,16 @@ class Suite:
     path)`` writes the report from ``results.json``'s data.
     """
 
-    def __init__(self, args, studies: dict, out: Path, backend, executor, report, argv=()):
+    def __init__(self, args, studies: dict, out: Path, probed: dict, executor, report,
+                 argv=()):
+        """``probed``: per process that trains, :func:`tasks.probe_device`'s answer."""
         self.studies = studies
         self.names = list(studies)
         self.write_report = report
         self.argv = list(argv)
         self.out = out
-        self.backend = backend
+        self.device = args.device
+        self.probed = probed
         self.executor = executor
         self.settings = Settings(quick=args.quick, seeds=args.seeds, data_dir=args.data_dir,
                                  download=args.download, force=args.force,
@@ -104,9 +106,11 @@ class Suite:
         meta.setdefault("created", now())
         for duplicate in ("quick", "seeds"):  # stored in meta["scale"]
             meta.pop(duplicate, None)
-        meta.update(updated=now(), device=describe_device(self.backend),
+        # The workers' versions: they shape the numbers (the client only plans and stores).
+        versions = next(iter(self.probed.values()), {}).get("versions")
+        meta.update(updated=now(), device=describe_device(self.device, self.probed),
                     executor=self.executor.description,
-                    versions=library_versions(self.backend.name),
+                    versions=versions or library_versions(self.device),
                     command=" ".join(["python -m experiments.run",
                                       *(shlex.quote(a) for a in self.argv)]))
         self.store.save()

@@ -8,8 +8,9 @@ times) and moving of results; this module only chooses the cluster:
 - ``InProcess``: one run after another in this process, no Dask (``--workers 1``);
 - a ``LocalCluster``-style cluster of worker processes, one thread and one BLAS thread
   each, one per usable core as far as the memory allows (see :mod:`.memory`; ``--workers
-  N``) or one per visible GPU, pinned to it with ``CUDA_VISIBLE_DEVICES`` (``--device
-  cuda``), each with a Dask memory limit;
+  N``) or one per visible GPU, pinned to it with ``CUDA_VISIBLE_DEVICES`` (``--device cuda``
+  or ``torch:cuda``; ``torch:mps``, one device, trains in this process unless ``--workers``
+  says otherwise), each with a Dask memory limit;
 - an existing cluster at ``--scheduler tcp://HOST:PORT`` (``dask scheduler`` and
   ``dask worker``, dask-jobqueue, Kubernetes, ...).
 """
@@ -30,6 +31,10 @@ from xpnet.errors import XpnetError
 #: With a key of its own, each run would be a group of one, sent to a worker the moment
 #: it is submitted and run there in that worker's order.
 RUN_TASK_GROUP = "xpnet-run"
+#: Device flags whose runs compute on a GPU: a run there stays whole (lockstep is the win).
+GPU_DEVICES = ("cuda", "torch:cuda", "torch:mps")
+#: Device flags with one worker per visible CUDA GPU on a local cluster.
+CUDA_DEVICES = ("cuda", "torch:cuda")
 #: Seconds to wait for a scheduler named by --scheduler before giving up.
 CONNECT_TIMEOUT_S = 10
 #: Environment of every local worker process: one BLAS thread (the matrices are small),
@@ -94,10 +99,13 @@ def worker_plan(device: str, workers: int | None, *, cores: int | None = None,
     """The environment of each local worker process, one dict per worker.
 
     CPU: ``workers`` (default: every usable core) workers with one BLAS thread each.
-    CUDA: one worker per GPU in ``gpu_ids`` (``--workers`` caps the count), each with
-    ``CUDA_VISIBLE_DEVICES`` set to its GPU alone.
+    CUDA (``cuda``, ``torch:cuda``): one worker per GPU in ``gpu_ids`` (``--workers``
+    caps the count), each with ``CUDA_VISIBLE_DEVICES`` set to its GPU alone.
+    MPS: ``workers`` (default one) workers sharing the Mac's one GPU.
     """
-    if device == "cuda":
+    if device == "torch:mps":
+        return [dict(WORKER_ENV) for _ in range(workers or 1)]
+    if device in CUDA_DEVICES:
         ids = list(gpu_ids or [])
         if not ids:
             raise ClusterError("No GPU is visible to start CUDA workers on; use --device cpu "
@@ -157,6 +165,10 @@ class InProcess:
     def parts_for(self, n_models: int, upcoming: int) -> int:
         return 1
 
+    def probe(self, fn, *args) -> dict:
+        """``{"this process": fn(*args)}``: the one process that computes."""
+        return {"this process": fn(*args)}
+
     def submit(self, fn, *args, key: str, priority: float = 0) -> concurrent.futures.Future:
         future = concurrent.futures.Future()
         try:
@@ -200,9 +212,29 @@ class DaskExecutor:
         """Parts to cut a run of ``n_models`` into, with ``upcoming`` runs starting after
         it: on CPU workers, one per idle worker (see :class:`Backlog`); on GPUs a run
         stays whole (lockstep is the win there)."""
-        if self.device != "cpu":
+        if self.device in GPU_DEVICES:
             return 1
         return self.backlog.parts(n_models, self.n_workers, upcoming)
+
+    def probe(self, fn, *args) -> dict:
+        """``fn(*args)`` on every worker now, outside the task queue (``Client.run``).
+
+        Returns ``{"name (address)": result}``; a worker where ``fn`` raised an
+        :class:`~xpnet.errors.XpnetError` ends it all in one sentence that names it.
+        """
+        results = self.client.run(fn, *args, on_error="return")
+        names = {address: info.get("name", address) for address, info in
+                 self.client.scheduler_info().get("workers", {}).items()}
+        out = {}
+        for address, result in sorted(results.items()):
+            who = f"{names.get(address, address)} ({address})"
+            if isinstance(result, XpnetError):
+                raise type(result)(f"Worker {who} cannot train: {result}")
+            if isinstance(result, BaseException):
+                raise ClusterError(f"Worker {who} failed to start ({type(result).__name__}: "
+                                   f"{str(result)[:160]}); check its installation.")
+            out[who] = result
+        return out
 
     def submit(self, fn, *args, key: str, priority: float = 0):
         """Queue ``fn(*args)``; among queued tasks, higher ``priority`` starts first, then
@@ -284,7 +316,7 @@ def start_local_cluster(plan: list[dict], device: str, memory_limit: int = 0) ->
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"Could not start {len(plan)} local Dask workers ({exc}); run "
                            "with --workers 1 to train in this process.") from None
-    what = "GPU" if device == "cuda" else "CPU"
+    what = "GPU" if device in GPU_DEVICES else "CPU"
     return DaskExecutor(client, cluster, f"local cluster, {len(plan)} {what} workers", device)
 
 
@@ -313,8 +345,8 @@ def make_executor(device: str, workers: int | None, scheduler: str | None, *,
     if scheduler:
         return connect(scheduler, device)
     gpu_ids = None
-    if device == "cuda":
-        count = gpu_count() if gpu_count else _cuda_device_count()
+    if device in CUDA_DEVICES:
+        count = gpu_count() if gpu_count else _cuda_device_count(device)
         gpu_ids = visible_gpus(count, os.environ.get("CUDA_VISIBLE_DEVICES"))
     plan = worker_plan(device, workers, gpu_ids=gpu_ids)
     available = memory.available_memory() if available is None else available
@@ -332,7 +364,12 @@ def make_executor(device: str, workers: int | None, scheduler: str | None, *,
     return executor
 
 
-def _cuda_device_count() -> int:
+def _cuda_device_count(device: str) -> int:
+    """GPUs this machine's CUDA runtime reports (the device was vetted by get_backend)."""
+    if device == "torch:cuda":
+        import torch
+
+        return int(torch.cuda.device_count())
     import cupy
 
     return int(cupy.cuda.runtime.getDeviceCount())

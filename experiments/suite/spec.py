@@ -176,6 +176,9 @@ def merge_records(parts: list[dict]) -> dict:
         history["eta"] = [sum((e[i] for e in etas), []) for i in range(n_points)]
     merged = {"history": history, "n_models": sum(p["n_models"] for p in parts),
               "compute_s": round(sum(p.get("compute_s", 0.0) for p in parts), 3)}
+    gpus = [p["gpu"] for p in parts if "gpu" in p]
+    if gpus:  # runs on GPUs are not split, but a record says where each part ran
+        merged["gpu"] = gpus[0] if len(gpus) == 1 else gpus
     for key in ("test_accuracy", "test_loss", "diverged_step", "last_val_accuracy"):
         merged[key] = sum((list(p[key]) for p in parts), [])
     return merged

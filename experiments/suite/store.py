@@ -50,6 +50,11 @@ def library_versions(device: str) -> dict:
             out["cupy"] = cupy.__version__
         except Exception:  # reported as absent; get_backend has already vetted it
             out["cupy"] = "not importable"
+    if device.startswith("torch"):
+        try:
+            out["torch"] = metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            out["torch"] = "not installed"
     return out
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import os
+import platform
 import time
 import traceback
 from pathlib import Path
@@ -161,6 +163,9 @@ def execute(fn, spec: dict, settings: DataSettings, run: str, publish=None) -> d
         raise _portable(exc) from None
     record = to_jsonable(record)
     record["compute_s"] = round(time.perf_counter() - start, 3)
+    device = env.backend.describe()
+    if "gpu" in device:  # which GPU of which machine: one worker per GPU shows here
+        record["gpu"] = {**device, "host": platform.node()}
     return record
 
 
@@ -190,6 +195,21 @@ def portable(fn):
         return fn
     by_value = cloudpickle.list_registry_pickle_by_value()
     return ByValue(fn) if getattr(fn, "__module__", None) in by_value else fn
+
+
+def probe_device(device: str) -> dict:
+    """What this process computes ``--device`` on, run by every process that trains.
+
+    Returns :meth:`xpnet.backend.Backend.describe` (the device flag; on a GPU its name
+    and index), the CPU and the versions of the libraries that shape the numbers.
+    Raises :class:`~xpnet.errors.BackendError` when this process cannot compute there.
+    """
+    from experiments.suite.store import library_versions
+    from xpnet.backend import get_backend
+
+    info = get_backend(device).describe()
+    return {**info, "cpu": f"{os.cpu_count()} cores, {platform.machine()}",
+            "versions": library_versions(device)}
 
 
 class RunError(Exception):

@@ -1,8 +1,9 @@
 """Device selection: a device flag becomes an array namespace and a device.
 
-``get_backend("cpu")`` gives NumPy, ``get_backend("cuda")`` CuPy and
-``get_backend("strict")`` the ``array_api_strict`` reference namespace (for tests),
-all through ``array_api_compat`` so the core sees one standard API.
+``get_backend("cpu")`` gives NumPy, ``get_backend("cuda")`` CuPy,
+``get_backend("torch")`` PyTorch tensors on the CPU (``"torch:cuda"``, ``"torch:mps"`` on a
+GPU) and ``get_backend("strict")`` the ``array_api_strict`` reference namespace (for
+tests), all through ``array_api_compat`` so the core sees one standard API.
 ``get_backend("strict:device1")`` puts the strict namespace's arrays on a non-CPU device
 that, like a GPU, refuses to mix with host arrays: CI's stand-in for CuPy.  Randomness is
 drawn on the host with NumPy and moved to the device (see :meth:`Backend.asarray`),
@@ -12,6 +13,7 @@ so one seed gives the same run on every device up to float rounding.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +21,13 @@ import numpy as np
 
 from xpnet.errors import BackendError
 
-DEVICES = ("cpu", "cuda", "strict", "strict:device1")
+DEVICES = ("cpu", "cuda", "torch", "torch:cuda", "torch:mps", "strict", "strict:device1")
+#: The device flags a user picks from (the strict ones are for tests).
+USER_DEVICES = DEVICES[:5]
 
 # What brings CuPy together with the CUDA libraries it loads (cuBLAS, NVRTC, ...).
 INSTALL_CUPY = 'pip install "xpnet[cuda12]" (or "xpnet[cuda13]" for CUDA 13 drivers)'
+INSTALL_TORCH = 'pip install ".[torch]"'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +44,13 @@ class Backend:
     xp: Any
     device: Any
     data_gradients: Callable = dataclasses.field(default=None, repr=False, compare=False)
+    #: The device flag this backend answers to (``"torch:cuda"``, ``"strict:device1"``...);
+    #: ``name`` by default.
+    flag: str = ""
 
     def __post_init__(self):
+        if not self.flag:
+            object.__setattr__(self, "flag", self.name)
         if self.data_gradients is None:
             from xpnet.backprop import loss_and_data_gradients
 
@@ -54,6 +64,9 @@ class Backend:
 
     def dtype(self, name: str):
         """The namespace's dtype object for a name such as ``"float32"``."""
+        if name == "float64" and self.flag == "torch:mps":
+            raise BackendError("Apple's MPS has no float64; use float32 on --device torch:mps, "
+                               "or --device torch for float64.")
         try:
             return getattr(self.xp, name)
         except AttributeError:
@@ -65,6 +78,46 @@ class Backend:
             import cupy
 
             cupy.cuda.get_current_stream().synchronize()
+        elif self.name == "torch" and self.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self.device)
+        elif self.name == "torch" and self.device.type == "mps":
+            import torch
+
+            torch.mps.synchronize()
+
+    def release_staging(self) -> None:
+        """Hand back host memory kept from uploads: CuPy's pool of pinned (page-locked)
+        staging buffers, which otherwise holds on to about 740 MB for CIFAR-10 for good.
+        Call it once data is on the device (:meth:`DeviceSplit.from_host` does)."""
+        if self.name == "cuda":
+            import cupy
+
+            cupy.get_default_pinned_memory_pool().free_all_blocks()
+
+    def describe(self) -> dict:
+        """Which device computes, for a run's record: ``{"device": flag}`` plus, on a GPU,
+        its ``gpu`` name, its ``gpu_index`` as this process numbers it and the
+        ``CUDA_VISIBLE_DEVICES`` it was picked under (one worker per GPU shows here)."""
+        info = {"device": self.flag}
+        if self.name == "cuda":
+            import cupy
+
+            index = self.device.id
+            name = cupy.cuda.runtime.getDeviceProperties(index)["name"]
+            info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
+        elif self.name == "torch" and self.device.type == "cuda":
+            import torch
+
+            index = self.device.index
+            info["gpu"] = torch.cuda.get_device_name(index)
+        elif self.name == "torch" and self.device.type == "mps":
+            return {**info, "gpu": "Apple MPS"}
+        else:
+            return info
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return {**info, "gpu_index": int(index), "cuda_visible_devices": visible}
 
 
 def get_backend(device: str = "cpu") -> Backend:
@@ -73,6 +126,10 @@ def get_backend(device: str = "cpu") -> Backend:
     - ``"cpu"``: NumPy, training with :mod:`xpnet.numpy_step`;
     - ``"cuda"``: CuPy on the current GPU, probed with a small matmul, an elementwise
       kernel and a reduction before it is handed out;
+    - ``"torch"``: PyTorch tensors on the CPU through ``array_api_compat.torch``, training
+      with the array-API step (no autograd: the gradients are ours);
+    - ``"torch:cuda"``, ``"torch:mps"``: the same on PyTorch's current CUDA (or ROCm) GPU,
+      or on Apple's MPS, probed like ``"cuda"`` (MPS has no float64);
     - ``"strict"``: ``array_api_strict`` on its CPU device;
     - ``"strict:<device>"``: ``array_api_strict`` with every array on
       ``array_api_strict.Device("<device>")``, say ``"strict:device1"``.  Off the CPU
@@ -93,7 +150,9 @@ def get_backend(device: str = "cpu") -> Backend:
         return _strict_backend(device.partition(":")[2] or "CPU_DEVICE")
     if device == "cuda":
         return _cuda_backend()
-    raise BackendError(f"Unknown device {device!r}; use one of: cpu, cuda.")
+    if device in ("torch", "torch:cuda", "torch:mps"):
+        return _torch_backend(device)
+    raise BackendError(f"Unknown device {device!r}; use one of: {', '.join(USER_DEVICES)}.")
 
 
 def _strict_backend(device_name: str) -> Backend:
@@ -108,7 +167,8 @@ def _strict_backend(device_name: str) -> Backend:
     except ValueError:
         raise BackendError(f"array_api_strict has no device {device_name!r}; use strict, "
                            "strict:device1 or strict:device2.") from None
-    return Backend("strict", xp, device)
+    return Backend("strict", xp, device, flag="strict" if device_name == "CPU_DEVICE"
+                   else f"strict:{device_name}")
 
 
 def _cuda_backend() -> Backend:
@@ -145,6 +205,47 @@ def _cuda_backend() -> Backend:
     return Backend("cuda", xp, cupy.cuda.Device())
 
 
+def _torch_backend(flag: str) -> Backend:
+    try:
+        import torch
+    except ImportError:
+        raise BackendError(
+            f"--device {flag} needs PyTorch; run {INSTALL_TORCH}, or use --device cpu."
+        ) from None
+    kind = flag.partition(":")[2] or "cpu"
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BackendError(
+            f"PyTorch {torch.__version__} sees no CUDA GPU (no GPU, no driver or a CPU-only "
+            "build); use --device torch or run on a machine with a GPU."
+        )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise BackendError(
+            f"PyTorch {torch.__version__} sees no Apple MPS device (it needs Apple silicon "
+            "and macOS 12.3 or later); use --device torch."
+        )
+    device = torch.device(kind, torch.cuda.current_device()) if kind == "cuda" else \
+        torch.device(kind)
+    try:
+        import array_api_compat.torch as xp
+
+        _probe_torch(torch, device)
+    except Exception as exc:  # a broken build, a driver mismatch, an unsupported GPU...
+        fallback = "cpu" if kind == "cpu" else "torch"
+        raise BackendError(
+            f"PyTorch cannot compute on {device} ({_first_line(exc)}); reinstall a PyTorch "
+            f"build that matches this machine, or use --device {fallback}."
+        ) from None
+    return Backend("torch", xp, device, flag=flag)
+
+
+def _probe_torch(torch, device) -> None:
+    """A matmul, an elementwise kernel and a reduction on ``device``, waited for."""
+    a = torch.ones((2, 2), dtype=torch.float32, device=device)
+    value = float(torch.sum(torch.clamp(a @ a, min=0.0)))
+    if value != 8.0:
+        raise RuntimeError(f"a 2x2 test matmul summed to {value}, not 8")
+
+
 def _probe_cuda(cupy) -> None:
     """Run what training needs once: cuBLAS (matmul), NVRTC kernels (elementwise, reduction).
 
@@ -173,6 +274,8 @@ def to_numpy(x) -> np.ndarray:
     module = type(x).__module__
     if module.startswith("cupy"):
         return x.get()
+    if module.startswith("torch"):
+        return x.detach().cpu().numpy()  # a copy off a GPU; the tensor's own memory on the CPU
     if module.startswith("array_api_strict"):
         import array_api_strict
 

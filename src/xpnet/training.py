@@ -167,10 +167,13 @@ class DeviceSplit:
 
     @classmethod
     def from_host(cls, backend, X, y, n_classes, dtype) -> DeviceSplit:
+        """Upload host inputs ``(N, d)`` and integer labels ``(N,)`` to ``backend``."""
         X = np.asarray(X)
         y = np.asarray(y, dtype=np.int64)
-        return cls(backend.asarray(X, dtype=dtype), backend.asarray(y),
-                   backend.asarray(one_hot(y, n_classes), dtype=dtype))
+        split = cls(backend.asarray(X, dtype=dtype), backend.asarray(y),
+                    backend.asarray(one_hot(y, n_classes), dtype=dtype))
+        backend.release_staging()
+        return split
 
     @property
     def size(self) -> int:
@@ -252,7 +255,9 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         config.train_eval_size)
     callbacks = [*callbacks, *([ProgressBar(desc)] if progress else [])]
 
-    momentum = np.broadcast_to(np.asarray(config.momentum, dtype=np.float64), (M,))
+    # A writable copy: a read-only broadcast view would become a read-only device array
+    # where the library shares host memory (PyTorch on the CPU warns about it).
+    momentum = np.broadcast_to(np.asarray(config.momentum, dtype=np.float64), (M,)).copy()
     if np.all(momentum == momentum[0]):
         momentum = float(momentum[0])
     else:

@@ -63,12 +63,52 @@ def test_cpu_bench_with_torch(capsys):
     assert "torch eager" in out and "ours/torch" in out and "torch eager n/a" not in out
 
 
+def test_torch_bench_races_ours_against_torch_eager_on_the_same_tensors(tmp_path, capsys,
+                                                                       monkeypatch):
+    """--device torch: our array-API step on torch tensors, the matmul-only step and
+    PyTorch eager autograd, all on the tensors of one DeviceSplit; the host-sync count."""
+    torch = pytest.importorskip("torch")
+    seen = []
+    real_runner = bench_runners.torch_runner
+
+    def spying_runner(X, y, **kwargs):
+        seen.append((X, y))
+        return real_runner(X, y, **kwargs)
+
+    monkeypatch.setattr(bench, "torch_runner", spying_runner)
+    splits = []
+    real_from_host = bench.DeviceSplit.from_host
+    monkeypatch.setattr(bench.DeviceSplit, "from_host", classmethod(
+        lambda cls, *a, **k: splits.append(real_from_host(*a, **k)) or splits[-1]))
+    out_json = tmp_path / "bench.json"
+    rc = bench.main(["--device", "torch", "--n-samples", "500", "--epochs", "1", "--repeats",
+                     "1", "--sweep", "--models", "1,2", "--json", str(out_json)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert out.startswith("device torch |") and f"PyTorch {torch.__version__}" in out
+    assert "ours/matmul" in out and "ours/torch" in out and "torch eager n/a" not in out
+    assert "generic step" not in out  # torch trains with the generic step itself
+    assert "host-sync check: PASS (0 device-to-host conversions in the steps)" in out
+    data = json.loads(out_json.read_text())
+    single = data["single"]
+    assert data["device"] == "torch" and single["step"] == "backprop"
+    for key in ("ours_s_per_epoch", "matmul_s_per_epoch", "torch_s_per_epoch",
+                "ours_over_torch", "ours_over_matmul"):
+        assert _positive(single[key]), key
+    assert [row["models"] for row in data["sweep"]] == [1, 2]
+    assert data["sync_check"]["passed"] and data["sync_check"]["method"] == "count"
+    # PyTorch eager ran on the very tensors ours trained on (one upload, no copies).
+    assert len(splits) == 1 and len(seen) == 1  # the race (peaks are measured on CUDA)
+    assert all(X is splits[0].X and y is splits[0].y for X, y in seen)
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["--device", "tpu"], "--device"),
     (["--epochs", "0"], "whole number of at least 1"),
     (["--models", "1,x"], "whole number of at least 1"),
     (["--n-samples", "50"], "--batch-size"),
-    (["--check-syncs"], "needs --device cuda"),
+    (["--check-syncs"], "needs --device cuda or a torch device"),
+    (["--device", "torch:gpu"], "--device"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, fragment, capsys):
     assert bench.main(argv) == 2
@@ -92,6 +132,20 @@ def test_cuda_without_cupy_is_one_sentence(capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert "CuPy" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("flag, missing", [("torch:cuda", "sees no CUDA GPU"),
+                                           ("torch:mps", "sees no Apple MPS device")])
+def test_torch_gpu_flag_without_the_device_is_one_sentence(flag, missing, monkeypatch,
+                                                           capsys):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert bench.main(["--device", flag, "--n-samples", "200"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("bench: PyTorch ") and missing in err and "\n" not in err
+    assert captured.out == ""
 
 
 def _tiny_split(backend, n=300):

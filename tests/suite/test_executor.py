@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from experiments.suite import tasks as runs
 from experiments.suite.executor import (
     Backlog,
     ClusterError,
@@ -36,6 +37,35 @@ def test_each_gpu_worker_is_pinned_to_one_visible_gpu(count, visible, expected):
     assert [env["CUDA_VISIBLE_DEVICES"] for env in plan] == expected
     assert all(env["OMP_NUM_THREADS"] == "1" for env in plan)
     assert len(worker_plan("cuda", 1, gpu_ids=ids)) == 1  # --workers caps the count
+
+
+def test_torch_devices_plan_like_the_hardware_they_run_on():
+    """torch:cuda pins one worker per GPU as cuda does; torch:mps has one GPU to share
+    (one worker unless --workers says more); torch on the CPU is a CPU plan."""
+    plan = worker_plan("torch:cuda", None, gpu_ids=["0", "1"])
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in plan] == ["0", "1"]
+    assert len(worker_plan("torch:mps", None, cores=8)) == 1
+    assert len(worker_plan("torch:mps", 2, cores=8)) == 2
+    assert len(worker_plan("torch", None, cores=3)) == 3
+
+
+def test_runs_are_cut_for_cpu_workers_only():
+    """Lockstep is the win on a GPU: a run stays whole there; torch on the CPU is cut."""
+    from experiments.suite.executor import DaskExecutor
+
+    class Client:
+        def scheduler_info(self):
+            return {"workers": {"a": {}, "b": {}, "c": {}}}
+
+    cut = {device: DaskExecutor(Client(), device=device).parts_for(3, upcoming=0)
+           for device in ("cpu", "torch", "cuda", "torch:cuda", "torch:mps")}
+    assert cut == {"cpu": 3, "torch": 3, "cuda": 1, "torch:cuda": 1, "torch:mps": 1}
+
+
+def test_in_process_probe_is_this_process():
+    info = InProcess().probe(runs.probe_device, "cpu")
+    assert list(info) == ["this process"]
+    assert info["this process"]["device"] == "cpu" and "numpy" in info["this process"]["versions"]
 
 
 def test_no_visible_gpu_is_one_sentence():
@@ -163,3 +193,22 @@ def test_the_memory_caps_the_default_worker_count_and_says_so(monkeypatch):
     # Room for one worker only: it trains in this process, and the notice says so.
     ex = make_executor("cpu", None, None, data_bytes=data, available=data)
     assert isinstance(ex, InProcess) and ex.notice.startswith("Using 1 worker, not")
+
+
+def test_a_run_on_a_gpu_records_which_gpu(monkeypatch):
+    """A GPU worker says in the run's record which GPU it used (one worker per GPU shows
+    as a different index or CUDA_VISIBLE_DEVICES per worker); a CPU run records none."""
+    import platform
+    import types
+
+    settings = runs.DataSettings(data_dir=None, device="torch:cuda")
+    env = runs.RunEnv(settings)
+    gpu = {"device": "torch:cuda", "gpu": "NVIDIA H200", "gpu_index": 0,
+           "cuda_visible_devices": "3"}
+    env._backend = types.SimpleNamespace(describe=lambda: gpu, synchronize=lambda: None)
+    monkeypatch.setitem(runs._ENVS, settings, env)
+    record = runs.execute(lambda env, spec, callbacks: {"n_models": 1}, {}, settings, "s/r")
+    assert record["gpu"] == {**gpu, "host": platform.node()}
+    cpu_settings = runs.DataSettings(data_dir=None, device="cpu")
+    record = runs.execute(lambda env, spec, callbacks: {"n_models": 1}, {}, cpu_settings, "s/r")
+    assert "gpu" not in record

@@ -18,7 +18,8 @@ def test_cpu_and_strict_backends():
 
 
 def test_unknown_device_is_one_sentence():
-    with pytest.raises(BackendError, match="Unknown device 'tpu'; use one of: cpu, cuda."):
+    message = "Unknown device 'tpu'; use one of: cpu, cuda, torch, torch:cuda, torch:mps."
+    with pytest.raises(BackendError, match=message):
         get_backend("tpu")
 
 
@@ -75,3 +76,45 @@ def test_strict_on_a_non_cpu_device_rejects_host_arrays_like_cupy():
 def test_unknown_strict_device_is_one_sentence():
     with pytest.raises(BackendError, match="no device 'gpu'; use strict, strict:device1"):
         get_backend("strict:gpu")
+
+
+def _fake_cupy(monkeypatch, **attributes):
+    import types
+
+    fake = types.ModuleType("cupy")
+    fake.__dict__.update(attributes)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    return fake
+
+
+def test_device_split_releases_cupys_pinned_staging_memory(monkeypatch):
+    """After the data is on a CuPy GPU, the pinned host buffers of the upload go back."""
+    from xpnet.backend import Backend
+    from xpnet.training import DeviceSplit
+
+    freed = []
+    pool = type("Pool", (), {"free_all_blocks": lambda self: freed.append(True)})()
+    _fake_cupy(monkeypatch, get_default_pinned_memory_pool=lambda: pool)
+    cpu = get_backend("cpu")
+    cuda_like = Backend("cuda", cpu.xp, "cpu", cpu.data_gradients)  # NumPy arrays, CuPy hooks
+    split = DeviceSplit.from_host(cuda_like, np.zeros((4, 3)), [0, 1, 2, 1], 3, "float32")
+    assert split.X.shape == (4, 3) and freed == [True]
+    DeviceSplit.from_host(cpu, np.zeros((4, 3)), [0, 1, 2, 1], 3, "float32")
+    assert freed == [True]  # nothing to release off CuPy
+
+
+def test_describe_names_the_device_and_on_a_gpu_which_one(monkeypatch):
+    """A run's record says where it ran; a CuPy GPU by name, index and visible devices."""
+    import types
+
+    from xpnet.backend import Backend
+
+    assert get_backend("cpu").describe() == {"device": "cpu"}
+    assert get_backend("strict:device1").describe() == {"device": "strict:device1"}
+    runtime = types.SimpleNamespace(
+        getDeviceProperties=lambda i: {"name": f"NVIDIA H200 #{i}".encode()})
+    _fake_cupy(monkeypatch, cuda=types.SimpleNamespace(runtime=runtime))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    gpu = Backend("cuda", None, types.SimpleNamespace(id=0))
+    assert gpu.describe() == {"device": "cuda", "gpu": "NVIDIA H200 #0", "gpu_index": 0,
+                              "cuda_visible_devices": "3"}

@@ -1,9 +1,11 @@
 """No host syncs inside the training step (design rule 6), counted without a GPU.
 
 Training runs on ``strict:device1`` (array_api_strict with its arrays off the CPU
-device, which refuses host/device mixing as CuPy does) with every way a device value
+device, which refuses host/device mixing as CuPy does) and on ``torch`` (PyTorch
+tensors, whose library is the one a GPU user would run) with every way a device value
 can reach the host instrumented: ``float``/``int``/``bool``/``complex``/``index``
-conversions, ``__array__``/``__buffer__``/``__dlpack__`` host copies, ``to_device`` and
+conversions, ``__array__``/``__buffer__``/``__dlpack__`` host copies, ``to_device``
+(array_api_strict), ``item``/``tolist``/``cpu``/``numpy`` (PyTorch) and
 :func:`xpnet.backend.to_numpy`.  A :class:`~xpnet.training.Callback` marks each step;
 a conversion between its ``on_step_begin`` and ``on_step_end`` is a sync in the step
 (on a GPU, a stall).  Each scenario also reruns on the CPU in float64 and must give the
@@ -21,18 +23,21 @@ import numpy as np
 import pytest
 
 import xpnet.backend
+from tests.conftest import TEST_DEVICES, matrix_backend
 from xpnet.backend import get_backend, to_numpy
 from xpnet.network import Network, NetworkConfig
 from xpnet.schedules import ConstantLR, CyclicalLR
 from xpnet.sweep import train_lockstep
 from xpnet.training import Callback, DeviceSplit, TrainConfig, train
 
-xp_strict = pytest.importorskip("array_api_strict")
-
-DEVICE = "strict:device1"
-# Every dunder of array_api_strict's Array that hands a value (or a buffer) to the host.
-HOST_DOORS = ("__bool__", "__int__", "__float__", "__complex__", "__index__", "__array__",
-              "__buffer__", "__dlpack__", "to_device")
+# Matrix names (see conftest.py) of the devices the step is counted on: torch-cuda too
+# where the GPU job names it.
+DEVICES = ("strict-device1", "torch", *[d for d in TEST_DEVICES if d == "torch-cuda"])
+_CONVERSIONS = ("__bool__", "__int__", "__float__", "__complex__", "__index__", "__array__",
+                "__dlpack__")
+# Per library, every method of its array type that hands a value (or a buffer) to the host.
+HOST_DOORS = {"strict": (*_CONVERSIONS, "__buffer__", "to_device"),
+              "torch": (*_CONVERSIONS, "item", "tolist", "cpu", "numpy")}
 
 
 class SyncCounter(Callback):
@@ -58,14 +63,20 @@ class SyncCounter(Callback):
             self.inside.append((self.step, door))
 
 
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """The backend the step is counted on (``torch`` skips without PyTorch, outside CI)."""
+    return matrix_backend(request.param)
+
+
 @pytest.fixture
-def counter(monkeypatch) -> SyncCounter:
-    """A :class:`SyncCounter` wired into array_api_strict's Array and ``to_numpy``."""
+def counter(monkeypatch, device) -> SyncCounter:
+    """A :class:`SyncCounter` wired into the device's array type and ``to_numpy``."""
     counter = SyncCounter()
-    array_type = type(xp_strict.asarray(0.0))
-    for door in HOST_DOORS:
+    array_type = type(device.asarray(0.0))
+    for door in HOST_DOORS[device.name]:
         original = getattr(array_type, door, None)
-        if original is None:
+        if original is None:  # a door this version of the library does not have
             continue
 
         def counted(self, *args, _original=original, _door=door, **kwargs):
@@ -153,10 +164,10 @@ def _assert_same_run(net, history, ref_net, ref_history):
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_no_host_sync_inside_a_training_step(name, counter):
+def test_no_host_sync_inside_a_training_step(name, device, counter):
     scenario = SCENARIOS[name]
-    net, history = _run(DEVICE, scenario, callbacks=[counter])
-    assert net.params["W1"].device == xp_strict.Device("device1")
+    net, history = _run(device, scenario, callbacks=[counter])
+    assert net.params["W1"].device == device.device
     assert counter.steps_seen == history.stopped_step > 0
     assert counter.inside == [], f"host syncs inside the step: {counter.inside[:5]}"
     assert "to_numpy" in counter.outside  # the instrumentation is live: records read back
@@ -169,8 +180,8 @@ def test_no_host_sync_inside_a_training_step(name, counter):
     _assert_same_run(net, history, ref_net, ref_history)
 
 
-def test_lockstep_sweep_runs_on_a_non_cpu_device_without_syncs(counter):
-    backend = get_backend(DEVICE)
+def test_lockstep_sweep_runs_on_a_non_cpu_device_without_syncs(device, counter):
+    backend = device
     data = _data(backend, seed=1)
     kwargs = dict(seeds=0, lam=[1e-4, 1e-2, 1.0], dtype="float64", progress=False)
     net, history = train_lockstep(CONFIG, SCHEDULE, data, data, TrainConfig(batch_size=10),
@@ -182,9 +193,9 @@ def test_lockstep_sweep_runs_on_a_non_cpu_device_without_syncs(counter):
     _assert_same_run(net, history, ref_net, ref_history)
 
 
-def test_the_counter_catches_a_sync_inside_the_step(counter):
+def test_the_counter_catches_a_sync_inside_the_step(device, counter):
     """A deliberate ``float(loss)`` in the step is counted, once per step."""
-    backend = get_backend(DEVICE)
+    backend = device
 
     def leaky_step(net, X, Y, **kwargs):
         loss, grads = backend.data_gradients(net, X, Y, **kwargs)
@@ -197,11 +208,14 @@ def test_the_counter_catches_a_sync_inside_the_step(counter):
     assert sorted({step for step, _ in counter.inside}) == list(range(history.stopped_step))
 
 
-def test_the_counter_sees_every_host_door(counter):
-    x = get_backend(DEVICE).asarray(np.arange(3.0))
+def test_the_counter_sees_every_host_door(device, counter):
+    x = device.asarray(np.arange(3.0))
     counter.on_step_begin(0)
     float(x[0]), int(x[1]), bool(x[2]), xpnet.backend.to_numpy(x)
+    if device.name == "torch":
+        x[0].item(), x.tolist(), x.cpu(), x.numpy()
     counter.on_step_end(0)
     doors = [door for _, door in counter.inside]
-    for door in ("__float__", "__int__", "__bool__", "to_numpy", "to_device"):
+    copy = {"strict": ("to_device",), "torch": ("item", "tolist", "cpu", "numpy")}
+    for door in ("__float__", "__int__", "__bool__", "to_numpy", *copy[device.name]):
         assert door in doors
