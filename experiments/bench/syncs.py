@@ -2,15 +2,12 @@
 
 Two pieces of evidence, both taken from outside the library:
 
-* **counting** -- while :func:`xpnet.training.train` is inside a step (between a
-  :class:`~xpnet.training.Callback`'s ``on_step_begin`` and ``on_step_end``), every
-  device-to-host conversion through the array library's public API is counted:
-  ``cupy.ndarray.get``/``item``/``tolist``/``__float__``/``__int__``/``__bool__``/...
-  and ``cupy.asnumpy`` on cuda, the same conversions plus ``cpu``/``numpy`` of
-  ``torch.Tensor`` on the torch devices (on ``torch``, CPU tensors, the count is the
-  evidence a CUDA run would wait nowhere), and of ``array_api_strict.Array`` on the
-  ``strict`` namespace (a CPU stand-in for a device, used by the tests).  Must be 0.
-  NumPy arrays already live on the host, so on ``cpu`` there is nothing to count.
+* **counting** -- while :func:`xpnet.training.train` is inside a step, every
+  device-to-host door of the array library's public API is counted by
+  :mod:`xpnet.syncs` (the same counter the tests use): CuPy's on cuda, PyTorch's on the
+  torch devices (on ``torch``, CPU tensors, the count is the evidence a CUDA run would
+  wait nowhere), array_api_strict's on ``strict``.  Must be 0.  NumPy arrays already
+  live on the host, so on ``cpu`` there is nothing to count.
 * **timing** (cuda) -- right before the first step, a kernel that keeps the GPU busy
   for ``spin_seconds`` is queued on the training stream.  Work on one stream runs in
   order, so any synchronisation inside a step would wait for it; a loop whose host
@@ -19,52 +16,24 @@ Two pieces of evidence, both taken from outside the library:
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import time
-from unittest import mock
 
 import numpy as np
 
 from experiments.bench.runners import BenchError, train_steps
-from xpnet.training import Callback
-
-# Conversions that copy an array's values to the host (and so wait for the device).
-_ARRAY_CONVERSIONS = ("get", "item", "tolist", "__float__", "__int__", "__bool__",
-                      "__index__", "__complex__", "__array__")
+from xpnet.syncs import SyncCounter, counting, host_doors
 
 
-def conversion_probes(backend) -> list[tuple[object, str]]:
-    """``(owner, attribute)`` pairs of the public API that copy device arrays to the host."""
-    if backend.name == "cuda":
-        import cupy
-
-        pairs = [(cupy.ndarray, name) for name in _ARRAY_CONVERSIONS]
-        pairs.append((cupy, "asnumpy"))
-    elif backend.name == "torch":
-        import torch
-
-        pairs = [(torch.Tensor, name) for name in (*_ARRAY_CONVERSIONS, "cpu", "numpy")]
-    elif backend.name == "strict":
-        array_type = type(backend.xp.asarray(0, device=backend.device))
-        pairs = [(array_type, name) for name in _ARRAY_CONVERSIONS]
-    else:
-        return []
-    return [(owner, name) for owner, name in pairs if hasattr(owner, name)]
-
-
-class StepWatch(Callback):
-    """Counts host conversions inside training steps and times the host's run of them.
+class StepWatch(SyncCounter):
+    """:class:`xpnet.syncs.SyncCounter` that also times the host's run of the steps.
 
     Before the first step it waits for the device and, given a ``spin`` function,
     queues the busy kernel; ``t_start`` is then, ``t_end`` the end of the last step.
     """
 
     def __init__(self, backend, spin=None, spin_seconds: float = 0.0):
+        super().__init__()
         self.backend, self.spin, self.spin_seconds = backend, spin, spin_seconds
-        self.counts = collections.Counter()
-        self.in_step = False
-        self.steps = 0
         self.t_start = self.t_end = None
 
     def on_step_begin(self, step):
@@ -73,28 +42,11 @@ class StepWatch(Callback):
             if self.spin is not None:
                 self.spin(self.spin_seconds)
             self.t_start = time.perf_counter()
-        self.in_step = True
+        super().on_step_begin(step)
 
     def on_step_end(self, step):
-        self.in_step = False
-        self.steps += 1
+        super().on_step_end(step)
         self.t_end = time.perf_counter()
-
-    @contextlib.contextmanager
-    def counting(self, probes):
-        """Within the block, count calls of each probe made inside a step."""
-        with contextlib.ExitStack() as stack:
-            for owner, name in probes:
-                stack.enter_context(mock.patch.object(owner, name,
-                                                      self._counted(name, getattr(owner, name))))
-            yield self
-
-    def _counted(self, name, original):
-        def counted(*args, **kwargs):
-            if self.in_step:
-                self.counts[name] += 1
-            return original(*args, **kwargs)
-        return counted
 
 
 # -------------------------------------------------------------------------- spinner
@@ -132,17 +84,16 @@ def check_host_syncs(net, split, *, steps=3, spin_seconds=1.0, batch_size=100):
     ``host_conversions`` (the total) and ``conversions`` (per API name).
     """
     backend = net.backend
-    probes = conversion_probes(backend)
-    if not probes:
+    if not host_doors(backend):
         raise BenchError(f"The host-sync check needs a device (--device cuda or a torch "
                          f"device); {backend.name} arrays already live on the host.")
     cuda = backend.name == "cuda"
     watch = StepWatch(backend, _spinner(backend) if cuda else None, spin_seconds)
-    with watch.counting(probes):
+    with counting(watch, backend):
         train_steps(net, split, steps, batch_size=batch_size, callbacks=[watch])
     t_done = time.perf_counter()
-    if watch.steps != steps:
-        raise BenchError(f"The host-sync check saw {watch.steps} of {steps} training steps; "
+    if watch.steps_seen != steps:
+        raise BenchError(f"The host-sync check saw {watch.steps_seen} of {steps} training steps; "
                          "update experiments/bench/syncs.py to xpnet.training's callbacks.")
     loop_s = watch.t_end - watch.t_start
     total_s = t_done - watch.t_start

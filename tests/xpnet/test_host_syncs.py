@@ -3,21 +3,17 @@
 Training runs on ``strict:device1`` (array_api_strict with its arrays off the CPU
 device, which refuses host/device mixing as CuPy does) and on ``torch`` (PyTorch
 tensors, whose library is the one a GPU user would run) with every way a device value
-can reach the host instrumented: ``float``/``int``/``bool``/``complex``/``index``
-conversions, ``__array__``/``__buffer__``/``__dlpack__`` host copies, ``to_device``
-(array_api_strict), ``item``/``tolist``/``cpu``/``numpy`` (PyTorch) and
-:func:`xpnet.backend.to_numpy`.  A :class:`~xpnet.training.Callback` marks each step;
-a conversion between its ``on_step_begin`` and ``on_step_end`` is a sync in the step
-(on a GPU, a stall).  Each scenario also reruns on the CPU in float64 and must give the
-same numbers, so the paths it covers (momentum, per-model momentum and rates, M > 1
-models on their own batch orders, divergence, the lockstep sweep) are proven on a
-non-CPU device, not only sync-free.
+can reach the host instrumented by :mod:`xpnet.syncs` (the one counter, which the bench
+uses too): a door opened inside a step is a sync in the step (on a GPU, a stall).  Each
+scenario also reruns on the CPU in float64 and must give the same numbers, so the paths
+it covers (momentum, per-model momentum and rates, M > 1 models on their own batch
+orders, divergence, the lockstep sweep) are proven on a non-CPU device, not only
+sync-free.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import numpy as np
 import pytest
@@ -28,39 +24,12 @@ from xpnet.backend import get_backend, to_numpy
 from xpnet.network import Network, NetworkConfig
 from xpnet.schedules import ConstantLR, CyclicalLR
 from xpnet.sweep import train_lockstep
-from xpnet.training import Callback, DeviceSplit, TrainConfig, train
+from xpnet.syncs import SyncCounter, counting
+from xpnet.training import DeviceSplit, TrainConfig, train
 
 # Matrix names (see conftest.py) of the devices the step is counted on: torch-cuda too
 # where the GPU job names it.
 DEVICES = ("strict-device1", "torch", *[d for d in TEST_DEVICES if d == "torch-cuda"])
-_CONVERSIONS = ("__bool__", "__int__", "__float__", "__complex__", "__index__", "__array__",
-                "__dlpack__")
-# Per library, every method of its array type that hands a value (or a buffer) to the host.
-HOST_DOORS = {"strict": (*_CONVERSIONS, "__buffer__", "to_device"),
-              "torch": (*_CONVERSIONS, "item", "tolist", "cpu", "numpy")}
-
-
-class SyncCounter(Callback):
-    """Counts host transfers, split by whether a step was running (``inside``) or not."""
-
-    def __init__(self):
-        self.step = None
-        self.inside: list[tuple[int, str]] = []
-        self.outside: list[str] = []
-        self.steps_seen = 0
-
-    def on_step_begin(self, step):
-        self.step = step
-        self.steps_seen += 1
-
-    def on_step_end(self, step):
-        self.step = None
-
-    def note(self, door: str) -> None:
-        if self.step is None:
-            self.outside.append(door)
-        else:
-            self.inside.append((self.step, door))
 
 
 @pytest.fixture(params=DEVICES)
@@ -70,33 +39,10 @@ def device(request):
 
 
 @pytest.fixture
-def counter(monkeypatch, device) -> SyncCounter:
-    """A :class:`SyncCounter` wired into the device's array type and ``to_numpy``."""
-    counter = SyncCounter()
-    array_type = type(device.asarray(0.0))
-    for door in HOST_DOORS[device.name]:
-        original = getattr(array_type, door, None)
-        if original is None:  # a door this version of the library does not have
-            continue
-
-        def counted(self, *args, _original=original, _door=door, **kwargs):
-            counter.note(_door)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(array_type, door, counted)
-
-    original_to_numpy = xpnet.backend.to_numpy
-
-    def counted_to_numpy(x):
-        counter.note("to_numpy")
-        return original_to_numpy(x)
-
-    # Modules hold their own reference (from xpnet.backend import to_numpy): patch each.
-    for name, module in list(sys.modules.items()):
-        if (name == "xpnet" or name.startswith("xpnet.")) and \
-                getattr(module, "to_numpy", None) is original_to_numpy:
-            monkeypatch.setattr(module, "to_numpy", counted_to_numpy)
-    return counter
+def counter(device) -> SyncCounter:
+    """A :class:`~xpnet.syncs.SyncCounter` wired into the device's doors and ``to_numpy``."""
+    with counting(SyncCounter(), device) as counter:
+        yield counter
 
 
 @dataclasses.dataclass(frozen=True)
