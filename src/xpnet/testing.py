@@ -29,7 +29,9 @@ def _atomic_pickle(obj, path: Path) -> None:
         pickle.dump(obj, out, protocol=2)
 
 
-def _synthetic_batch(rng: np.random.Generator, templates: np.ndarray, n: int) -> tuple[np.ndarray, list[int]]:
+def _synthetic_batch(
+    rng: np.random.Generator, templates: np.ndarray, n: int
+) -> tuple[np.ndarray, list[int]]:
     """``n`` noisy images around per-class templates (n_classes, 3072); uint8 (n, 3072)."""
     labels = rng.permutation(np.arange(n) % templates.shape[0])
     noise = rng.normal(0.0, 48.0, size=(n, N_FEATURES))

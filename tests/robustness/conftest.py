@@ -102,7 +102,9 @@ class LocalServer:
 @pytest.fixture
 def http_server(tmp_path: Path, monkeypatch):
     """A threaded HTTP server on 127.0.0.1 (free port), shut down after the test."""
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for name in (
+        "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("no_proxy", "*")
     monkeypatch.setenv("NO_PROXY", "*")
@@ -112,7 +114,9 @@ def http_server(tmp_path: Path, monkeypatch):
     httpd.body = make_cifar_tar_gz(tmp_path)
     httpd.junk = b"this is not a tar archive\n" * 100
     httpd.release = threading.Event()
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield LocalServer(httpd)

@@ -58,7 +58,8 @@ BROKEN_RECORDS = [
     ("labels bytes", lambda: _with(labels=[b"cat"] * 4), ["labels", "integers"]),
     ("labels floats", lambda: _with(labels=[0.0, 1.0, 2.0, 3.0]), ["labels", "integers"]),
     ("labels float array", lambda: _with(labels=np.zeros(4)), ["labels", "float64"]),
-    ("labels array out of range", lambda: _with(labels=np.array([0, 1, 2, 99])), ["labels", "0..9"]),
+    ("labels array out of range", lambda: _with(labels=np.array([0, 1, 2, 99])),
+     ["labels", "0..9"]),
     ("labels a dict", lambda: _with(labels={0: 1}), ["labels", "dict"]),
     ("not a dict", lambda: [1, 2, 3], ["list", "not a dict"]),
     ("a bare array", lambda: np.zeros((4, 3072), np.uint8), ["ndarray", "not a dict"]),
@@ -69,7 +70,9 @@ BROKEN_RECORDS = [
 @pytest.mark.parametrize(
     "make, words", [(m, w) for _, m, w in BROKEN_RECORDS], ids=[c for c, _, _ in BROKEN_RECORDS]
 )
-def test_inconsistent_batch_is_refused_with_the_reason(tmp_path, one_sentence, make, words, protocol):
+def test_inconsistent_batch_is_refused_with_the_reason(
+    tmp_path, one_sentence, make, words, protocol
+):
     path = tmp_path / "data_batch_3"
     path.write_bytes(pickle.dumps(make(), protocol=protocol))
     with pytest.raises(DataError) as info:
@@ -86,7 +89,9 @@ RAW_FILES = {
     "truncated to half": lambda: _valid_bytes()[: len(_valid_bytes()) // 2],
     "truncated by one byte": lambda: _valid_bytes()[:-1],
     "only the header": lambda: _valid_bytes()[:10],
-    "random bytes": lambda: np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+    "random bytes": lambda: (
+        np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    ),
     "text": lambda: b"<html>404 Not Found</html>\n",
     "gzip data": lambda: b"\x1f\x8b\x08\x00" + b"\x00" * 100,
     "corrupted opcode": lambda: _flip(_valid_bytes(), 2),

@@ -64,8 +64,9 @@ def argument_lists(draw):
         st.tuples(st.just("--out"), _out_values()).map(list),
         st.tuples(st.just("--data-dir"), _data_values()).map(list),
         st.sampled_from([["--only"], ["--seeds"], ["--out"], ["--device"], ["--data-dir"]]),
-        st.sampled_from([["--bogus"], ["-x"], ["--seeds=2"], ["--only=lr_bn,nope"], ["--dev", "cpu"],
-                         ["--d"], ["-"], ["--"], ["--quick=1"], ["--list", "extra"]]),
+        st.sampled_from([["--bogus"], ["-x"], ["--seeds=2"], ["--only=lr_bn,nope"],
+                         ["--dev", "cpu"], ["--d"], ["-"], ["--"], ["--quick=1"],
+                         ["--list", "extra"]]),
         TEXT.map(lambda t: [t]),
     )
     parts = draw(st.lists(groups, min_size=0, max_size=6))

@@ -62,7 +62,8 @@ _cupy.float32 = _np.float32
 for _name, _real in [("ones", _np.ones), ("matmul", _np.matmul), ("maximum", _np.maximum),
                      ("sum", _np.sum)]:
     setattr(_cupy, _name, _op(_name, _real))
-_cupy.cuda = types.SimpleNamespace(runtime=_runtime, Device=lambda *a: "gpu0") if {has_cuda} else None
+_cupy.cuda = (types.SimpleNamespace(runtime=_runtime, Device=lambda *a: "gpu0")
+              if {has_cuda} else None)
 if not {has_cuda}:
     del _cupy.cuda
 sys.modules["cupy"] = _cupy

@@ -49,8 +49,8 @@ def fit(splits, *, steps=STEPS, eta=0.8, momentum=0.8, batch_norm=False, init="h
                            init=init)
     net = Network.create(config, seeds=seeds, lam=lam, sigma=sigma, device=be)
     with np.errstate(all="ignore"):  # a diverging model overflows by design
-        history = train(net, ConstantLR(eta, steps=steps, cycle_length=5), tr, va, TrainConfig(momentum=momentum, evals_per_cycle=5),
-                        progress=False)
+        history = train(net, ConstantLR(eta, steps=steps, cycle_length=5), tr, va,
+                        TrainConfig(momentum=momentum, evals_per_cycle=5), progress=False)
     return net, history
 
 
@@ -170,7 +170,8 @@ def test_lr_bn_study_marks_the_no_bn_eta_0_8_run_diverged_and_goes_on(lr_bn_run)
                and math.isfinite(nobn["last_val_accuracy"][m]) for m in wild)
     hist = nobn["history"]
     for m in wild:
-        after = [row[m] for s, row in zip(hist["steps"], hist["metrics"]["val_accuracy"], strict=True)
+        after = [row[m]
+                 for s, row in zip(hist["steps"], hist["metrics"]["val_accuracy"], strict=True)
                  if s > nobn["diverged_step"][m]]
         assert after and all(v is None for v in after)
     # The other models of the run trained on: divergence stops a model, not its run.

@@ -62,7 +62,8 @@ def test_download_replaces_an_existing_folder(http_server, tmp_path):
 FAILURES = {
     "404": dict(path="/missing.tar.gz", words=["404"]),
     "wrong checksum": dict(md5="0" * 32, words=["MD5", "0" * 32]),
-    "truncated body": dict(path="/truncated.tar.gz", words=["closed before the whole file arrived"]),
+    "truncated body": dict(path="/truncated.tar.gz",
+                           words=["closed before the whole file arrived"]),
     "stall before headers": dict(path="/stall-headers.tar.gz", words=["timed out"]),
     "stall mid-body": dict(path="/stall-body.tar.gz", words=["timed out"]),
 }
@@ -103,6 +104,7 @@ def test_connection_refused_is_a_download_error(tmp_path, one_sentence, monkeypa
         port = probe.getsockname()[1]
     root = tmp_path / "root"
     with pytest.raises(DownloadError) as info:
-        download_cifar(root, url=f"http://127.0.0.1:{port}/x.tar.gz", md5="0" * 32, timeout=TIMEOUT, progress=False)
+        download_cifar(root, url=f"http://127.0.0.1:{port}/x.tar.gz", md5="0" * 32,
+                       timeout=TIMEOUT, progress=False)
     one_sentence(str(info.value), "could not be reached")
     assert list(root.iterdir()) == []

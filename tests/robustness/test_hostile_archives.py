@@ -52,7 +52,8 @@ def _hostile_members(tmp_path: Path):
         "dot-dot inside": [_file(f"{BATCH_FOLDER}/../../escaped.txt")],
         "backslash dot-dot": [_file("..\\escaped.txt")],
         "absolute": [_file(str(outside))],
-        "symlink": [_special("link", tarfile.SYMTYPE, str(tmp_path / "work")), _file("link/escaped.txt")],
+        "symlink": [_special("link", tarfile.SYMTYPE, str(tmp_path / "work")),
+                    _file("link/escaped.txt")],
         "relative symlink": [_special("link", tarfile.SYMTYPE, ".."), _file("link/escaped.txt")],
         "hardlink": [_special("hard", tarfile.LNKTYPE, str(tmp_path / "archives" / "target.txt"))],
         "char device": [_special("dev", tarfile.CHRTYPE)],
@@ -85,7 +86,8 @@ def test_hostile_member_is_refused_and_nothing_is_written(layout, one_sentence, 
 
 def test_oversized_member_is_refused(layout, one_sentence):
     tmp_path, dest = layout
-    archive = _write_tar(tmp_path / "archives" / "big.tar", [_file("small", b"x"), _file("big", b"x" * 2000)])
+    archive = _write_tar(tmp_path / "archives" / "big.tar",
+                         [_file("small", b"x"), _file("big", b"x" * 2000)])
     before = _snapshot(tmp_path)
 
     with pytest.raises(UnsafeFileError) as info:
@@ -141,7 +143,9 @@ def test_archive_permissions_are_not_applied(layout):
     assert not os.stat(dest / "setuid").st_mode & 0o4000
 
 
-@pytest.mark.parametrize("content", [b"", b"not a tar archive at all\n" * 50, b"\x1f\x8b\x08" + b"\x00" * 40])
+@pytest.mark.parametrize(
+    "content", [b"", b"not a tar archive at all\n" * 50, b"\x1f\x8b\x08" + b"\x00" * 40]
+)
 def test_corrupt_archive_is_a_data_error(layout, one_sentence, content):
     tmp_path, dest = layout
     archive = tmp_path / "archives" / "broken.tar.gz"
@@ -154,7 +158,8 @@ def test_corrupt_archive_is_a_data_error(layout, one_sentence, content):
 
 def test_truncated_gzip_archive_is_a_data_error(layout, one_sentence):
     tmp_path, dest = layout
-    good = _write_tar(tmp_path / "archives" / "good.tar.gz", [_file("a", os.urandom(50_000))], "w:gz")
+    good = _write_tar(tmp_path / "archives" / "good.tar.gz", [_file("a", os.urandom(50_000))],
+                      "w:gz")
     archive = tmp_path / "archives" / "cut.tar.gz"
     archive.write_bytes(good.read_bytes()[:20_000])
     with pytest.raises(DataError) as info:

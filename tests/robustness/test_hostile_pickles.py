@@ -92,7 +92,9 @@ def _place(payload: Payload, where: str):
 
 @pytest.mark.parametrize("protocol", [2, 4])
 @pytest.mark.parametrize("where", PLACEMENTS)
-@pytest.mark.parametrize("kind", ["os.system", "subprocess.Popen", "builtins.eval", "builtins.exec"])
+@pytest.mark.parametrize(
+    "kind", ["os.system", "subprocess.Popen", "builtins.eval", "builtins.exec"]
+)
 def test_code_execution_payload_is_refused(tmp_path, one_sentence, kind, where, protocol):
     marker = tmp_path / "pwned"
     blob = pickle.dumps(_place(_payloads(marker)[kind], where), protocol=protocol)
@@ -161,7 +163,8 @@ def test_unknown_global_is_refused(tmp_path, one_sentence, module, name):
 
 def test_calling_ndarray_directly_is_refused(tmp_path):
     # numpy.ndarray((10**12,)) would allocate; the reader must never call it.
-    path = _write(tmp_path / "data_batch_1", _global_call("numpy", "ndarray", b"\x8a\x05\x00\x10\xa5\xd4\xe8\x85\x85"))
+    path = _write(tmp_path / "data_batch_1",
+                  _global_call("numpy", "ndarray", b"\x8a\x05\x00\x10\xa5\xd4\xe8\x85\x85"))
     with pytest.raises(UnsafeFileError):
         load_batch(path)
 
@@ -169,7 +172,8 @@ def test_calling_ndarray_directly_is_refused(tmp_path):
 def test_bytes_with_a_size_is_refused(tmp_path):
     # bytes(10**12) would allocate a terabyte; only the empty bytes() spelling is allowed.
     for module in ("builtins", "__builtin__"):
-        path = _write(tmp_path / "data_batch_1", _global_call(module, "bytes", b"\x8a\x05\x00\x10\xa5\xd4\xe8\x85"))
+        path = _write(tmp_path / "data_batch_1",
+                      _global_call(module, "bytes", b"\x8a\x05\x00\x10\xa5\xd4\xe8\x85"))
         with pytest.raises(UnsafeFileError):
             load_batch(path)
 
@@ -198,7 +202,8 @@ def test_huge_array_in_protocol_5_form_is_refused(tmp_path):
     # Protocol 5 stores arrays via numpy's _frombuffer(buffer, dtype, shape, order).
     frombuffer = np.zeros(4, np.uint8).__reduce_ex__(5)[0]
     blob = pickle.dumps(
-        {b"data": Payload(frombuffer, b"\x00" * 16, np.dtype(np.uint8), (10**12,), "C"), b"labels": [0]},
+        {b"data": Payload(frombuffer, b"\x00" * 16, np.dtype(np.uint8), (10**12,), "C"),
+         b"labels": [0]},
         protocol=5,
     )
     path = _write(tmp_path / "data_batch_1", blob)
@@ -216,7 +221,8 @@ def test_huge_string_length_is_refused_without_allocating(tmp_path):
 
 @pytest.mark.parametrize("shape", [(-1, 3072), (2.5, 3072), ("2", 3072), [1, 3072]])
 def test_malformed_declared_shape_is_refused(tmp_path, shape):
-    record = {b"data": FakeArray((1, shape, np.dtype(np.uint8), False, b"\x00" * 3072)), b"labels": [0]}
+    record = {b"data": FakeArray((1, shape, np.dtype(np.uint8), False, b"\x00" * 3072)),
+              b"labels": [0]}
     path = _write(tmp_path / "data_batch_1", pickle.dumps(record, protocol=2))
     with pytest.raises(UnsafeFileError):
         load_batch(path)

@@ -30,7 +30,8 @@ def test_three_layer_bn_reaches_52_percent_with_report_defaults(cifar):
     va = DeviceSplit.from_host(be, cifar.X_val, cifar.y_val, 10, "float32")
     te = DeviceSplit.from_host(be, cifar.X_test, cifar.y_test, 10, "float32")
     net = Network.create(NetworkConfig(hidden=(50, 50)), seeds=0, lam=0.005, device=be)
-    hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=2250, cycles=2), tr, va, TrainConfig(batch_size=100), progress=False)
+    hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=2250, cycles=2), tr, va,
+                 TrainConfig(batch_size=100), progress=False)
     test_acc = float(to_numpy(net.evaluate(te.X, te.y, te.Y)["accuracy"])[0])
     assert test_acc >= 0.52, test_acc
     assert hist.metrics["val_accuracy"][-1, 0] >= 0.50
@@ -40,7 +41,8 @@ def test_four_layer_bn_overfits_100_real_images(cifar):
     be = get_backend("cpu")
     tr = DeviceSplit.from_host(be, cifar.X_train[:100], cifar.y_train[:100], 10, "float32")
     net = Network.create(NetworkConfig(hidden=(50, 30, 20)), seeds=0, lam=0.0, device=be)
-    hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=100, cycles=2), tr, None, TrainConfig(batch_size=10), progress=False)
+    hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=100, cycles=2), tr, None,
+                 TrainConfig(batch_size=10), progress=False)
     assert np.max(hist.metrics["train_accuracy"][-1]) == 1.0
 
 

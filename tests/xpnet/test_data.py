@@ -143,7 +143,8 @@ def test_float32_standardisation_is_close(root):
 def test_limit_keeps_the_first_samples_and_their_statistics(root):
     full = load_cifar10(root, n_val=30, dtype=np.float64, progress=False)
     d = load_cifar10(root, n_val=30, dtype=np.float64, limit=25, progress=False)
-    assert d.X_train.shape == (25, 3072) and d.X_val.shape == (25, 3072) and d.X_test.shape == (25, 3072)
+    assert (d.X_train.shape == (25, 3072) and d.X_val.shape == (25, 3072)
+            and d.X_test.shape == (25, 3072))
     assert np.array_equal(d.y_train, full.y_train[:25])
     assert np.array_equal(d.y_val, full.y_val[:25])
     np.testing.assert_allclose(d.X_train.mean(axis=0), 0.0, atol=1e-10)
@@ -294,7 +295,8 @@ def test_real_cifar_batch_loads():
     root = os.environ.get("XPNET_DATA")
     path = Path(root) / BATCH_FOLDER / "data_batch_1" if root else None
     if path is None or not path.is_file():
-        reason = f"the real CIFAR-10 files are not at $XPNET_DATA/{BATCH_FOLDER} (XPNET_DATA={root!r})"
+        reason = (f"the real CIFAR-10 files are not at $XPNET_DATA/{BATCH_FOLDER} "
+                  f"(XPNET_DATA={root!r})")
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)

@@ -45,12 +45,14 @@ def test_batchnorm_train_normalises_and_updates_running_stats(backend, dtype):
     s = rng.standard_normal((2, 50, 4)) * 3.0 + 1.5
     gamma, beta = np.ones((2, 1, 4)), np.zeros((2, 1, 4))
     rm, rv = np.zeros((2, 1, 4)), np.ones((2, 1, 4))
-    out, _, new_m, new_v = layers.batchnorm_forward(*_arrays(backend, dtype, s, gamma, beta, rm, rv),
-                                                     train=True, momentum=0.9, eps=0.0)
+    out, _, new_m, new_v = layers.batchnorm_forward(
+        *_arrays(backend, dtype, s, gamma, beta, rm, rv), train=True, momentum=0.9, eps=0.0
+    )
     out = to_numpy(out)
     np.testing.assert_allclose(out.mean(axis=1), 0.0, atol=ATOL[dtype])
     np.testing.assert_allclose(out.var(axis=1), 1.0, rtol=RTOL[dtype])
-    np.testing.assert_allclose(to_numpy(new_m), 0.1 * s.mean(axis=1, keepdims=True), rtol=RTOL[dtype])
+    np.testing.assert_allclose(to_numpy(new_m), 0.1 * s.mean(axis=1, keepdims=True),
+                               rtol=RTOL[dtype])
     np.testing.assert_allclose(to_numpy(new_v), 0.9 + 0.1 * s.var(axis=1, keepdims=True),
                                rtol=RTOL[dtype])
 
@@ -88,7 +90,9 @@ def test_softmax_cross_entropy_matches_direct_formula(backend, dtype):
 
 def test_softmax_cross_entropy_is_stable_for_huge_scores(backend, dtype):
     scores = np.array([[[1e4, 0.0, -1e4]]])
-    loss, _ = layers.softmax_cross_entropy(*_arrays(backend, dtype, scores, np.array([[1.0, 0, 0]])))
+    loss, _ = layers.softmax_cross_entropy(
+        *_arrays(backend, dtype, scores, np.array([[1.0, 0, 0]]))
+    )
     assert np.isfinite(to_numpy(loss)).all()
     assert to_numpy(loss)[0] == pytest.approx(0.0, abs=ATOL[dtype])
 

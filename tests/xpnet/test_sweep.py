@@ -66,8 +66,9 @@ def test_train_lockstep_trains_one_network_with_one_model_per_lambda():
     val = DeviceSplit.from_host(backend, X[150:], y[150:], 2, "float32")
     lams = log_uniform_grid(-4, 1, 4)
     config = NetworkConfig(d_in=12, hidden=(8,), n_classes=2, batch_norm=False)
-    net, history = train_lockstep(config, CyclicalLR(1e-3, 1e-1, n_s=45, cycles=2), train, val, TrainConfig(batch_size=10),
-                                  seeds=0, lam=lams, backend=backend, progress=False)
+    net, history = train_lockstep(config, CyclicalLR(1e-3, 1e-1, n_s=45, cycles=2), train, val,
+                                  TrainConfig(batch_size=10), seeds=0, lam=lams, backend=backend,
+                                  progress=False)
     assert net.n_models == 4
     np.testing.assert_allclose(net.lam_host, lams)
     assert history.metrics["val_accuracy"].shape[1] == 4

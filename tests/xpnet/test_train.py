@@ -101,7 +101,8 @@ def test_divergent_model_stops_and_others_go_on():
     tr = DeviceSplit.from_host(be, X, y, 4, "float32")
     net = Network.create(NetworkConfig(d_in=20, hidden=(16, 16), n_classes=4, batch_norm=False,
                                        init="normal"), sigma=[0.1, 10.0], seeds=0, device=be)
-    hist = train(net, ConstantLR(eta=0.5, steps=60, cycle_length=20), tr, tr, TrainConfig(batch_size=20, evals_per_cycle=4), progress=False)
+    hist = train(net, ConstantLR(eta=0.5, steps=60, cycle_length=20), tr, tr,
+                 TrainConfig(batch_size=20, evals_per_cycle=4), progress=False)
     assert hist.diverged_step[0] == -1
     assert hist.diverged_step[1] == 0  # the loss of sigma = 10 weights is ~1e5 at once
     assert np.isfinite(hist.metrics["train_loss"][-1, 0])
@@ -118,11 +119,13 @@ def test_exploding_rate_diverges_at_a_step_with_last_finite_figures():
                          seeds=[0, 0], device=be)
     # Two copies of one net; a step-decay schedule cannot give them different rates, so
     # run them separately and compare: a sane rate trains, a huge one blows up.
-    sane = train(net, ConstantLR(eta=0.05, steps=40, cycle_length=10), tr, tr, TrainConfig(batch_size=20), progress=False)
+    sane = train(net, ConstantLR(eta=0.05, steps=40, cycle_length=10), tr, tr,
+                 TrainConfig(batch_size=20), progress=False)
     assert list(sane.diverged_step) == [-1, -1]
     net = Network.create(NetworkConfig(d_in=20, hidden=(16, 16), n_classes=4, batch_norm=False),
                          seeds=0, device=be)
-    wild = train(net, ConstantLR(eta=1e3, steps=40, cycle_length=10), tr, tr, TrainConfig(batch_size=20, momentum=0.9), progress=False)
+    wild = train(net, ConstantLR(eta=1e3, steps=40, cycle_length=10), tr, tr,
+                 TrainConfig(batch_size=20, momentum=0.9), progress=False)
     step = int(wild.diverged_step[0])
     assert 0 < step < 40
     assert np.isfinite(wild.last_finite("val_loss")[0])
@@ -138,7 +141,8 @@ def test_same_seed_same_run_twice():
     for _ in range(2):
         net = Network.create(NetworkConfig(d_in=20, hidden=(8,), n_classes=4), seeds=5,
                              device=be, dtype="float64")
-        train(net, CyclicalLR(n_s=10, cycles=1), tr, None, TrainConfig(batch_size=20), progress=False)
+        train(net, CyclicalLR(n_s=10, cycles=1), tr, None, TrainConfig(batch_size=20),
+              progress=False)
         runs.append(to_numpy(net.params["W1"]))
     np.testing.assert_array_equal(runs[0], runs[1])
 
@@ -148,7 +152,8 @@ def test_momentum_training_runs():
     be = get_backend("cpu")
     tr = DeviceSplit.from_host(be, X, y, 4, "float32")
     net = Network.create(NetworkConfig(d_in=20, hidden=(16,), n_classes=4), seeds=0, device=be)
-    hist = train(net, ConstantLR(eta=0.01, steps=40, cycle_length=20), tr, tr, TrainConfig(batch_size=20, momentum=0.8), progress=False)
+    hist = train(net, ConstantLR(eta=0.01, steps=40, cycle_length=20), tr, tr,
+                 TrainConfig(batch_size=20, momentum=0.8), progress=False)
     assert hist.metrics["val_accuracy"][-1, 0] > 0.9
 
 
@@ -159,8 +164,8 @@ def test_four_layer_bn_overfits_100_samples():
     be = get_backend("cpu")
     tr = DeviceSplit.from_host(be, X, y, 10, "float32")
     net = Network.create(NetworkConfig(hidden=(50, 30, 20)), seeds=0, lam=0.0, device=be)
-    hist = train(net, CyclicalLR(eta_min=1e-5, eta_max=1e-1, n_s=100, cycles=2), tr, None, TrainConfig(batch_size=10),
-                 progress=False)
+    hist = train(net, CyclicalLR(eta_min=1e-5, eta_max=1e-1, n_s=100, cycles=2), tr, None,
+                 TrainConfig(batch_size=10), progress=False)
     assert hist.metrics["train_accuracy"][-1, 0] == 1.0
 
 
@@ -182,7 +187,8 @@ def test_training_loop_on_array_api_strict_matches_numpy():
         tr = DeviceSplit.from_host(be, X, y, 4, "float64")
         net = Network.create(NetworkConfig(d_in=10, hidden=(8, 6), n_classes=4), seeds=[0, 1],
                              lam=[0.0, 0.01], device=be, dtype="float64")
-        hist = train(net, CyclicalLR(n_s=6, cycles=1), tr, tr, TrainConfig(batch_size=10, evals_per_cycle=2), progress=False)
+        hist = train(net, CyclicalLR(n_s=6, cycles=1), tr, tr,
+                     TrainConfig(batch_size=10, evals_per_cycle=2), progress=False)
         finals[device] = (to_numpy(net.params["W1"]), hist.metrics["val_cost"])
     np.testing.assert_allclose(finals["cpu"][0], finals["strict"][0], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(finals["cpu"][1], finals["strict"][1], rtol=1e-12)

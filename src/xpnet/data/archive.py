@@ -89,7 +89,9 @@ def safe_extract_tar(
         ) from None
 
 
-def _extract_member(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, limit: int) -> None:
+def _extract_member(
+    archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, limit: int
+) -> None:
     """Write one validated member; file bytes are copied with a hard size cap."""
     if member.isdir():
         target.mkdir(parents=True, exist_ok=True)

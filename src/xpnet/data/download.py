@@ -39,7 +39,9 @@ def _fetch(url: str, out, timeout: float, progress: bool) -> str:
         declared = response.headers.get("Content-Length")
         total = int(declared) if declared and declared.isdigit() else None
         received = 0
-        with tqdm(total=total, unit="B", unit_scale=True, desc="CIFAR-10", disable=not progress) as bar:
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc="CIFAR-10", disable=not progress
+        ) as bar:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
@@ -79,9 +81,13 @@ def download_cifar(
     root = Path(root).expanduser()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=root, prefix=".cifar-download-", suffix=".part", delete=False)
+        handle = tempfile.NamedTemporaryFile(
+            dir=root, prefix=".cifar-download-", suffix=".part", delete=False
+        )
     except OSError as err:
-        raise DownloadError(f"Cannot write to {root} ({err.strerror}); pass --data-dir a writable folder.") from None
+        raise DownloadError(
+            f"Cannot write to {root} ({err.strerror}); pass --data-dir a writable folder."
+        ) from None
     partial = Path(handle.name)
     try:
         with handle:
@@ -110,8 +116,8 @@ def _extract_into(archive: Path, root: Path) -> Path:
         extracted = staging / BATCH_FOLDER
         if not _has_batches(extracted):
             raise DownloadError(
-                f"The archive downloaded into {root} has no {BATCH_FOLDER} folder with batch files; "
-                "check the --download URL."
+                f"The archive downloaded into {root} has no {BATCH_FOLDER} folder "
+                "with batch files; check the --download URL."
             )
         final = root / BATCH_FOLDER
         if final.exists():

@@ -236,7 +236,9 @@ def _unpickle_file(path: Path):
     try:
         size = path.stat().st_size
     except OSError as err:
-        raise DataError(f"Cannot read {path} ({err.strerror or err}); check the path and its permissions.") from None
+        raise DataError(
+            f"Cannot read {path} ({err.strerror or err}); check the path and its permissions."
+        ) from None
     if size > MAX_FILE_BYTES:
         raise UnsafeFileError(
             f"{path} is {size:,} bytes, far larger than any CIFAR-10 file; "
@@ -247,7 +249,9 @@ def _unpickle_file(path: Path):
         # reader allocate more than the file actually holds.
         raw = path.read_bytes()
     except OSError as err:
-        raise DataError(f"Cannot read {path} ({err.strerror or err}); check the path and its permissions.") from None
+        raise DataError(
+            f"Cannot read {path} ({err.strerror or err}); check the path and its permissions."
+        ) from None
     try:
         _check_lengths(raw)
         return _replace_pending(_BatchUnpickler(io.BytesIO(raw), encoding="bytes").load())
@@ -339,6 +343,7 @@ def load_label_names(folder: str | os.PathLike) -> list[str]:
     texts = [name.decode("utf-8", "replace") if isinstance(name, bytes) else name for name in names]
     if not all(isinstance(t, str) for t in texts):
         raise DataError(
-            f"{path} has label names that are not text; delete it (the standard names are then used)."
+            f"{path} has label names that are not text; "
+            "delete it (the standard names are then used)."
         )
     return texts
