@@ -300,7 +300,7 @@ class Suite:
 
 def main(argv=None) -> int:
     out = None
-    created = False
+    made = None  # the outermost folder this invocation creates for --out, if any
     executor = None
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -317,10 +317,7 @@ def main(argv=None) -> int:
 
         backend = get_backend(args.device)
         executor = make_executor(args.device, args.workers, args.scheduler)
-        try:
-            created = not out.exists()
-        except OSError:  # a name too long, a file in the path: check_writable says so
-            created = False
+        made = _first_missing(out)
         check_writable(out)
         return Suite(args, names, out, backend, executor, argv).run()
     except XpnetError as exc:
@@ -340,20 +337,39 @@ def main(argv=None) -> int:
         ABORT.set()  # study threads still waiting on runs give up
         if executor is not None:
             executor.close()
-        if created:
-            _remove_if_empty(out)
+        if made is not None:
+            _remove_if_empty(out, made)
 
 
-def _remove_if_empty(out: Path) -> None:
-    """Remove an output folder this invocation made if it holds nothing (failed start)."""
+def _first_missing(out: Path) -> Path | None:
+    """The outermost folder of ``out`` that does not exist yet (``out`` itself, or the
+    ``runs/`` of a default ``runs/<timestamp>``), or None if ``out`` exists."""
+    missing = None
+    try:
+        for folder in [out, *out.parents]:
+            if folder.exists():
+                break
+            missing = folder
+    except OSError:  # a name too long, a file in the path: check_writable says so
+        return None
+    return missing
+
+
+def _remove_if_empty(out: Path, made: Path) -> None:
+    """After a failed start, remove the folders this invocation made for ``out`` (up to
+    ``made``) if they hold nothing."""
     try:
         if (out / "results.json").exists():
             return
         figures = out / "figures"
         if figures.is_dir() and not any(figures.iterdir()):
             figures.rmdir()
-        if not any(out.iterdir()):
-            out.rmdir()
+        for folder in [out, *out.parents]:
+            if not folder.is_dir() or any(folder.iterdir()):
+                return
+            folder.rmdir()
+            if folder == made:
+                return
     except OSError:
         pass
 

@@ -197,6 +197,33 @@ def test_missing_data_exits_2(tmp_path):
     assert "Traceback" not in proc.stderr and "cifar-10-batches-py" in proc.stderr
 
 
+@pytest.mark.parametrize("out", [[], ["--out", "deep/er/out"]], ids=["default-out", "new-parents"])
+def test_a_failed_start_leaves_no_folder_behind(tmp_path, out):
+    """As a newcomer types it, in an empty folder: neither runs/<timestamp>/ nor the runs/
+    (or other folders) it made for --out stay behind."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # Relative PYTHONPATH entries (say src) name the checkout's folders from here too.
+    env["PYTHONPATH"] = os.pathsep.join(str((REPO / p).resolve()) if p else p
+                                        for p in env["PYTHONPATH"].split(os.pathsep))
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", "--quick", "--data-dir",
+                           "/nonexistent", *out], cwd=empty, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "cifar-10-batches-py" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(empty.iterdir()) == []
+
+
+def test_a_failed_start_keeps_folders_that_were_there(tmp_path):
+    (tmp_path / "runs" / "older").mkdir(parents=True)
+    proc = cli("--quick", "--data-dir", tmp_path / "nothing-here", "--out",
+               tmp_path / "runs" / "new")
+    assert proc.returncode == 2, proc.stderr
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["older"]
+
+
 def test_cuda_without_cupy_exits_2():
     try:
         import cupy  # noqa: F401
