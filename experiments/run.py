@@ -89,6 +89,11 @@ def describe_device(backend) -> str:
     return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
 
 
+def stopped_line(study: str, kept: int) -> str:
+    """What the suite says of a study it stopped (Ctrl-C, SIGTERM) before it finished."""
+    return f"{study}: stopped ({kept} finished run{'' if kept == 1 else 's'} kept)"
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -235,6 +240,9 @@ class Suite:
         start = time.perf_counter()
         try:
             result = module.run(ctx)
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: runs were stopped, not failed
+            self.say(stopped_line(name, len(entry["runs"])))
+            raise
         except RunFailed as exc:
             ctx.settle()  # its other runs finish and are saved: they fail alone
             with self.store.lock:

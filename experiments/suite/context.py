@@ -106,6 +106,8 @@ class RunHandle:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._record = self._error = None
+        #: Cancelled (the suite is stopping): neither finished nor failed.
+        self._stopped = False
         self._start = time.perf_counter() if start is None else start
         for future in futures:
             future.add_done_callback(self._part_done)
@@ -138,12 +140,14 @@ class RunHandle:
                                               time.perf_counter() - self._start)
         except Exception as exc:  # a run's error, a cancelled future, a full disk
             self._error = exc
+            self._stopped = any(f.cancelled() for f in self._futures)
         except BaseException as exc:  # Ctrl-C during an in-process run's save: stop now
             self._error = exc
             raise
         finally:
             self._done.set()
-            self.ctx.reporter.run_finished(self.name, failed=self._error is not None)
+            self.ctx.reporter.run_finished(self.name, failed=self._error is not None,
+                                           stopped=self._stopped)
 
     def wait(self) -> None:
         """Return once the run has finished, failed or not (its record is then saved)."""
@@ -155,6 +159,8 @@ class RunHandle:
         """The run's record; raises :class:`RunFailed` (or the store's error) if it failed."""
         self.ctx.waits += 1
         self.wait()
+        if self._stopped:  # cancelled because the suite is stopping (Ctrl-C, SIGTERM)
+            raise KeyboardInterrupt
         if self._error is not None:
             if isinstance(self._error, (OutputError, PlanOnly)) or not isinstance(
                     self._error, Exception):

@@ -23,7 +23,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from experiments.run import stopped_line
 from experiments.suite import executor
+from tests.hold import hold_env
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = "gradcheck,depth_bn,lambda_search"
@@ -98,10 +100,10 @@ def run_cli(procs: Processes, *args, timeout=240, env=None) -> subprocess.Comple
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def start_suite(procs: Processes, out: Path, *args) -> subprocess.Popen:
+def start_suite(procs: Processes, out: Path, *args, env=None) -> subprocess.Popen:
     """``python -m experiments.run *args --out out``, returned once a first run is stored."""
     suite = procs.start([sys.executable, "-m", "experiments.run", *map(str, args),
-                         "--out", str(out)])
+                         "--out", str(out)], env=env or {})
     wait_for(lambda: (out / "results.json").is_file() and any(
         s.get("runs") for s in load(out)["studies"].values()), 120, "a first run", suite)
     return suite
@@ -316,15 +318,21 @@ def test_a_worker_without_the_data_names_itself_and_the_path(procs, tiny_data, t
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupting_the_client_ends_its_cluster(procs, tiny_data, tmp_path, sig):
+    """The suite cannot finish first: one of its runs is held (see tests.hold).  Studies
+    whose runs were cancelled say they were stopped, with the runs they kept."""
     out = tmp_path / "out"
-    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data)
+    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data,
+                        env=hold_env(tmp_path / "hold", "depth_bn/9-layer-bn"))
     stored = numbers(load(out))
     suite.send_signal(sig)
-    _, stderr = suite.communicate(timeout=60)
+    stdout, stderr = suite.communicate(timeout=60)
     assert suite.returncode == 130, stderr
     assert "Interrupted: finished runs are saved" in stderr
     kept = numbers(load(out))
     assert stored.items() <= kept.items()
+    n_kept = sum(1 for study, _ in kept if study == "depth_bn")
+    assert stopped_line("depth_bn", n_kept) in stdout.splitlines(), stdout
+    assert "failed" not in stdout + stderr and "Cancelled" not in stdout + stderr
     wait_for(lambda: not session_processes(suite.pid), 20, "the cluster's processes to end")
 
 

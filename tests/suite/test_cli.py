@@ -376,11 +376,14 @@ def _has_a_stored_run(out: Path) -> bool:
 
 
 def test_sigterm_stops_cleanly_with_130(tiny_data, tmp_path):
+    from tests.hold import hold_env
+
     out = tmp_path / "out"
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # depth_bn's first run never ends: the suite cannot finish
         [sys.executable, "-m", "experiments.run", "--quick", "--no-progress", "--seeds", "1",
          "--data-dir", str(tiny_data), "--out", str(out)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **hold_env(tmp_path / "hold", "depth_bn/3-layer-nobn")})
     try:
         deadline = time.monotonic() + 60
         while not _has_a_stored_run(out) and time.monotonic() < deadline:
@@ -392,6 +395,7 @@ def test_sigterm_stops_cleanly_with_130(tiny_data, tmp_path):
             proc.kill()
     assert proc.returncode == 130, (stdout, err)
     assert "Interrupted" in err and "Traceback" not in err
+    assert ": stopped (" in stdout and "failed" not in stdout, stdout
     load_results(out)  # still valid JSON
 
 
