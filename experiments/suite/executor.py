@@ -257,27 +257,50 @@ def connect(address: str, device: str) -> DaskExecutor:
     return DaskExecutor(client, None, f"scheduler {address}", device)
 
 
+def local_security():
+    """Credentials that only this process and the cluster it starts hold.
+
+    Dask's own transport security: a fresh certificate and key made in memory
+    (``Security.temporary()``), required of every connection, over TLS.  A local cluster
+    listens on the loopback address, which every user of a shared machine can reach;
+    without these, any of them could connect and run code as you.
+    """
+    from distributed.security import Security
+
+    try:
+        return Security.temporary()
+    except ImportError:  # made with the `cryptography` package, a dependency of xpnet
+        raise ClusterError("The local Dask cluster needs the cryptography package for its "
+                           "TLS credentials; install it (pip install cryptography) or run "
+                           "with --workers 1.") from None
+
+
 def start_local_cluster(plan: list[dict], device: str) -> DaskExecutor:
     """A cluster of ``len(plan)`` single-threaded worker processes on this machine.
 
     Each worker runs in its own process under a nanny (which restarts it if it dies)
-    with the environment of its plan entry.  The dashboard is off: nothing listens
-    beyond the loopback address.
+    with the environment of its plan entry.  Scheduler, workers and nannies listen on
+    the loopback address only, over TLS with credentials only this process holds
+    (:func:`local_security`); the dashboard is off.
     """
     import dask
     from distributed import Client, Nanny, Scheduler, SpecCluster
 
+    security = local_security()
     # Its health/metrics HTTP server on any free loopback port: the default, 8787, would
     # be taken by a second suite running at the same time, with a warning.
-    scheduler = {"cls": Scheduler, "options": {"dashboard": False, "host": "127.0.0.1",
-                                               "dashboard_address": "127.0.0.1:0"}}
+    scheduler = {"cls": Scheduler, "options": {
+        "dashboard": False, "host": "127.0.0.1", "protocol": "tls", "security": security,
+        "dashboard_address": "127.0.0.1:0"}}
     workers = {f"worker-{i}": {"cls": Nanny, "options": {
-        "nthreads": 1, "env": env, "host": "127.0.0.1", "silence_logs": 40,
-        "memory_limit": 0, "dashboard": False}} for i, env in enumerate(plan)}
+        "nthreads": 1, "env": env, "host": "127.0.0.1", "protocol": "tls",
+        "security": security, "silence_logs": 40, "memory_limit": 0, "dashboard": False}}
+        for i, env in enumerate(plan)}
     try:
         with dask.config.set(DASK_CONFIG):
-            cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
-        client = Client(cluster)
+            cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40,
+                                  security=security)
+        client = Client(cluster, security=security)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"Could not start {len(plan)} local Dask workers ({exc}); run "
                            "with --workers 1 to train in this process.") from None

@@ -336,6 +336,64 @@ def test_interrupting_the_client_ends_its_cluster(procs, tiny_data, tmp_path, si
     wait_for(lambda: not session_processes(suite.pid), 20, "the cluster's processes to end")
 
 
+STRANGER = Path(__file__).with_name("stranger.py")
+
+
+def listening(sid: int) -> set[tuple[str, int]]:
+    """``(ip, port)`` of every listening socket of session ``sid``'s processes."""
+    found = set()
+    for proc in session_processes(sid):
+        try:
+            connections = proc.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        found |= {(c.laddr.ip, c.laddr.port) for c in connections
+                  if c.status == psutil.CONN_LISTEN}
+    return found
+
+
+def stranger(marker_dir: Path, addresses: list[str]) -> list:
+    """What another process gets trying to run code at ``addresses`` (see stranger.py)."""
+    done = subprocess.run([sys.executable, STRANGER, marker_dir, *addresses], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_local_cluster_admits_only_its_own_client(procs, tiny_data, tmp_path):
+    """Another process of the machine tries every port of a running suite's local
+    cluster (scheduler, nannies, workers, their HTTP servers) over tcp:// and tls://
+    without the suite's credentials: nothing it sends runs anywhere."""
+    from distributed import LocalCluster
+
+    # The control: on a cluster without TLS, the same attempts do run code.
+    opened = tmp_path / "open-cluster"
+    opened.mkdir()
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        outcomes = stranger(opened, [cluster.scheduler_address,
+                                     *cluster.scheduler_info["workers"]])
+    assert [o for o in outcomes if o[-1] == "ran"] and list(opened.iterdir()), outcomes
+
+    out = tmp_path / "out"  # one run never ends: the suite runs for as long as we probe
+    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data,
+                        env=hold_env(tmp_path / "hold", "depth_bn/9-layer-bn"))
+    ports = listening(suite.pid)
+    assert {ip for ip, _ in ports} == {"127.0.0.1"}, ports  # loopback only
+    assert len(ports) >= 5, ports  # a scheduler, two nannies and two workers at least
+    marker = tmp_path / "suite-cluster"
+    marker.mkdir()
+    outcomes = stranger(marker, [f"{scheme}://{ip}:{port}" for ip, port in sorted(ports)
+                                 for scheme in ("tcp", "tls")])
+    assert len(outcomes) == len(ports) * 2 * (1 + 3)  # tcp; tls three ways; run, broadcast
+    assert not [o for o in outcomes if o[-1] == "ran" or o[-1].startswith("answered")]
+    assert not list(marker.iterdir())
+    assert suite.poll() is None  # it was up all along
+    suite.send_signal(signal.SIGTERM)
+    _, stderr = suite.communicate(timeout=60)
+    assert suite.returncode == 130, stderr
+
+
 def test_resume_after_the_client_is_killed(procs, tiny_data, reference, tmp_path):
     out = tmp_path / "out"
     suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data)
