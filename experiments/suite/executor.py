@@ -9,8 +9,9 @@ times) and moving of results; this module only chooses the cluster:
 - a ``LocalCluster``-style cluster of worker processes, one thread and one BLAS thread
   each, one per usable core (``--workers N``) or one per visible GPU, pinned to it with
   ``CUDA_VISIBLE_DEVICES`` (``--device cuda``);
-- an existing cluster at ``--scheduler tcp://HOST:PORT`` (``dask scheduler`` and
-  ``dask worker``, dask-jobqueue, Kubernetes, ...).
+- an existing cluster at ``--scheduler tcp://HOST:PORT`` or ``tls://HOST:PORT`` (``dask
+  scheduler`` and ``dask worker``, dask-jobqueue, Kubernetes, ...), over TLS with Dask's
+  own settings (its configuration, or ``DASK_DISTRIBUTED__COMM__TLS__*`` variables).
 """
 
 from __future__ import annotations
@@ -242,17 +243,50 @@ class DaskExecutor:
                 self.cluster.close()
 
 
+#: The environment variables of Dask's TLS settings for a client (its configuration keys
+#: distributed.comm.tls.ca-file, .client.cert and .client.key work as well).
+TLS_ENV = ("DASK_DISTRIBUTED__COMM__TLS__CA_FILE", "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT",
+           "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY")
+
+
+def client_security(address: str):
+    """Dask's TLS settings for a client of ``address`` (from its configuration or the
+    environment, see :data:`TLS_ENV`); one sentence if a ``tls://`` address lacks them."""
+    from distributed.security import Security
+
+    security = Security()
+    if not address.startswith("tls://"):
+        return security
+    try:
+        tls = security.get_connection_args("client").get("ssl_context")
+    except (OSError, ValueError) as exc:  # a missing or unreadable file, a bad key
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ClusterError(f"Could not load the TLS credentials for {address} ({reason}); "
+                           f"check the files that {', '.join(TLS_ENV)} name.") from None
+    if tls is None:
+        raise ClusterError(f"The scheduler at {address} needs TLS credentials; set "
+                           f"{', '.join(TLS_ENV)} to your cluster's CA file and this "
+                           "client's certificate and key, then run again.")
+    return security
+
+
 def connect(address: str, device: str) -> DaskExecutor:
-    """A client of the existing cluster at ``address``; one sentence if it cannot be reached."""
+    """A client of the existing cluster at ``address``; one sentence if it cannot be reached.
+
+    ``tls://`` addresses use Dask's TLS settings (see :func:`client_security`).
+    """
     from distributed import Client
 
+    security = client_security(address)
     try:
-        client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+        client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", security=security)
     except (OSError, TimeoutError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        check = ("the address and that its CA signed your certificate"
+                 if address.startswith("tls://") else "the address")
         raise ClusterError(
             f"Could not reach the Dask scheduler at {address} ({reason[:160]}); start it with "
-            "`dask scheduler` and check the address, or drop --scheduler to run here."
+            f"`dask scheduler` and check {check}, or drop --scheduler to run here."
         ) from None
     return DaskExecutor(client, None, f"scheduler {address}", device)
 

@@ -145,7 +145,7 @@ def wait_for(predicate, timeout: float, what: str, proc=None):
 
 
 def wait_workers(address: str, n: int, scheduler: subprocess.Popen,
-                 timeout: float = 90) -> None:
+                 timeout: float = 90, security=None) -> None:
     """Wait until the scheduler at ``address`` has ``n`` workers (start-up is slow on a
     busy 2-core machine); fail with the scheduler's own words if it died."""
     from distributed import Client
@@ -163,7 +163,8 @@ def wait_workers(address: str, n: int, scheduler: subprocess.Popen,
             return False
 
     wait_for(listening, timeout, f"the scheduler at {address}")
-    with Client(address, timeout=f"{max(10, deadline - time.monotonic()):.0f}s") as client:
+    with Client(address, timeout=f"{max(10, deadline - time.monotonic()):.0f}s",
+                security=security) as client:
         client.wait_for_workers(n, timeout=max(10, deadline - time.monotonic()))
 
 
@@ -174,18 +175,77 @@ WORKER_ENV = {f"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__{k}": v
 
 def start_cluster(procs: Processes, n_workers: int, *, host="127.0.0.1", worker_args=(),
                   wrap=lambda i, args: args, sched_wrap=lambda args: args,
-                  contact=None) -> str:
-    """``dask scheduler`` and ``n_workers`` ``dask worker`` processes; returns the address."""
+                  contact=None, tls: dict | None = None) -> str:
+    """``dask scheduler`` and ``n_workers`` ``dask worker`` processes; returns the address.
+
+    ``tls`` (see :func:`make_certificates`): every process uses TLS with these files, as
+    README says to start them.
+    """
     port = free_port()
-    address = f"tcp://{contact or host}:{port}"
+    address = f"{'tls' if tls else 'tcp'}://{contact or host}:{port}"
+    tls_args, security = [], None
+    if tls:
+        from distributed.security import Security
+
+        tls_args = ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key",
+                    tls["key"]]
+        security = Security(tls_ca_file=str(tls["ca"]), tls_client_cert=str(tls["cert"]),
+                            tls_client_key=str(tls["key"]), require_encryption=True)
     scheduler = procs.start(sched_wrap([*DASK_SCHEDULER, "--host", host, "--port", str(port),
-                                        "--no-dashboard"]))
+                                        "--protocol", "tls" if tls else "tcp",
+                                        "--no-dashboard", *map(str, tls_args)]))
     for i in range(n_workers):
         procs.start(wrap(i, [*DASK_WORKER, address, "--nthreads", "1", "--nworkers", "1",
-                             "--no-dashboard", "--name", f"w{i}", *worker_args]),
+                             "--no-dashboard", "--name", f"w{i}", *worker_args,
+                             *map(str, tls_args)]),
                     env=WORKER_ENV)
-    wait_workers(address, n_workers, scheduler)
+    wait_workers(address, n_workers, scheduler, security=security)
     return address
+
+
+def make_certificates(folder: Path) -> dict:
+    """A CA and one certificate it signed (for 127.0.0.1), with its key, as PEM files:
+    ``{"ca": path, "cert": path, "key": path}``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def builder(subject: str, issuer: str, public_key):
+        name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+        return (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                .public_key(public_key).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (builder("xpnet test CA", "xpnet test CA", ca_key.public_key())
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                       False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (builder("xpnet test cluster", "xpnet test CA", key.public_key())
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {"ca": folder / "ca.pem", "cert": folder / "cert.pem", "key": folder / "key.pem"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
 
 
 # ----------------------------------------------------------------- fixtures
@@ -226,6 +286,30 @@ def test_an_external_cluster_over_tcp_gives_the_same_numbers(procs, tiny_data, r
     out = tmp_path / "out"
     proc = run_cli(procs, *QUICK, "--scheduler", address, "--data-dir", tiny_data,
                    "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    results = load(out)
+    assert numbers(results) == numbers(reference["results"])
+    assert results["meta"]["executor"] == f"scheduler {address}"
+
+
+def test_an_external_cluster_over_tls_with_dasks_settings(procs, tiny_data, reference,
+                                                          tmp_path, one_sentence):
+    """README's TLS cluster: `dask scheduler` / `dask worker` with --tls-* files made here;
+    the suite connects with Dask's standard environment variables, and without them says
+    what to set."""
+    tls = make_certificates(tmp_path / "tls")
+    address = start_cluster(procs, 2, tls=tls)
+    assert address.startswith("tls://")
+    out = tmp_path / "out"
+    refused = run_cli(procs, *QUICK, "--scheduler", address, "--data-dir", tiny_data,
+                      "--out", out, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    one_sentence(refused.stderr.strip().removeprefix("error: "), address, *executor.TLS_ENV)
+    assert not out.exists()
+    env = dict(zip(executor.TLS_ENV, map(str, (tls["ca"], tls["cert"], tls["key"])),
+                   strict=True))
+    proc = run_cli(procs, *QUICK, "--scheduler", address, "--data-dir", tiny_data,
+                   "--out", out, env=env)
     assert proc.returncode == 0, proc.stderr
     results = load(out)
     assert numbers(results) == numbers(reference["results"])
