@@ -8,7 +8,7 @@ SIGTERM) keeps what has finished and exits with 130.
 
 Runs execute on every usable core by default: a local Dask cluster of single-threaded
 worker processes (``--workers N``; ``--workers 1`` trains in this process without
-Dask), or an existing cluster (``--scheduler tcp://HOST:PORT``).  Studies run
+Dask), or an existing cluster (``--scheduler tcp://HOST:PORT`` or ``tls://HOST:PORT``).  Studies run
 concurrently; a run that fails fails its study alone, and the suite exits non-zero.
 """
 
@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "this process, without Dask")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="run on the Dask cluster whose scheduler is at ADDR, e.g. "
-                        "tcp://10.0.0.5:8786 (default: $XPNET_SCHEDULER)")
+                        "tcp://10.0.0.5:8786, or tls://... with Dask's TLS settings "
+                        "(default: $XPNET_SCHEDULER)")
     return p
 
 
