@@ -280,9 +280,11 @@ def test_interrupt_inside_a_save_leaves_the_last_good_results(tiny_data, tmp_pat
     monkeypatch.setattr(store, "write_text_atomic", interrupted_write)
     out = tmp_path / "out"
     assert main(_argv(tiny_data, out)) == 130
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert "Traceback" not in err
     one_sentence(err.strip(), "Interrupted", "same --out")
+    assert "lr_bn: stopped (1 finished run kept)" in captured.out  # as on disk
     assert (out / "results.json").read_text(encoding="utf-8") == good["text"]
     assert len(stored_runs(load_results(out))) == 1
     assert not list(out.glob(".results.json-*")), list(out.iterdir())
