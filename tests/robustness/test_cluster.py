@@ -479,8 +479,9 @@ def test_the_local_cluster_admits_only_its_own_client(procs, tiny_data, tmp_path
 
 
 def test_resume_after_the_client_is_killed(procs, tiny_data, reference, tmp_path):
-    out = tmp_path / "out"
-    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data)
+    out = tmp_path / "out"  # one run never ends: the kill always lands mid-suite
+    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data,
+                        env=hold_env(tmp_path / "hold", "depth_bn/9-layer-bn"))
     suite.kill()
     suite.wait(timeout=30)
     kill_session(suite.pid)  # SIGKILL gives the client no chance to stop its workers
@@ -489,6 +490,7 @@ def test_resume_after_the_client_is_killed(procs, tiny_data, reference, tmp_path
     assert before
     proc = run_cli(procs, *QUICK, "--workers", 2, "--data-dir", tiny_data, "--out", out)
     assert proc.returncode == 0, proc.stderr
+    assert "9-layer-bn" not in before and "Trained 0 runs" not in proc.stdout
     after = load(out)
     assert {k: r["finished_at"] for s in after["studies"].values()
             for k, r in s["runs"].items() if k in before} == before
