@@ -242,7 +242,7 @@ class Suite:
         try:
             result = module.run(ctx)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM: runs were stopped, not failed
-            self.say(stopped_line(name, len(entry["runs"])))
+            self.say(stopped_line(name, self.store.saved_runs(name)))
             raise
         except RunFailed as exc:
             ctx.settle()  # its other runs finish and are saved: they fail alone

@@ -328,17 +328,8 @@ class Context:
         record.update(spec=to_jsonable(spec), fingerprint=fingerprint(spec),
                       wall_s=round(wall_s, 3), finished_at=now())
         with self.store.lock:
-            stored = self.store.study(self.study_name)["runs"]
-            previous = stored.get(key)
-            stored[key] = record
-            try:
-                self.store.save()
-            except KeyboardInterrupt:  # not saved, so not kept: memory stays as on disk
-                if previous is None:
-                    stored.pop(key, None)
-                else:
-                    stored[key] = previous
-                raise
+            self.store.study(self.study_name)["runs"][key] = record
+            self.store.save()
             self.trained += 1
         return record
 
