@@ -15,6 +15,7 @@ they are other files than the ones the tests run with.)
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -81,8 +82,14 @@ def venv(tmp_path_factory) -> Path:
     # addsitedir, not a bare path per line: .pth files in those folders apply too.
     (Path(purelib) / "running-environment.pth").write_text(
         f"import site; list(map(site.addsitedir, {running_site_dirs()!r}))\n")
+    # No pip cache (the home folder may be read-only); and where the running environment
+    # has setuptools, which the new one sees, no isolated build environment: fetching
+    # the build requirements would make the test depend on the network.
+    isolation = [] if importlib.util.find_spec("setuptools") is None else [
+        "--no-build-isolation"]
     done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
-                           "--no-deps", "--ignore-installed", "--quiet", str(source)],
+                           "--no-deps", "--ignore-installed", "--no-cache-dir", *isolation,
+                           "--quiet", str(source)],
                           capture_output=True, text=True, env=_clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     return env_dir
