@@ -152,10 +152,12 @@ def differs(accuracy, reports) -> bool:
     return bool(mean < figures.min() - DIFFERS_BY or mean > figures.max() + DIFFERS_BY)
 
 
-def unexplained(n_seeds: int) -> str:
-    """The cause of a difference when none is known (said as plainly as that)."""
-    return (f"none known; the reports give one run, ours is the mean of {n_seeds} "
-            f"seed{'' if n_seeds == 1 else 's'}.")
+def unexplained(n_seeds: int, known: str | None = None) -> str:
+    """The cause of a difference when none is known (said as plainly as that), after
+    what is ``known`` of the setting if anything."""
+    note = (f"the reports give one run, ours is the mean of {n_seeds} "
+            f"seed{'' if n_seeds == 1 else 's'}")
+    return f"{known}; no other cause is known ({note})." if known else f"none known ({note})."
 
 
 def mean_or_nan(values) -> float:
@@ -211,7 +213,11 @@ def render_report(results: dict, order=None) -> str:
     if headline:
         out += ["## Headline: ours vs the reports (test accuracy unless stated)", "",
                 markdown_table(["study", "setting", "ours", "reports"], headline), ""]
-    out += _differences(names, studies)
+    if scale_setting(meta, "quick"):
+        out += ["*Differences from the reports are not listed: `--quick` numbers are not "
+                "comparable with theirs.*", ""]
+    else:
+        out += _differences(names, studies)
     for name in names:
         out += _study_section(name, studies[name])
     out += _appendix(names, studies)

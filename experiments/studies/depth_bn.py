@@ -41,8 +41,8 @@ def difference(arch: str, bn: bool, test_accuracy) -> str | None:
     if not differs(acc, REPORTS_ACC[arch, bn]):
         return None
     if arch == "9-layer" and not bn:
-        return ("the two reports differ by 8.4 points on this setting themselves, so one run "
-                f"of it varies widely; {unexplained(acc.size)}")
+        return unexplained(acc.size, "the two reports differ by 8.4 points on this setting "
+                                     "themselves, so one run of it varies widely")
     return unexplained(acc.size)
 
 

@@ -35,9 +35,9 @@ REPORTS = {True: ("42.3 %", "49.7 %", "44.9 %"),
 #: The same as accuracies (None: the report's net could not be trained).
 REPORTS_ACC = {True: (0.423, 0.497, 0.449), False: (0.211, 0.505, None)}
 #: What report 001 states of its set-up against ours, said of every difference here.
-SETUP = ("the set-ups differ: report 001 trained on 49,000 images, ours on 45,000 (5,000 are "
-         "the validation set), from He initialisation, with batch 100, lambda 0 and momentum "
-         f"{MOMENTUM} for {EPOCHS} epochs")
+SETUP = ("the set-ups differ: report 001 trained on 49,000 images, ours on {n_train:,}, from "
+         f"He initialisation, with batch 100, lambda 0 and momentum {MOMENTUM} for {EPOCHS} "
+         "epochs")
 #: What else is known of a cell: (BN, index into ETAS) -> words.
 KNOWN = {
     (False, 0): ("at eta 0.0005 ten epochs move the weights only a short way from where they "
@@ -96,19 +96,19 @@ def run(ctx) -> dict:
 
     n_div = sum("diverged" in h[1] for h in headline)
     return {"summary": f"{n_div} of {len(headline)} settings diverged", "headline": headline,
-            "differences": differences(recs, cols),
+            "differences": differences(recs, cols, len(ctx.data.y_train)),
             "figures": [bars_rel, curves_rel],
             "tables": [{"title": "Test accuracy (ours, with the reports' figure)",
                         "columns": ["", *[f"eta = {eta:g}" for eta in ETAS]], "rows": rows}]}
 
 
-def differences(recs: dict, cols: list) -> list[dict]:
+def differences(recs: dict, cols: list, n_train: int) -> list[dict]:
     """Every cell where ours and report 001 differ (``report.markdown.differs``; where the
     report could not train, a cell differs if any of our seeds trained)."""
     out = []
     for bn, rec in recs.items():
         for i, eta in enumerate(ETAS):
-            cause = difference(bn, i, column(rec, "test_accuracy", cols[i]))
+            cause = difference(bn, i, column(rec, "test_accuracy", cols[i]), n_train)
             if cause:
                 out.append({"setting": f"2-layer, {TAGS[bn]}, eta {eta:g}",
                             "ours": test_cell(rec, cols[i]), "reports": REPORTS[bn][i],
@@ -116,7 +116,7 @@ def differences(recs: dict, cols: list) -> list[dict]:
     return out
 
 
-def difference(bn: bool, i: int, test_accuracy) -> str | None:
+def difference(bn: bool, i: int, test_accuracy, n_train: int = 45000) -> str | None:
     """What is known of cell (``bn``, ``ETAS[i]``) if ours differs from the report's."""
     reports = REPORTS_ACC[bn][i]
     acc = np.asarray(test_accuracy, dtype=np.float64)
@@ -132,5 +132,5 @@ def difference(bn: bool, i: int, test_accuracy) -> str | None:
         if finite.size > 1 and (np.abs(finite - reports) > DIFFERS_BY).all():
             words += (f"; none of our {finite.size} seeds comes within "
                       f"{100 * DIFFERS_BY:g} points of the report's figure")
-    return (f"{SETUP}; {words}. The report gives one run, ours is the mean of {acc.size} "
-            f"seed{'' if acc.size == 1 else 's'}.")
+    return (f"{SETUP.format(n_train=n_train)}; {words}. The report gives one run, ours is "
+            f"the mean of {acc.size} seed{'' if acc.size == 1 else 's'}.")
