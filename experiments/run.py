@@ -9,8 +9,8 @@ SIGTERM) keeps what has finished and exits with 130.
 Runs execute on every usable core by default (as many as the memory allows): a local
 Dask cluster of single-threaded worker processes (``--workers N``; ``--workers 1``
 trains in this process without Dask), or an existing cluster (``--scheduler
-tcp://HOST:PORT``).  Studies run concurrently; a run that fails fails its study alone,
-and the suite exits non-zero.
+tcp://HOST:PORT`` or ``tls://HOST:PORT``).  Studies run concurrently; a run that fails
+fails its study alone, and the suite exits non-zero.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "Dask")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="run on the Dask cluster whose scheduler is at ADDR, e.g. "
-                        "tcp://10.0.0.5:8786 (default: $XPNET_SCHEDULER)")
+                        "tcp://10.0.0.5:8786, or tls://... with Dask's TLS settings "
+                        "(default: $XPNET_SCHEDULER)")
     return p
 
 
@@ -96,7 +97,7 @@ def _raise_interrupt(signum, frame):
 
 def main(argv=None) -> int:
     out = None
-    created = False
+    made = None  # the outermost folder this invocation creates for --out, if any
     executor = None
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -116,10 +117,7 @@ def main(argv=None) -> int:
         executor = make_executor(args.device, args.workers, args.scheduler,
                                  data_bytes=tasks.data_bytes(args.quick))
         probed = executor.probe(tasks.probe_device, args.device)
-        try:
-            created = not out.exists()
-        except OSError:  # a name too long, a file in the path: check_writable says so
-            created = False
+        made = _first_missing(out)
         check_writable(out)
         return Suite(args, studies, out, probed, executor,
                      functools.partial(write_report, order=[*STUDY_NAMES, *studies]),
@@ -141,20 +139,39 @@ def main(argv=None) -> int:
         ABORT.set()  # study threads still waiting on runs give up
         if executor is not None:
             executor.close()
-        if created:
-            _remove_if_empty(out)
+        if made is not None:
+            _remove_if_empty(out, made)
 
 
-def _remove_if_empty(out: Path) -> None:
-    """Remove an output folder this invocation made if it holds nothing (failed start)."""
+def _first_missing(out: Path) -> Path | None:
+    """The outermost folder of ``out`` that does not exist yet (``out`` itself, or the
+    ``runs/`` of a default ``runs/<timestamp>``), or None if ``out`` exists."""
+    missing = None
+    try:
+        for folder in [out, *out.parents]:
+            if folder.exists():
+                break
+            missing = folder
+    except OSError:  # a name too long, a file in the path: check_writable says so
+        return None
+    return missing
+
+
+def _remove_if_empty(out: Path, made: Path) -> None:
+    """After a failed start, remove the folders this invocation made for ``out`` (up to
+    ``made``) if they hold nothing."""
     try:
         if (out / "results.json").exists():
             return
         figures = out / "figures"
         if figures.is_dir() and not any(figures.iterdir()):
             figures.rmdir()
-        if not any(out.iterdir()):
-            out.rmdir()
+        for folder in [out, *out.parents]:
+            if not folder.is_dir() or any(folder.iterdir()):
+                return
+            folder.rmdir()
+            if folder == made:
+                return
     except OSError:
         pass
 

@@ -8,7 +8,9 @@ The report knows nothing of particular studies.  It renders this structure::
                         "headline": [[setting, ours, reports], ...],
                         "tables": [{"title", "columns": [...], "rows": [[...]], "note",
                                     "appendix": bool}],
-                        "differences": [{"setting", "ours", "reports", "cause"}],
+                        "differences": [{"setting", "ours", "reports", "cause",
+                                         "tested_by": [study, claim] (optional)}],
+                        "evidence": {claim: "what this study found, in words"},
                         "figures": ["figures/x.png", ...], "notes": [...], ...}}}
 
 Cells are strings already (studies format them with :func:`pct`,
@@ -16,7 +18,10 @@ Cells are strings already (studies format them with :func:`pct`,
 renderer.  A table marked ``appendix`` is printed at the end of the report (long
 detail tables); ``differences`` are where a study's numbers part from the reports',
 each with its likely cause, printed as an explanation (not a finding) in their own
-section after the headline.
+section after the headline.  A study decides which of its cells differ with
+:func:`differs` (more than :data:`DIFFERS_BY` apart), and says what is known of each;
+where another study of the suite tests the cause, the entry names it (``tested_by``) and
+the report quotes that study's ``evidence`` for the claim.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ TRAINED_ABOVE = 0.05
 SPLIT_RULE = (f"at least one seed ends within {100 * STUCK_WITHIN:g} points of chance "
               f"({100 * CHANCE:g} %) and another more than {100 * TRAINED_ABOVE:g} points "
               "above it")
+#: Our mean accuracy and the reports' figure "differ" when more than this apart (3 points).
+DIFFERS_BY = 0.03
 STD_NOTE = ("± is the population standard deviation over seeds (NumPy's `std`, ddof = 0), "
             "not the sample one")
 
@@ -126,6 +133,33 @@ def accuracy_cell(accuracy, diverged_step=None, last_finite=None) -> str:
     return f"{seeds_cell(acc[~dead])} ({int(dead.sum())}/{acc.size} diverged at step {first})"
 
 
+def differs(accuracy, reports) -> bool:
+    """Whether our accuracies (one per seed, NaN where a model diverged) differ from the
+    reports' by more than :data:`DIFFERS_BY`.
+
+    ``reports`` is their figure in [0, 1], several figures (reports that disagree: ours
+    differs when its mean lies more than that outside their range), or None (they give
+    none to compare with).  Ours all diverged against a figure of theirs differs.
+    """
+    if reports is None:
+        return False
+    figures = np.atleast_1d(np.asarray(reports, dtype=np.float64))
+    acc = np.asarray(accuracy, dtype=np.float64).reshape(-1)
+    acc = acc[np.isfinite(acc)]
+    if acc.size == 0:
+        return True
+    mean = float(acc.mean())
+    return bool(mean < figures.min() - DIFFERS_BY or mean > figures.max() + DIFFERS_BY)
+
+
+def unexplained(n_seeds: int, known: str | None = None) -> str:
+    """The cause of a difference when none is known (said as plainly as that), after
+    what is ``known`` of the setting if anything."""
+    note = (f"the reports give one run, ours is the mean of {n_seeds} "
+            f"seed{'' if n_seeds == 1 else 's'}")
+    return f"{known}; no other cause is known ({note})." if known else f"none known ({note})."
+
+
 def mean_or_nan(values) -> float:
     """NaN-ignoring mean of a sequence (NaN when nothing is finite)."""
     v = np.asarray(values, dtype=np.float64)
@@ -159,8 +193,8 @@ def render_report(results: dict, order=None) -> str:
     """The whole report as markdown; ``order`` lists study names (default: as stored)."""
     meta = results.get("meta", {})
     studies = results.get("studies", {})
-    names = [n for n in (order or studies) if n in studies]
-    names += [n for n in studies if n not in names]  # a study file's, from an earlier run
+    # In ``order``, then any other stored study (a study file's, from an earlier run).
+    names = [n for n in dict.fromkeys([*(order or []), *studies]) if n in studies]
     out = ["# xpnet: DD2424 Assignment 3 studies on CIFAR-10", ""]
     if scale_setting(meta, "quick"):
         out += [QUICK_BANNER, ""]
@@ -180,7 +214,11 @@ def render_report(results: dict, order=None) -> str:
     if headline:
         out += ["## Headline: ours vs the reports (test accuracy unless stated)", "",
                 markdown_table(["study", "setting", "ours", "reports"], headline), ""]
-    out += _differences(names, studies)
+    if scale_setting(meta, "quick"):
+        out += ["*Differences from the reports are not listed: `--quick` numbers are not "
+                "comparable with theirs.*", ""]
+    else:
+        out += _differences(names, studies)
     for name in names:
         out += _study_section(name, studies[name])
     out += _appendix(names, studies)
@@ -193,11 +231,21 @@ def _differences(names, studies) -> list[str]:
     if not items:
         return []
     out = ["## Where we differ from the reports", "",
-           "Each line gives the difference (a finding) and then its likely cause, which is "
-           "an explanation we have not tested unless it says so.", ""]
+           f"Every setting whose mean test accuracy lies more than {100 * DIFFERS_BY:g} points "
+           "from the reports' figure, and every outcome that parts from theirs. Each line "
+           "gives the difference (a finding) and then its likely cause, which is an "
+           "explanation we have not tested unless a study of this suite tests it: then the "
+           "line quotes that study's result.", ""]
     for name, d in items:
-        out.append(f"- **{d['setting']}** ({name}): ours {d['ours']}, reports {d['reports']}. "
-                   f"*Likely cause (explanation, not a finding):* {d['cause']}")
+        line = f"- **{d['setting']}** ({name}): ours {d['ours']}, reports {d['reports']}. "
+        if d.get("tested_by"):
+            study, claim = d["tested_by"]
+            evidence = studies.get(study, {}).get("evidence", {}).get(claim)
+            line += (f"*Likely cause:* {d['cause']} *Tested by the {study} study:* "
+                     + (evidence or f"not in this report; run it with `--only {study}`."))
+        else:
+            line += f"*Likely cause (explanation, not a finding):* {d['cause']}"
+        out.append(line)
     return out + [""]
 
 

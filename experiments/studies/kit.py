@@ -41,6 +41,10 @@ ARCHS = {
 }
 #: The reports' L2 factor.
 LAMBDA = 0.005
+#: Claims one study tests for another, the key of its ``evidence`` (see the report's
+#: ``tested_by``): that eps, not batch norm as such, stalls a deep BN net from tiny
+#: weights (tested by bn_eps for init_sensitivity).
+EPS_CLAIM = "eps-stalls-tiny-init"
 
 
 class Grid:

@@ -71,6 +71,8 @@ class RunHandle:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._record = self._error = None
+        #: Cancelled (the suite is stopping): neither finished nor failed.
+        self._stopped = False
         self._start = 0.0
 
     @classmethod
@@ -107,12 +109,14 @@ class RunHandle:
                                               time.perf_counter() - self._start)
         except Exception as exc:  # a run's error, a cancelled future, a full disk
             self._error = exc
+            self._stopped = any(f.cancelled() for f in self._futures)
         except BaseException as exc:  # Ctrl-C during an in-process run's save: stop now
             self._error = exc
             raise
         finally:
             self._done.set()
-            self.ctx.reporter.run_finished(self.name, failed=self._error is not None)
+            self.ctx.reporter.run_finished(self.name, failed=self._error is not None,
+                                           stopped=self._stopped)
 
     def wait(self) -> None:
         """Return once the run has finished, failed or not (its record is then saved)."""
@@ -126,6 +130,8 @@ class RunHandle:
         if not self.done:
             with self.ctx.dispatcher.waiting():
                 self.wait()
+        if self._stopped:  # cancelled because the suite is stopping (Ctrl-C, SIGTERM)
+            raise KeyboardInterrupt
         if self._error is not None:
             if isinstance(self._error, OutputError) or not isinstance(self._error, Exception):
                 raise self._error

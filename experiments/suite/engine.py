@@ -37,6 +37,15 @@ def describe_device(device: str, probed: dict) -> str:
     return f"{device} ({'; '.join(cpus) if cpus else 'no workers yet'})"
 
 
+#: Seconds an interrupted suite gives its studies to say what they kept.
+STOP_WAIT_S = 5.0
+
+
+def stopped_line(study: str, kept: int) -> str:
+    """What the suite says of a study it stopped (Ctrl-C, SIGTERM) before it finished."""
+    return f"{study}: stopped ({kept} finished run{'' if kept == 1 else 's'} kept)"
+
+
 class Suite:
     """Runs the chosen studies against one output folder, on one executor.
 
@@ -161,6 +170,9 @@ class Suite:
         start = time.perf_counter()
         try:
             result = module.run(ctx)
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: runs were stopped, not failed
+            self.say(stopped_line(name, self.store.saved_runs(name)))
+            raise
         except RunFailed as exc:
             ctx.settle()  # its other runs finish and are saved: they fail alone
             with self.store.lock:
@@ -209,7 +221,13 @@ class Suite:
         pool = concurrent.futures.ThreadPoolExecutor(len(self.names), "study")
         try:
             futures = [pool.submit(self._study_thread, name) for name in self.names]
-            self.dispatcher.serve(lambda: all(f.done() for f in futures))
+            try:
+                self.dispatcher.serve(lambda: all(f.done() for f in futures))
+            except KeyboardInterrupt:
+                # Studies waiting on runs stop now, each saying how many runs it kept.
+                ABORT.set()
+                concurrent.futures.wait(futures, timeout=STOP_WAIT_S)
+                raise
             for future in futures:
                 future.result()  # an error other than a failed run (a full disk, ...)
         finally:

@@ -10,9 +10,11 @@ times) and moving of results; this module only chooses the cluster:
   each, one per usable core as far as the memory allows (see :mod:`.memory`; ``--workers
   N``) or one per visible GPU, pinned to it with ``CUDA_VISIBLE_DEVICES`` (``--device cuda``
   or ``torch:cuda``; ``torch:mps``, one device, trains in this process unless ``--workers``
-  says otherwise), each with a Dask memory limit;
-- an existing cluster at ``--scheduler tcp://HOST:PORT`` (``dask scheduler`` and
-  ``dask worker``, dask-jobqueue, Kubernetes, ...).
+  says otherwise), each with a Dask memory limit, over TLS with credentials only this
+  process holds;
+- an existing cluster at ``--scheduler tcp://HOST:PORT`` or ``tls://HOST:PORT`` (``dask
+  scheduler`` and ``dask worker``, dask-jobqueue, Kubernetes, ...), over TLS with Dask's
+  own settings (its configuration, or ``DASK_DISTRIBUTED__COMM__TLS__*`` variables).
 """
 
 from __future__ import annotations
@@ -277,19 +279,70 @@ class DaskExecutor:
                 self.cluster.close()
 
 
+#: The environment variables of Dask's TLS settings for a client (its configuration keys
+#: distributed.comm.tls.ca-file, .client.cert and .client.key work as well).
+TLS_ENV = ("DASK_DISTRIBUTED__COMM__TLS__CA_FILE", "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT",
+           "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY")
+
+
+def client_security(address: str):
+    """Dask's TLS settings for a client of ``address`` (from its configuration or the
+    environment, see :data:`TLS_ENV`); one sentence if a ``tls://`` address lacks them."""
+    from distributed.security import Security
+
+    security = Security()
+    if not address.startswith("tls://"):
+        return security
+    try:
+        tls = security.get_connection_args("client").get("ssl_context")
+    except (OSError, ValueError) as exc:  # a missing or unreadable file, a bad key
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ClusterError(f"Could not load the TLS credentials for {address} ({reason}); "
+                           f"check the files that {', '.join(TLS_ENV)} name.") from None
+    if tls is None:
+        raise ClusterError(f"The scheduler at {address} needs TLS credentials; set "
+                           f"{', '.join(TLS_ENV)} to your cluster's CA file and this "
+                           "client's certificate and key, then run again.")
+    return security
+
+
 def connect(address: str, device: str) -> DaskExecutor:
-    """A client of the existing cluster at ``address``; one sentence if it cannot be reached."""
+    """A client of the existing cluster at ``address``; one sentence if it cannot be reached.
+
+    ``tls://`` addresses use Dask's TLS settings (see :func:`client_security`).
+    """
     from distributed import Client
 
+    security = client_security(address)
     try:
-        client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+        client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", security=security)
     except (OSError, TimeoutError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        check = ("the address and that its CA signed your certificate"
+                 if address.startswith("tls://") else "the address")
         raise ClusterError(
             f"Could not reach the Dask scheduler at {address} ({reason[:160]}); start it with "
-            "`dask scheduler` and check the address, or drop --scheduler to run here."
+            f"`dask scheduler` and check {check}, or drop --scheduler to run here."
         ) from None
     return DaskExecutor(client, None, f"scheduler {address}", device)
+
+
+def local_security():
+    """Credentials that only this process and the cluster it starts hold.
+
+    Dask's own transport security: a fresh certificate and key made in memory
+    (``Security.temporary()``), required of every connection, over TLS.  A local cluster
+    listens on the loopback address, which every user of a shared machine can reach;
+    without these, any of them could connect and run code as you.
+    """
+    from distributed.security import Security
+
+    try:
+        return Security.temporary()
+    except ImportError:  # made with the `cryptography` package, a dependency of xpnet
+        raise ClusterError("The local Dask cluster needs the cryptography package for its "
+                           "TLS credentials; install it (pip install cryptography) or run "
+                           "with --workers 1.") from None
 
 
 def start_local_cluster(plan: list[dict], device: str, memory_limit: int = 0) -> DaskExecutor:
@@ -297,22 +350,28 @@ def start_local_cluster(plan: list[dict], device: str, memory_limit: int = 0) ->
 
     Each worker runs in its own process under a nanny (which restarts it if it dies or
     passes 95 % of ``memory_limit`` bytes; 0: no limit) with the environment of its plan
-    entry.  The dashboard is off: nothing listens beyond the loopback address.
+    entry.  Scheduler, workers and nannies listen on the loopback address only, over TLS
+    with credentials only this process holds (:func:`local_security`); the dashboard is
+    off.
     """
     import dask
     from distributed import Client, Nanny, Scheduler, SpecCluster
 
+    security = local_security()
     # Its health/metrics HTTP server on any free loopback port: the default, 8787, would
     # be taken by a second suite running at the same time, with a warning.
-    scheduler = {"cls": Scheduler, "options": {"dashboard": False, "host": "127.0.0.1",
-                                               "dashboard_address": "127.0.0.1:0"}}
+    scheduler = {"cls": Scheduler, "options": {
+        "dashboard": False, "host": "127.0.0.1", "protocol": "tls", "security": security,
+        "dashboard_address": "127.0.0.1:0"}}
     workers = {f"worker-{i}": {"cls": Nanny, "options": {
-        "nthreads": 1, "env": env, "host": "127.0.0.1", "silence_logs": 40,
-        "memory_limit": memory_limit, "dashboard": False}} for i, env in enumerate(plan)}
+        "nthreads": 1, "env": env, "host": "127.0.0.1", "protocol": "tls",
+        "security": security, "silence_logs": 40, "memory_limit": memory_limit,
+        "dashboard": False}} for i, env in enumerate(plan)}
     try:
         with dask.config.set(DASK_CONFIG):
-            cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
-        client = Client(cluster)
+            cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40,
+                                  security=security)
+        client = Client(cluster, security=security)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"Could not start {len(plan)} local Dask workers ({exc}); run "
                            "with --workers 1 to train in this process.") from None

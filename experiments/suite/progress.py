@@ -80,7 +80,7 @@ class Reporter:
         self.total = {}     # run -> steps it will take (all its parts together)
         self.done_steps = {}  # run -> steps done so far
         self.parts = {}     # part name ("run#i") -> (run, steps done in that part)
-        self.state = {}     # run -> "queued" | "running" | "done" | "failed" | "reused"
+        self.state = {}  # run -> "queued" | "running" | "done" | "failed" | "stopped" | "reused"
         self.bar = None
         self._last_status = time.monotonic()
 
@@ -103,15 +103,16 @@ class Reporter:
         with self.lock:
             self.state[run] = "reused"
 
-    def run_finished(self, run: str, failed: bool = False) -> None:
+    def run_finished(self, run: str, failed: bool = False, stopped: bool = False) -> None:
+        """A run ended: it finished, failed, or was stopped with the suite (not a failure)."""
         with self.lock:
             if run not in self.total:
                 return
-            self.state[run] = "failed" if failed else "done"
+            self.state[run] = "stopped" if stopped else "failed" if failed else "done"
             self.done_steps[run] = self.total[run]
             if self.enabled and not self.tty:
-                self._line(f"{'failed' if failed else 'finished'}: {run} "
-                           f"({self._counts()})")
+                what = {"done": "finished"}.get(self.state[run], self.state[run])
+                self._line(f"{what}: {run} ({self._counts()})")
             self._refresh()
 
     def say(self, line: str) -> None:
@@ -136,7 +137,7 @@ class Reporter:
         name = str(message.get("run", ""))
         run = name.split("#", 1)[0]
         with self.lock:
-            if run not in self.total or self.state.get(run) in ("done", "failed"):
+            if run not in self.total or self.state.get(run) in ("done", "failed", "stopped"):
                 return
             if self.state[run] == "queued":
                 self.state[run] = "running"
@@ -154,8 +155,10 @@ class Reporter:
         done = states.count("done") + states.count("reused")
         text = (f"{done} done, {states.count('running')} running, "
                 f"{states.count('queued')} queued")
-        failed = states.count("failed")
-        return text + (f", {failed} failed" if failed else "")
+        for state in ("failed", "stopped"):
+            if states.count(state):
+                text += f", {states.count(state)} {state}"
+        return text
 
     def _running(self) -> str:
         parts = [f"{run} {self.done_steps[run]}/{self.total[run]}"

@@ -84,6 +84,15 @@ class ResultStore:
     def study(self, name: str) -> dict:
         return self.data["studies"].setdefault(name, {"runs": {}})
 
+    def saved_runs(self, study: str) -> int:
+        """How many runs of ``study`` ``results.json`` holds on disk now: what a resume
+        finds (the memory may hold one more, whose save an interrupt cut short)."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not written yet
+            return 0
+        return len(data.get("studies", {}).get(study, {}).get("runs", {}))
+
     def save(self) -> None:
         with self.lock:  # whole: two finishing runs must not interleave their writes
             text = json.dumps(to_jsonable(self.data), indent=1, allow_nan=False)

@@ -26,7 +26,9 @@ import psutil
 import pytest
 
 from experiments.suite import executor
+from experiments.suite.engine import stopped_line
 from tests.conftest import QUICK_DEPTH_BN, assert_depth_bn_close
+from tests.hold import hold_env
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = "gradcheck,depth_bn,lambda_search"
@@ -101,10 +103,10 @@ def run_cli(procs: Processes, *args, timeout=240, env=None) -> subprocess.Comple
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def start_suite(procs: Processes, out: Path, *args) -> subprocess.Popen:
+def start_suite(procs: Processes, out: Path, *args, env=None) -> subprocess.Popen:
     """``python -m experiments.run *args --out out``, returned once a first run is stored."""
     suite = procs.start([sys.executable, "-m", "experiments.run", *map(str, args),
-                         "--out", str(out)])
+                         "--out", str(out)], env=env or {})
     wait_for(lambda: (out / "results.json").is_file() and any(
         s.get("runs") for s in load(out)["studies"].values()), 120, "a first run", suite)
     return suite
@@ -146,7 +148,7 @@ def wait_for(predicate, timeout: float, what: str, proc=None):
 
 
 def wait_workers(address: str, n: int, scheduler: subprocess.Popen,
-                 timeout: float = 90) -> None:
+                 timeout: float = 90, security=None) -> None:
     """Wait until the scheduler at ``address`` has ``n`` workers (start-up is slow on a
     busy 2-core machine); fail with the scheduler's own words if it died."""
     from distributed import Client
@@ -164,7 +166,8 @@ def wait_workers(address: str, n: int, scheduler: subprocess.Popen,
             return False
 
     wait_for(listening, timeout, f"the scheduler at {address}")
-    with Client(address, timeout=f"{max(10, deadline - time.monotonic()):.0f}s") as client:
+    with Client(address, timeout=f"{max(10, deadline - time.monotonic()):.0f}s",
+                security=security) as client:
         client.wait_for_workers(n, timeout=max(10, deadline - time.monotonic()))
 
 
@@ -175,20 +178,78 @@ WORKER_ENV = {f"DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__{k}": v
 
 def start_cluster(procs: Processes, n_workers: int, *, host="127.0.0.1", worker_args=(),
                   wrap=lambda i, args: args, sched_wrap=lambda args: args,
-                  contact=None, worker_env=None) -> str:
+                  contact=None, worker_env=None, tls: dict | None = None) -> str:
     """``dask scheduler`` and ``n_workers`` ``dask worker`` processes; returns the address.
 
-    ``worker_env``: more environment variables for the workers."""
+    ``worker_env``: more environment variables for the workers.  ``tls`` (see
+    :func:`make_certificates`): every process uses TLS with these files, as README says
+    to start them.
+    """
     port = free_port()
-    address = f"tcp://{contact or host}:{port}"
+    address = f"{'tls' if tls else 'tcp'}://{contact or host}:{port}"
+    tls_args, security = [], None
+    if tls:
+        from distributed.security import Security
+
+        tls_args = ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key",
+                    tls["key"]]
+        security = Security(tls_ca_file=str(tls["ca"]), tls_client_cert=str(tls["cert"]),
+                            tls_client_key=str(tls["key"]), require_encryption=True)
     scheduler = procs.start(sched_wrap([*DASK_SCHEDULER, "--host", host, "--port", str(port),
-                                        "--no-dashboard"]))
+                                        "--protocol", "tls" if tls else "tcp",
+                                        "--no-dashboard", *map(str, tls_args)]))
     for i in range(n_workers):
         procs.start(wrap(i, [*DASK_WORKER, address, "--nthreads", "1", "--nworkers", "1",
-                             "--no-dashboard", "--name", f"w{i}", *worker_args]),
+                             "--no-dashboard", "--name", f"w{i}", *worker_args,
+                             *map(str, tls_args)]),
                     env={**WORKER_ENV, **(worker_env or {})})
-    wait_workers(address, n_workers, scheduler)
+    wait_workers(address, n_workers, scheduler, security=security)
     return address
+
+
+def make_certificates(folder: Path) -> dict:
+    """A CA and one certificate it signed (for 127.0.0.1), with its key, as PEM files:
+    ``{"ca": path, "cert": path, "key": path}``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def builder(subject: str, issuer: str, public_key):
+        name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+        return (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                .public_key(public_key).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (builder("xpnet test CA", "xpnet test CA", ca_key.public_key())
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                       False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (builder("xpnet test cluster", "xpnet test CA", key.public_key())
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {"ca": folder / "ca.pem", "cert": folder / "cert.pem", "key": folder / "key.pem"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
 
 
 # ----------------------------------------------------------------- fixtures
@@ -229,6 +290,30 @@ def test_an_external_cluster_over_tcp_gives_the_same_numbers(procs, tiny_data, r
     out = tmp_path / "out"
     proc = run_cli(procs, *QUICK, "--scheduler", address, "--data-dir", tiny_data,
                    "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    results = load(out)
+    assert numbers(results) == numbers(reference["results"])
+    assert results["meta"]["executor"] == f"scheduler {address}"
+
+
+def test_an_external_cluster_over_tls_with_dasks_settings(procs, tiny_data, reference,
+                                                          tmp_path, one_sentence):
+    """README's TLS cluster: `dask scheduler` / `dask worker` with --tls-* files made here;
+    the suite connects with Dask's standard environment variables, and without them says
+    what to set."""
+    tls = make_certificates(tmp_path / "tls")
+    address = start_cluster(procs, 2, tls=tls)
+    assert address.startswith("tls://")
+    out = tmp_path / "out"
+    refused = run_cli(procs, *QUICK, "--scheduler", address, "--data-dir", tiny_data,
+                      "--out", out, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    one_sentence(refused.stderr.strip().removeprefix("error: "), address, *executor.TLS_ENV)
+    assert not out.exists()
+    env = dict(zip(executor.TLS_ENV, map(str, (tls["ca"], tls["cert"], tls["key"])),
+                   strict=True))
+    proc = run_cli(procs, *QUICK, "--scheduler", address, "--data-dir", tiny_data,
+                   "--out", out, env=env)
     assert proc.returncode == 0, proc.stderr
     results = load(out)
     assert numbers(results) == numbers(reference["results"])
@@ -321,21 +406,90 @@ def test_a_worker_without_the_data_names_itself_and_the_path(procs, tiny_data, t
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupting_the_client_ends_its_cluster(procs, tiny_data, tmp_path, sig):
+    """The suite cannot finish first: one of its runs is held (see tests.hold).  Studies
+    whose runs were cancelled say they were stopped, with the runs they kept."""
     out = tmp_path / "out"
-    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data)
+    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data,
+                        env=hold_env(tmp_path / "hold", "depth_bn/9-layer-bn"))
     stored = numbers(load(out))
     suite.send_signal(sig)
-    _, stderr = suite.communicate(timeout=60)
+    stdout, stderr = suite.communicate(timeout=60)
     assert suite.returncode == 130, stderr
     assert "Interrupted: finished runs are saved" in stderr
     kept = numbers(load(out))
     assert stored.items() <= kept.items()
+    # What results.json held when the study stopped: a run may finish while the client
+    # closes, so between the count at the signal and the final one.
+    said = [n for n in range(5) if stopped_line("depth_bn", n) in stdout.splitlines()]
+    assert len(said) == 1, stdout
+    assert (sum(1 for study, _ in stored if study == "depth_bn") <= said[0]
+            <= sum(1 for study, _ in kept if study == "depth_bn")), stdout
+    assert "failed" not in stdout + stderr and "Cancelled" not in stdout + stderr
     wait_for(lambda: not session_processes(suite.pid), 20, "the cluster's processes to end")
 
 
+STRANGER = Path(__file__).with_name("stranger.py")
+
+
+def listening(sid: int) -> set[tuple[str, int]]:
+    """``(ip, port)`` of every listening socket of session ``sid``'s processes."""
+    found = set()
+    for proc in session_processes(sid):
+        try:
+            connections = proc.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        found |= {(c.laddr.ip, c.laddr.port) for c in connections
+                  if c.status == psutil.CONN_LISTEN}
+    return found
+
+
+def stranger(marker_dir: Path, addresses: list[str]) -> list:
+    """What another process gets trying to run code at ``addresses`` (see stranger.py)."""
+    done = subprocess.run([sys.executable, STRANGER, marker_dir, *addresses], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_local_cluster_admits_only_its_own_client(procs, tiny_data, tmp_path):
+    """Another process of the machine tries every port of a running suite's local
+    cluster (scheduler, nannies, workers, their HTTP servers) over tcp:// and tls://
+    without the suite's credentials: nothing it sends runs anywhere."""
+    from distributed import LocalCluster
+
+    # The control: on a cluster without TLS, the same attempts do run code.
+    opened = tmp_path / "open-cluster"
+    opened.mkdir()
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        outcomes = stranger(opened, [cluster.scheduler_address,
+                                     *cluster.scheduler_info["workers"]])
+    assert [o for o in outcomes if o[-1] == "ran"] and list(opened.iterdir()), outcomes
+
+    out = tmp_path / "out"  # one run never ends: the suite runs for as long as we probe
+    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data,
+                        env=hold_env(tmp_path / "hold", "depth_bn/9-layer-bn"))
+    ports = listening(suite.pid)
+    assert {ip for ip, _ in ports} == {"127.0.0.1"}, ports  # loopback only
+    assert len(ports) >= 5, ports  # a scheduler, two nannies and two workers at least
+    marker = tmp_path / "suite-cluster"
+    marker.mkdir()
+    outcomes = stranger(marker, [f"{scheme}://{ip}:{port}" for ip, port in sorted(ports)
+                                 for scheme in ("tcp", "tls")])
+    assert len(outcomes) == len(ports) * 2 * (1 + 3)  # tcp; tls three ways; run, broadcast
+    assert not [o for o in outcomes if o[-1] == "ran" or o[-1].startswith("answered")]
+    assert not list(marker.iterdir())
+    assert suite.poll() is None  # it was up all along
+    suite.send_signal(signal.SIGTERM)
+    _, stderr = suite.communicate(timeout=60)
+    assert suite.returncode == 130, stderr
+
+
 def test_resume_after_the_client_is_killed(procs, tiny_data, reference, tmp_path):
-    out = tmp_path / "out"
-    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data)
+    out = tmp_path / "out"  # one run never ends: the kill always lands mid-suite
+    suite = start_suite(procs, out, *QUICK, "--workers", 2, "--data-dir", tiny_data,
+                        env=hold_env(tmp_path / "hold", "depth_bn/9-layer-bn"))
     suite.kill()
     suite.wait(timeout=30)
     kill_session(suite.pid)  # SIGKILL gives the client no chance to stop its workers
@@ -344,6 +498,7 @@ def test_resume_after_the_client_is_killed(procs, tiny_data, reference, tmp_path
     assert before
     proc = run_cli(procs, *QUICK, "--workers", 2, "--data-dir", tiny_data, "--out", out)
     assert proc.returncode == 0, proc.stderr
+    assert "9-layer-bn" not in before and "Trained 0 runs" not in proc.stdout
     after = load(out)
     assert {k: r["finished_at"] for s in after["studies"].values()
             for k, r in s["runs"].items() if k in before} == before

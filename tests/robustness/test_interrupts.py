@@ -3,7 +3,8 @@
 The suite runs as a user runs it, ``python -m experiments.run`` in a subprocess on a tiny
 generated dataset.  The signal is sent once ``results.json`` holds at least one finished
 run of the four-run ``depth_bn`` study, so it lands between or inside runs, never before
-the handlers are installed.  Throughout both invocations a watcher thread
+the handlers are installed; the next run is held (:mod:`tests.hold`: it waits an hour), so
+the suite cannot finish before the signal lands.  Throughout both invocations a watcher thread
 reads ``results.json`` every few milliseconds and parses it: the file must be valid JSON
 at every instant.  The restarted sweep must reuse every run stored before the kill (same
 record, same ``finished_at``), say so, and finish the rest.
@@ -22,6 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.hold import hold_env
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = "depth_bn"  # four runs of about a second each on the tiny data
@@ -93,11 +96,18 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_sweep(data: Path, out: Path) -> subprocess.Popen:
+#: depth_bn's runs in the order an in-process suite trains them.
+DEPTH_ORDER = ["depth_bn/3-layer-nobn", "depth_bn/3-layer-bn", "depth_bn/9-layer-nobn",
+               "depth_bn/9-layer-bn"]
+
+
+def start_sweep(data: Path, out: Path, held: str = DEPTH_ORDER[1]) -> subprocess.Popen:
+    """The sweep in a subprocess, with run ``held`` never finishing (see tests.hold)."""
     return subprocess.Popen(
         [sys.executable, "-m", "experiments.run", *SWEEP, "--data-dir", str(data),
          "--out", str(out)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **hold_env(out.parent / "hold", held)},
         preexec_fn=_default_sigint if os.name == "posix" else None)
 
 
@@ -150,7 +160,7 @@ def test_killed_sweep_resumes_without_recomputing_finished_runs(tiny_data, tmp_p
         try:
             wait_for_first_run(proc, out)
             proc.send_signal(sig)
-            _, err = proc.communicate(timeout=90)
+            out_text, err = proc.communicate(timeout=90)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -159,6 +169,10 @@ def test_killed_sweep_resumes_without_recomputing_finished_runs(tiny_data, tmp_p
         assert "Traceback" not in err
         if words:
             one_sentence(err.strip(), words, str(out / "results.json"), "same --out")
+            # The study was stopped, not failed: it says so, with the runs it kept.
+            kept = len(stored_runs(load_results(out)))
+            assert f"depth_bn: stopped ({kept} finished run" in out_text, out_text
+            assert "failed" not in out_text + err
 
         before = stored_runs(load_results(out))
         assert before, "nothing was stored before the kill"
@@ -202,8 +216,8 @@ def test_sigterm_twice_after_resume_still_keeps_everything(tiny_data, tmp_path, 
     """Interrupt, resume, interrupt again: the runs of both invocations are kept."""
     out = tmp_path / "out"
     kept = {}
-    for _ in range(2):
-        proc = start_sweep(tiny_data, out)
+    for held in DEPTH_ORDER[1:3]:  # each invocation trains one run, then waits on the next
+        proc = start_sweep(tiny_data, out, held)
         try:
             # wait for a run this invocation trained, not one it found on disk
             deadline = time.monotonic() + 90
@@ -224,7 +238,7 @@ def test_sigterm_twice_after_resume_still_keeps_everything(tiny_data, tmp_path, 
         assert proc.returncode == 130, err
         one_sentence(err.strip(), "Interrupted")
         now = stored_runs(load_results(out))
-        assert len(now) > len(kept)
+        assert len(now) == len(kept) + 1
         for key, record in kept.items():
             assert now[key] == record
         kept = now
@@ -266,9 +280,11 @@ def test_interrupt_inside_a_save_leaves_the_last_good_results(tiny_data, tmp_pat
     monkeypatch.setattr(store, "write_text_atomic", interrupted_write)
     out = tmp_path / "out"
     assert main(_argv(tiny_data, out)) == 130
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert "Traceback" not in err
     one_sentence(err.strip(), "Interrupted", "same --out")
+    assert "lr_bn: stopped (1 finished run kept)" in captured.out  # as on disk
     assert (out / "results.json").read_text(encoding="utf-8") == good["text"]
     assert len(stored_runs(load_results(out))) == 1
     assert not list(out.glob(".results.json-*")), list(out.iterdir())

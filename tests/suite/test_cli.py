@@ -197,6 +197,33 @@ def test_missing_data_exits_2(tmp_path):
     assert "Traceback" not in proc.stderr and "cifar-10-batches-py" in proc.stderr
 
 
+@pytest.mark.parametrize("out", [[], ["--out", "deep/er/out"]], ids=["default-out", "new-parents"])
+def test_a_failed_start_leaves_no_folder_behind(tmp_path, out):
+    """As a newcomer types it, in an empty folder: neither runs/<timestamp>/ nor the runs/
+    (or other folders) it made for --out stay behind."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # Relative PYTHONPATH entries (say src) name the checkout's folders from here too.
+    env["PYTHONPATH"] = os.pathsep.join(str((REPO / p).resolve()) if p else p
+                                        for p in env["PYTHONPATH"].split(os.pathsep))
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", "--quick", "--data-dir",
+                           "/nonexistent", *out], cwd=empty, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "cifar-10-batches-py" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(empty.iterdir()) == []
+
+
+def test_a_failed_start_keeps_folders_that_were_there(tmp_path):
+    (tmp_path / "runs" / "older").mkdir(parents=True)
+    proc = cli("--quick", "--data-dir", tmp_path / "nothing-here", "--out",
+               tmp_path / "runs" / "new")
+    assert proc.returncode == 2, proc.stderr
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["older"]
+
+
 def test_cuda_without_cupy_exits_2():
     try:
         import cupy  # noqa: F401
@@ -282,11 +309,14 @@ def _has_a_stored_run(out: Path) -> bool:
 
 
 def test_sigterm_stops_cleanly_with_130(tiny_data, tmp_path):
+    from tests.hold import hold_env
+
     out = tmp_path / "out"
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # depth_bn's first run never ends: the suite cannot finish
         [sys.executable, "-m", "experiments.run", "--quick", "--no-progress", "--seeds", "1",
          "--data-dir", str(tiny_data), "--out", str(out)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **hold_env(tmp_path / "hold", "depth_bn/3-layer-nobn")})
     try:
         deadline = time.monotonic() + 60
         while not _has_a_stored_run(out) and time.monotonic() < deadline:
@@ -298,6 +328,7 @@ def test_sigterm_stops_cleanly_with_130(tiny_data, tmp_path):
             proc.kill()
     assert proc.returncode == 130, (stdout, err)
     assert "Interrupted" in err and "Traceback" not in err
+    assert ": stopped (" in stdout and "failed" not in stdout, stdout
     load_results(out)  # still valid JSON
 
 

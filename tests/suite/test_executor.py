@@ -73,6 +73,31 @@ def test_no_visible_gpu_is_one_sentence():
         worker_plan("cuda", None, gpu_ids=[])
 
 
+def test_a_tls_scheduler_without_usable_credentials_is_one_sentence(tmp_path):
+    """Checked before connecting: Dask's TLS settings missing, or naming missing files."""
+    import dask
+    import distributed  # noqa: F401  (its configuration defaults, before changing them)
+
+    from experiments.suite.executor import TLS_ENV, client_security
+
+    unset = dict.fromkeys(["distributed.comm.tls.ca-file", "distributed.comm.tls.client.cert",
+                           "distributed.comm.tls.client.key"])
+    with dask.config.set(unset), pytest.raises(ClusterError) as missing:
+        client_security("tls://127.0.0.1:1")
+    absent = str(tmp_path / "absent.pem")
+    with dask.config.set({"distributed.comm.tls.ca-file": absent,
+                          "distributed.comm.tls.client.cert": absent,
+                          "distributed.comm.tls.client.key": absent}):
+        with pytest.raises(ClusterError) as unreadable:
+            client_security("tls://127.0.0.1:1")
+        assert client_security("tcp://127.0.0.1:1") is not None  # plain TCP reads no files
+    for error in (missing.value, unreadable.value):
+        message = str(error)
+        assert message.endswith(".") and ". " not in message and "\n" not in message
+        assert all(name in message for name in TLS_ENV)
+    assert "No such file" in str(unreadable.value)
+
+
 def test_one_worker_means_in_process_without_dask(monkeypatch):
     monkeypatch.delenv("XPNET_SCHEDULER", raising=False)
     monkeypatch.delenv("XPNET_WORKERS", raising=False)

@@ -1,15 +1,25 @@
 """A newcomer's install: ``pip install .`` then the suite's commands from any folder.
 
-One fresh virtual environment per session (it sees the system's packages, so only
-xpnet itself is installed: ``--no-deps``), built from a clean copy of the checkout so
+One fresh virtual environment per session, built from a clean copy of the checkout so
 that neither a stale ``build/`` folder nor the checkout on ``sys.path`` can stand in for
 what the wheel holds.  Every command then runs from a folder outside the checkout.
+
+The environment sees exactly the packages of the environment running the tests (a venv,
+a conda env or a bare interpreter) and nothing more, so only xpnet itself is installed
+(``--no-deps``): it is a venv without the system's site-packages whose one ``.pth`` file
+adds the running interpreter's site directories, as that interpreter sees them.  (A venv
+``--system-site-packages`` would see the *base* interpreter's packages instead: on a clean
+machine, where the tests run in a venv, those lack matplotlib; where the base has them,
+they are other files than the ones the tests run with.)
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -46,18 +56,40 @@ def _clean_env() -> dict:
     return env
 
 
+def running_site_dirs() -> list[str]:
+    """The site directories of the interpreter running the tests, as it sees them: its
+    site-packages (a venv's own, plus the base's only if the venv includes them) and the
+    user's site-packages if it reads that."""
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [d for d in dirs if d in sys.path and os.path.isdir(d)]
+
+
 @pytest.fixture(scope="session")
 def venv(tmp_path_factory) -> Path:
-    """A virtual environment with ``pip install .`` of a clean copy of this checkout."""
+    """A virtual environment with ``pip install .`` of a clean copy of this checkout that
+    sees the running environment's packages (see the module's docstring)."""
     root = tmp_path_factory.mktemp("newcomer")
     source = root / "xpnet-src"
     _copy_checkout(source)
     env_dir = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                    str(env_dir)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
     python = env_dir / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path("
+                              "'purelib'))"], capture_output=True, text=True, check=True,
+                             env=_clean_env()).stdout.strip()
+    # addsitedir, not a bare path per line: .pth files in those folders apply too.
+    (Path(purelib) / "running-environment.pth").write_text(
+        f"import site; list(map(site.addsitedir, {running_site_dirs()!r}))\n")
+    # No pip cache (the home folder may be read-only); and where the running environment
+    # has setuptools, which the new one sees, no isolated build environment: fetching
+    # the build requirements would make the test depend on the network.
+    isolation = [] if importlib.util.find_spec("setuptools") is None else [
+        "--no-build-isolation"]
     done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
-                           "--no-deps", "--quiet", str(source)],
+                           "--no-deps", "--ignore-installed", "--no-cache-dir", *isolation,
+                           "--quiet", str(source)],
                           capture_output=True, text=True, env=_clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     return env_dir
@@ -75,6 +107,28 @@ def test_installed_packages_come_from_the_environment(venv, tmp_path):
     assert done.returncode == 0, done.stderr
     for line in done.stdout.splitlines():
         assert Path(line).is_relative_to(venv), line  # not the checkout's copy
+
+
+PROBE = ("import json, sys, matplotlib, array_api_compat, distributed; "
+         "print(json.dumps({'files': [m.__file__ for m in (matplotlib, array_api_compat, "
+         "distributed)], 'path': sys.path}))")
+
+
+def test_the_environment_sees_the_running_environments_packages_and_no_others(venv, tmp_path):
+    done = _run([venv / "bin" / "python", "-c", PROBE], tmp_path)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    here = json.loads(subprocess.run([sys.executable, "-c", PROBE], capture_output=True,
+                                     text=True, check=True, cwd=tmp_path).stdout)
+    # The same files, not merely the same names: a base interpreter's own matplotlib
+    # would import too, from another folder.
+    assert [os.path.realpath(f) for f in seen["files"]] == \
+        [os.path.realpath(f) for f in here["files"]]
+    # Nothing on its path that the running interpreter does not have, but its own folder.
+    running = {os.path.realpath(p) for p in sys.path + here["path"]}
+    extra = [p for p in seen["path"] if p and os.path.realpath(p) not in running
+             and not Path(os.path.realpath(p)).is_relative_to(os.path.realpath(venv))]
+    assert not extra, f"the test environment sees more than the running one: {extra}"
 
 
 @pytest.mark.parametrize("command", [

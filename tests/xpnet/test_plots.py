@@ -181,7 +181,7 @@ def test_init_sensitivity_names_its_surprises():
     split = init_sensitivity.difference("3-layer", 1e-3, False, np.array([0.1, 0.446, 0.508]))
     assert "seed" in split["cause"] and split["reports"] == "10 % (stays at chance)"
     assert init_sensitivity.difference("3-layer", 1e-3, False, chance) is None
-    assert init_sensitivity.difference("3-layer", 1e-1, True, np.full(3, 0.5)) is None
+    assert init_sensitivity.difference("3-layer", 1e-1, True, np.full(3, 0.52)) is None
 
 
 def test_depth_bn_is_one_figure_with_shared_axes(tmp_path, captured):
