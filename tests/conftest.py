@@ -145,9 +145,9 @@ def depth_bn_cells(results: dict) -> dict[str, float]:
             for key, rec in runs.items()}
 
 
-def assert_depth_bn_close(results: dict, reference: dict) -> None:
-    """Each quick ``depth_bn`` cell within :data:`DEPTH_BN_POINTS` of ``reference``'s."""
-    cells, ref = depth_bn_cells(results), depth_bn_cells(reference)
+def assert_depth_bn_close(results: dict, expected: dict) -> None:
+    """Each quick ``depth_bn`` cell within :data:`DEPTH_BN_POINTS` of ``expected``'s."""
+    cells, ref = depth_bn_cells(results), depth_bn_cells(expected)
     assert set(cells) == set(ref) == {"3-layer-nobn", "3-layer-bn", "9-layer-nobn",
                                       "9-layer-bn"}
     for key, value in cells.items():
@@ -167,3 +167,7 @@ def quick_depth_bn_cpu(cifar_root, tmp_path_factory) -> dict:
     assert main([*QUICK_DEPTH_BN, "--device", "cpu", "--workers", "1", "--data-dir",
                  str(cifar_root), "--out", str(out)]) == 0
     return json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+# Fixtures of the tests that start processes and clusters (see tests/processes.py).
+from tests.processes import procs, reference  # noqa: E402,F401

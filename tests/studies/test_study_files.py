@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.processes import load, run_cli, start_cluster
 from tests.records import assert_same_record
-from tests.robustness.test_cluster import load, procs, run_cli, start_cluster  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "width_lambda.py"
@@ -67,7 +67,7 @@ def test_a_second_invocation_resumes_and_only_adds_a_built_in_study(in_process, 
     assert report.index("## gradcheck") < report.index("## width_lambda")
 
 
-def test_two_local_workers_give_the_in_process_numbers(procs, in_process, tiny_data,  # noqa: F811
+def test_two_local_workers_give_the_in_process_numbers(procs, in_process, tiny_data,
                                                        tmp_path):
     proc = run_cli(procs, *QUICK, "--workers", "2", "--data-dir", tiny_data,
                    "--out", tmp_path / "out")
@@ -75,7 +75,7 @@ def test_two_local_workers_give_the_in_process_numbers(procs, in_process, tiny_d
     _assert_same_study(load(tmp_path / "out"), in_process)
 
 
-def test_workers_that_cannot_import_the_file_run_its_function(procs, in_process,  # noqa: F811
+def test_workers_that_cannot_import_the_file_run_its_function(procs, in_process,
                                                               tiny_data, tmp_path):
     address = start_cluster(procs, 2)
     proc = run_cli(procs, *QUICK, "--scheduler", address, "--data-dir", tiny_data,

@@ -353,11 +353,11 @@ def test_quick_suite_on_real_cifar(cifar_root, tmp_path):
 def test_a_memory_cap_is_the_first_line_the_suite_prints(tiny_data, tmp_path, monkeypatch,
                                                           capsys):
     from experiments.run import main
-    from experiments.suite import executor, memory
+    from experiments.suite import cluster, memory
 
     monkeypatch.delenv("XPNET_WORKERS", raising=False)
     monkeypatch.delenv("XPNET_SCHEDULER", raising=False)
-    monkeypatch.setattr(executor, "usable_cores", lambda: 4)
+    monkeypatch.setattr(cluster, "usable_cores", lambda: 4)
     monkeypatch.setattr(memory, "available_memory", lambda: memory.CLIENT_BYTES)  # room for 1
     code = main(["--quick", "--only", "lr_bn", "--no-progress", "--seeds", "1",
                  "--data-dir", str(tiny_data), "--out", str(tmp_path / "out")])

@@ -7,14 +7,8 @@ import time
 import pytest
 
 from experiments.suite import tasks as runs
-from experiments.suite.executor import (
-    Backlog,
-    ClusterError,
-    InProcess,
-    make_executor,
-    visible_gpus,
-    worker_plan,
-)
+from experiments.suite.cluster import ClusterError, visible_gpus, worker_plan
+from experiments.suite.executor import Backlog, InProcess, make_executor
 
 
 def test_cpu_plan_uses_every_usable_core_with_one_blas_thread():
@@ -78,7 +72,7 @@ def test_a_tls_scheduler_without_usable_credentials_is_one_sentence(tmp_path):
     import dask
     import distributed  # noqa: F401  (its configuration defaults, before changing them)
 
-    from experiments.suite.executor import TLS_ENV, client_security
+    from experiments.suite.cluster import TLS_ENV, client_security
 
     unset = dict.fromkeys(["distributed.comm.tls.ca-file", "distributed.comm.tls.client.cert",
                            "distributed.comm.tls.client.key"])
@@ -191,11 +185,11 @@ GIB = 2**30
 
 
 def test_the_memory_caps_the_default_worker_count_and_says_so(monkeypatch):
-    from experiments.suite import executor, memory
+    from experiments.suite import cluster, executor, memory
 
     monkeypatch.delenv("XPNET_SCHEDULER", raising=False)
     monkeypatch.delenv("XPNET_WORKERS", raising=False)
-    monkeypatch.setattr(executor, "usable_cores", lambda: 8)
+    monkeypatch.setattr(cluster, "usable_cores", lambda: 8)
     started = []
     monkeypatch.setattr(executor, "start_local_cluster", lambda plan, device, memory_limit=0:
                         started.append((len(plan), memory_limit)) or InProcess())

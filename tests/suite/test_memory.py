@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from experiments.suite import memory, tasks
-from experiments.suite.executor import start_local_cluster, worker_plan
+from experiments.suite.cluster import worker_plan
+from experiments.suite.executor import start_local_cluster
 from xpnet.data import cache
 from xpnet.testing import write_cifar_batches
 
