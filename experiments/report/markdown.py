@@ -152,11 +152,15 @@ def differs(accuracy, reports) -> bool:
     return bool(mean < figures.min() - DIFFERS_BY or mean > figures.max() + DIFFERS_BY)
 
 
+def ours_runs(n_seeds: int) -> str:
+    """``"ours is the mean of 3 seeds"``, or ``"ours is one seed too"``."""
+    return "ours is one seed too" if n_seeds == 1 else f"ours is the mean of {n_seeds} seeds"
+
+
 def unexplained(n_seeds: int, known: str | None = None) -> str:
     """The cause of a difference when none is known (said as plainly as that), after
     what is ``known`` of the setting if anything."""
-    note = (f"the reports give one run, ours is the mean of {n_seeds} "
-            f"seed{'' if n_seeds == 1 else 's'}")
+    note = f"the reports give one run, {ours_runs(n_seeds)}"
     return f"{known}; no other cause is known ({note})." if known else f"none known ({note})."
 
 

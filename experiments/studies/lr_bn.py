@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.report.markdown import CHANCE, DIFFERS_BY, TRAINED_ABOVE, differs
+from experiments.report.markdown import CHANCE, DIFFERS_BY, TRAINED_ABOVE, differs, ours_runs
 from experiments.studies.kit import ARCHS, BATCH, Grid, column, metric, test_cell
 from xpnet import ConstantLR
 from xpnet.plots import BarPanel, Curve, Panel, Ref, plot_bars, plot_panels
@@ -127,5 +127,5 @@ def difference(bn: bool, i: int, test_accuracy, n_train: int = 45000) -> str | N
         if finite.size > 1 and (np.abs(finite - reports) > DIFFERS_BY).all():
             words += (f"; none of our {finite.size} seeds comes within "
                       f"{100 * DIFFERS_BY:g} points of the report's figure")
-    return (f"{SETUP.format(n_train=n_train)}; {words}. The report gives one run, ours is "
-            f"the mean of {acc.size} seed{'' if acc.size == 1 else 's'}.")
+    return (f"{SETUP.format(n_train=n_train)}; {words}. The report gives one run, "
+            f"{ours_runs(acc.size)}.")

@@ -20,6 +20,7 @@ times) and moving of results; this module only chooses the cluster:
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
 import threading
 
@@ -227,6 +228,12 @@ def connect(address: str, device: str) -> DaskExecutor:
     return DaskExecutor(client, None, f"scheduler {address}", device)
 
 
+#: Log level of local workers: a run's error reaches the suite through its future, so the
+#: workers' own logs would only add Dask's shutdown noise (a heartbeat that races the
+#: scheduler's closing was seen printed as an ERROR with a traceback after a clean run).
+WORKER_LOG_LEVEL = logging.CRITICAL
+
+
 def start_local_cluster(plan: list[dict], device: str, memory_limit: int = 0) -> DaskExecutor:
     """A cluster of ``len(plan)`` single-threaded worker processes on this machine.
 
@@ -247,7 +254,7 @@ def start_local_cluster(plan: list[dict], device: str, memory_limit: int = 0) ->
         "dashboard_address": "127.0.0.1:0"}}
     workers = {f"worker-{i}": {"cls": Nanny, "options": {
         "nthreads": 1, "env": env, "host": "127.0.0.1", "protocol": "tls",
-        "security": security, "silence_logs": 40, "memory_limit": memory_limit,
+        "security": security, "silence_logs": WORKER_LOG_LEVEL, "memory_limit": memory_limit,
         "dashboard": False}} for i, env in enumerate(plan)}
     try:
         with dask.config.set(DASK_CONFIG):
