@@ -22,7 +22,7 @@ import pytest
 
 from experiments.suite import cluster
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 STUDIES = "gradcheck,depth_bn,lambda_search"
 QUICK = ["--quick", "--only", STUDIES, "--seeds", "2", "--no-progress"]
 DASK_SCHEDULER = [sys.executable, "-c", "from distributed.cli.dask_scheduler import main; main()"]

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from xpnet.errors import BackendError
+
+#: What a host value without ``flags`` (a Python scalar or list) counts as: writable.
+_WRITABLE = types.SimpleNamespace(writeable=True)
 
 DEVICES = ("cpu", "cuda", "torch", "torch:cuda", "torch:mps", "strict", "strict:device1")
 #: The device flags a user picks from (the strict ones are for tests).
@@ -60,6 +65,12 @@ class Backend:
         """Move a host (NumPy) array or Python scalar to this backend's device."""
         if isinstance(dtype, str):
             dtype = self.dtype(dtype)
+        if self.name == "torch" and not getattr(host_array, "flags", _WRITABLE).writeable:
+            # A read-only array (the mapped data cache) becomes a CPU tensor on the same
+            # memory, which PyTorch warns about; xpnet never writes to its data tensors.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return self.xp.asarray(host_array, dtype=dtype, device=self.device)
         return self.xp.asarray(host_array, dtype=dtype, device=self.device)
 
     def dtype(self, name: str):
