@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import QUICK_DEPTH_BN, assert_depth_bn_close
+from tests.conftest import QUICK_DEPTH_BN, assert_depth_bn_close, torch_or_skip
 from tests.processes import (
     Processes,
     load,
@@ -90,6 +90,7 @@ def test_a_client_without_cupy_or_torch_sends_runs_to_a_cluster(procs, tiny_data
 @pytest.mark.slow
 def test_torch_on_two_local_workers_is_close_to_cpu(procs, cifar_root, quick_depth_bn_cpu,
                                                     tmp_path):
+    torch_or_skip()
     out = tmp_path / "out"
     proc = run_cli(procs, *QUICK_DEPTH_BN, "--device", "torch", "--workers", 2,
                    "--data-dir", cifar_root, "--out", out)

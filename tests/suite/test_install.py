@@ -22,6 +22,7 @@ import shutil
 import site
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,17 @@ def _clean_env() -> dict:
     return env
 
 
+def _can_build_here() -> bool:
+    """Whether the running environment has pyproject's build backend: setuptools >= 68
+    and a ``bdist_wheel`` (setuptools' own from 70.1, else the ``wheel`` package)."""
+    try:
+        version = tuple(int(p) for p in metadata.version("setuptools").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
+    return version >= (70, 1) or (version >= (68, 0)
+                                  and importlib.util.find_spec("wheel") is not None)
+
+
 def running_site_dirs() -> list[str]:
     """The site directories of the interpreter running the tests, as it sees them: its
     site-packages (a venv's own, plus the base's only if the venv includes them) and the
@@ -83,10 +95,9 @@ def venv(tmp_path_factory) -> Path:
     (Path(purelib) / "running-environment.pth").write_text(
         f"import site; list(map(site.addsitedir, {running_site_dirs()!r}))\n")
     # No pip cache (the home folder may be read-only); and where the running environment
-    # has setuptools, which the new one sees, no isolated build environment: fetching
-    # the build requirements would make the test depend on the network.
-    isolation = [] if importlib.util.find_spec("setuptools") is None else [
-        "--no-build-isolation"]
+    # can build xpnet itself (pyproject's build requirements), which the new one sees, no
+    # isolated build environment: fetching them would make the test need the network.
+    isolation = ["--no-build-isolation"] if _can_build_here() else []
     done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
                            "--no-deps", "--ignore-installed", "--no-cache-dir", *isolation,
                            "--quiet", str(source)],
