@@ -11,8 +11,10 @@ instead of skipping.
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import os
+import sys
 
 # The BLAS thread defaults (one thread unless the environment says otherwise) have one
 # home, experiments/__init__.py; importing the package applies them, and that must happen
@@ -65,6 +67,19 @@ def torch_or_skip():
     if in_ci() and importlib.util.find_spec("torch") is None:
         pytest.fail(f"{reason} (CI runs the torch backend: .ci/run installs it).")
     return pytest.importorskip("torch", reason=reason)
+
+
+def block_import(monkeypatch, package: str) -> None:
+    """Make ``import package`` (and its submodules) fail for this test, installed or not."""
+    real_import = builtins.__import__
+
+    def blocked(name, *args, **kwargs):
+        if name == package or name.startswith(f"{package}."):
+            raise ImportError(f"No module named {package!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, package, raising=False)
+    monkeypatch.setattr(builtins, "__import__", blocked)
 
 
 def matrix_backend(name: str):

@@ -1,11 +1,11 @@
 """Device selection and its user-facing errors."""
 
-import builtins
 import sys
 
 import numpy as np
 import pytest
 
+from tests.conftest import block_import
 from xpnet.backend import get_backend, to_numpy
 from xpnet.errors import BackendError
 
@@ -24,15 +24,7 @@ def test_unknown_device_is_one_sentence():
 
 
 def test_cuda_without_cupy_says_what_to_install(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_cupy(name, *args, **kwargs):
-        if name == "cupy" or name.startswith("cupy."):
-            raise ImportError("No module named 'cupy'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, "cupy", raising=False)
-    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    block_import(monkeypatch, "cupy")
     with pytest.raises(BackendError) as err:
         get_backend("cuda")
     message = str(err.value)

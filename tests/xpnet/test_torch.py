@@ -8,14 +8,12 @@ flags' user-facing errors.  Gradients are ours: no tensor here requires grad.
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import torch_or_skip
+from tests.conftest import block_import, torch_or_skip
 from xpnet.backend import get_backend, to_numpy
 from xpnet.errors import BackendError
 from xpnet.network import Network, NetworkConfig, one_hot
@@ -193,15 +191,7 @@ def test_mps_refuses_float64_in_one_sentence():
 
 @pytest.mark.parametrize("flag", ["torch", "torch:cuda", "torch:mps"])
 def test_torch_flags_without_pytorch_say_what_to_install(monkeypatch, flag):
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("No module named 'torch'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, "torch", raising=False)
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+    block_import(monkeypatch, "torch")
     with pytest.raises(BackendError) as err:
         get_backend(flag)
     assert str(err.value) == (f'--device {flag} needs PyTorch; run pip install ".[torch]", '
