@@ -240,36 +240,46 @@ class Context:
         """Submit a training run of M lockstep models.
 
         ``grid`` (a :class:`experiments.studies.kit.Grid`) gives the per-model values
-        it names (``seeds``, ``lam``, ``sigma``, ``eps``, ``momentum``); ``settings`` are
-        the rest of :meth:`train_spec`'s arguments.  ``fn`` replaces the run function
-        (:func:`experiments.suite.tasks.train_and_test`) with one of the same form that
-        also measures something (see ``tasks.fit_and_test``), and ``extra`` adds its own
-        JSON-able fields to the spec; such a run is never cut into model groups.
+        it names (``seeds``, ``lam``, ``sigma``, ``momentum`` and the network's per-model
+        fields: ``bn_eps`` or ``eps``, ``dropout``...); ``settings`` are the rest of
+        :meth:`train_spec`'s arguments (``norm="layer"``, ``optimizer=Adam(...)``, ...).
+        ``fn`` replaces the run function (:func:`experiments.suite.tasks.train_and_test`)
+        with one of the same form that also measures something (see
+        ``tasks.fit_and_test``), and ``extra`` adds its own JSON-able fields to the spec; such a run is never cut into model groups.
         """
         spec = {**self.train_spec(grid=grid, **settings), **(extra or {})}
         steps = specs.make_schedule(spec["schedule"], spec["models"]).total_steps
         return self.submit(key, spec, fn or tasks.train_and_test, splittable=fn is None,
                            steps=steps, cost=specs.estimated_seconds(spec))
 
-    def train_spec(self, *, grid=None, hidden, seeds=None, lam=0.005, sigma=None, eps=None,
-                   batch_norm: bool = True, init: str = "he", schedule=None,
-                   train: TrainConfig | None = None, n_train: int | None = None) -> dict:
+    def train_spec(self, *, grid=None, hidden, seeds=None, lam=0.005, sigma=None,
+                   schedule=None, train: TrainConfig | None = None, n_train: int | None = None,
+                   optimizer=None, **network_fields) -> dict:
         """The spec of a training run on this study's data (see
         :func:`experiments.suite.spec.train_spec`); by default the reports' 2-cycle
-        schedule and training settings, lambda 0.005, He init, batch norm."""
+        schedule and training settings, lambda 0.005, He init, batch norm, SGD.
+
+        ``network_fields`` are :class:`xpnet.NetworkConfig` fields (``norm="layer"``,
+        ``activation``, ``dropout=[0, 0.1, 0.3]``, ``bn_eps``...); ``optimizer`` an option
+        object of :mod:`xpnet.optim` (``Adam(...)``), which replaces ``train``'s.  A grid's
+        settings named like a per-model field (or ``lam``, ``sigma``, ``momentum``) win
+        over the keywords."""
         per_model = grid.per_model() if grid is not None else {}
-        if grid is not None and "momentum" in per_model:
-            train = dataclasses.replace(train or self.train_config(),
-                                        momentum=tuple(per_model.pop("momentum")))
+        train = train or self.train_config()
+        if "momentum" in per_model:
+            train = dataclasses.replace(train, momentum=tuple(per_model.pop("momentum")))
+        if optimizer is not None:
+            train = dataclasses.replace(train, optimizer=optimizer)
+        network_fields = {**specs.network_options(network_fields),
+                          **specs.grid_options(per_model)}
         n_all = len(self.data.y_train)
         return specs.train_spec(
             data=self.data_sizes(), d_in=self.data.X_train.shape[1],
             n_classes=self.data.n_classes, hidden=hidden,
             seeds=per_model.get("seeds", seeds), lam=per_model.get("lam", lam),
-            sigma=per_model.get("sigma", sigma), eps=per_model.get("eps", eps),
-            batch_norm=batch_norm, init=init, schedule=schedule or self.cyclical(2),
-            train=train or self.train_config(),
-            n_train=n_all if n_train is None else min(n_train, n_all))
+            sigma=per_model.get("sigma", sigma), schedule=schedule or self.cyclical(2),
+            train=train, n_train=n_all if n_train is None else min(n_train, n_all),
+            **network_fields)
 
     def priority(self, cost: float) -> float:
         """The Dask priority of a run submitted now (higher starts first).

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from experiments.suite.progress import PROGRESS_TOPIC, ProgressEvents, dask_worker
-from experiments.suite.spec import make_schedule, make_train_config
-from xpnet import Network, NetworkConfig, to_numpy
+from experiments.suite.spec import make_config, make_schedule, make_train_config, network_per_model
+from xpnet import Network, to_numpy
 from xpnet.codec import to_jsonable
 from xpnet.errors import DataError, XpnetError
 from xpnet.training import DeviceSplit, train
@@ -236,9 +236,9 @@ def _portable(exc: Exception) -> Exception:
 def make_net(env: RunEnv, spec: dict) -> Network:
     """The run's freshly initialised Network of M models (float32, on ``env``'s backend)."""
     models = spec["models"]
-    return Network.create(NetworkConfig(**spec["config"]), seeds=models["seeds"],
-                          lam=models["lam"], sigma=models.get("sigma"),
-                          bn_eps=models.get("eps"), device=env.backend)
+    return Network.create(make_config(spec), seeds=models["seeds"], lam=models["lam"],
+                          sigma=models.get("sigma"), device=env.backend,
+                          **network_per_model(spec))
 
 
 def train_and_test(env: RunEnv, spec: dict, callbacks) -> dict:

@@ -21,25 +21,51 @@ come from the data at :meth:`Classifier.fit`.  The lower layer (``Network``, ``t
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 
 import numpy as np
 
+from xpnet import network, optim, options
 from xpnet.atomic import atomic_write
 from xpnet.backend import to_numpy
 from xpnet.errors import CheckpointError, XpnetError
-from xpnet.init import INITS
-from xpnet.network import Network, NetworkConfig
+from xpnet.network import Network
 from xpnet.schedules import CyclicalLR
 from xpnet.training import DeviceSplit, History, TrainConfig, train
 
-#: Constructor arguments that take one value for all models or one per model.
-PER_MODEL = ("lam", "seeds", "sigma", "bn_eps", "momentum")
+#: Classifier's own keywords and their defaults; the network's come from the fields of
+#: :class:`~xpnet.network.NetworkConfig` (:func:`network_keywords`), never listed here.
+OWN = {"lam": 0.005, "seeds": 0, "sigma": None, "momentum": 0.0, "optimizer": None,
+       "batch_size": 100, "n_classes": None, "evals_per_cycle": 10,
+       "train_eval_size": 10000, "device": "cpu", "dtype": "float32"}
 
-#: Constructor arguments a checkpoint stores beside the network (which holds the rest).
-_SAVED = ("sigma", "momentum", "batch_size", "n_classes", "evals_per_cycle",
+#: Own keywords that take one value for all models or one per model.
+OWN_PER_MODEL = ("lam", "seeds", "sigma", "momentum")
+
+#: Own keywords a checkpoint stores beside the network (which holds the network's).
+_SAVED = ("sigma", "momentum", "optimizer", "batch_size", "n_classes", "evals_per_cycle",
           "train_eval_size", "dtype")
+
+
+def network_keywords() -> dict:
+    """The network options ``Classifier`` takes, with their defaults: every field of
+    ``NetworkConfig`` but the sizes, which come from the data (and ``hidden``)."""
+    return {f.name: f.default for f in dataclasses.fields(network.NetworkConfig)
+            if f.name not in ("d_in", "hidden", "n_classes")}
+
+
+def keywords() -> list[str]:
+    """Every constructor argument, in order: what ``get_params`` returns."""
+    return ["hidden", *network_keywords(), *OWN]
+
+
+def per_model_keywords() -> tuple[str, ...]:
+    """Constructor arguments that take one value for all models or one per model."""
+    return (*OWN_PER_MODEL, *options.per_model_names(network.NetworkConfig))
+
 
 #: Samples per forward pass in predict / predict_proba.
 CHUNK = 10000
@@ -53,16 +79,20 @@ def default_schedule() -> CyclicalLR:
 class Classifier:
     """M fully connected softmax classifiers with optional batch norm, trained in lockstep.
 
+    The keywords are this class's own (below) and every field of
+    :class:`~xpnet.network.NetworkConfig` but the sizes (``norm``, ``activation``,
+    ``dropout``, ``init``, ``bn_momentum``, ``bn_eps``, ...: see its docstring), derived
+    from it; its per-model fields take one value or one per model here too.  The legacy
+    ``batch_norm=True/False`` means ``norm="batch"/None``.
+
     Args:
         hidden: widths of the hidden layers (``()``: a linear classifier).
-        batch_norm: batch norm between each hidden layer's affine map and its ReLU.
-        init: ``"he"``, ``"xavier"`` or ``"normal"`` (then ``sigma`` is the weights' std).
         lam: L2 strength (:mod:`xpnet.l2`); per model.
         seeds: initial weights and batch orders of model m come from ``seeds[m]``; per model.
         sigma: weight std for ``init="normal"``; per model.
-        bn_eps: batch norm's epsilon; per model.
-        bn_momentum: weight of the old running average in batch norm (one for all).
         momentum: SGD momentum in [0, 1); per model.
+        optimizer: options from :mod:`xpnet.optim` (``Adam()``, ``AdamW(...)``); None: SGD
+            with ``momentum``.
         batch_size: samples per step; an epoch is ``n_train // batch_size`` steps.
         n_classes: C; by default one more than the largest label seen by :meth:`fit`.
         evals_per_cycle, train_eval_size: record points per schedule cycle, and how many
@@ -75,43 +105,55 @@ class Classifier:
     ``n_features_in_`` and ``n_classes_``.
     """
 
-    def __init__(self, hidden=(50, 50), *, batch_norm: bool = True, init: str = "he",
-                 lam=0.005, seeds=0, sigma=None, bn_eps=1e-5, bn_momentum: float = 0.9,
-                 momentum=0.0, batch_size: int = 100, n_classes: int | None = None,
-                 evals_per_cycle: int = 10, train_eval_size: int | None = 10000,
-                 device="cpu", dtype: str = "float32"):
-        if init not in INITS:
-            raise XpnetError(f"Unknown init {init!r}; use one of: {', '.join(INITS)}.")
-        if dtype not in ("float32", "float64"):
-            raise XpnetError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
-        if not (_is_number(bn_momentum) and 0 <= bn_momentum <= 1):
-            raise XpnetError(f"bn_momentum must be in [0, 1], got {bn_momentum!r}.")
+    def __init__(self, hidden=(50, 50), **kwargs):
+        unknown = set(kwargs) - set(keywords()) - {"batch_norm"}
+        if unknown:
+            raise XpnetError(f"Classifier got an unknown keyword {sorted(unknown)[0]!r}; "
+                             f"use one of: {', '.join(keywords())}.")
+        if "batch_norm" in kwargs:  # the keyword before norm existed
+            kwargs["norm"] = "batch" if kwargs.pop("batch_norm") else None
+        given = {**network_keywords(), **OWN, **kwargs}
+        if given["dtype"] not in ("float32", "float64"):
+            raise XpnetError(f"dtype must be 'float32' or 'float64', got {given['dtype']!r}.")
         self.hidden = _widths(hidden)
-        self.batch_norm = bool(batch_norm)
-        self.init = init
-        self.lam = _per_model_value("lam", lam)
-        self.seeds = _per_model_value("seeds", seeds, whole=True)
-        self.sigma = None if sigma is None else _per_model_value("sigma", sigma)
-        self.bn_eps = _per_model_value("bn_eps", bn_eps)
-        self.bn_momentum = float(bn_momentum)
-        self.momentum = _per_model_value("momentum", momentum)
-        self.batch_size = _whole("batch_size", batch_size, 1)
+        # The network's options, checked (and per-model tuples normalised) by the config.
+        probe = network.NetworkConfig(d_in=1, hidden=self.hidden, n_classes=2,
+                                      **{k: given[k] for k in network_keywords()})
+        for name in network_keywords():
+            setattr(self, name, getattr(probe, name))
+        self.lam = _per_model_value("lam", given["lam"])
+        self.seeds = _per_model_value("seeds", given["seeds"], whole=True)
+        self.sigma = None if given["sigma"] is None else _per_model_value("sigma", given["sigma"])
+        self.momentum = _per_model_value("momentum", given["momentum"])
+        self.batch_size = _whole("batch_size", given["batch_size"], 1)
+        n_classes, size = given["n_classes"], given["train_eval_size"]
         self.n_classes = None if n_classes is None else _whole("n_classes", n_classes, 2)
-        self.evals_per_cycle = _whole("evals_per_cycle", evals_per_cycle, 1)
-        self.train_eval_size = (None if train_eval_size is None
-                                else _whole("train_eval_size", train_eval_size, 1))
-        self.device = device
-        self.dtype = dtype
+        self.evals_per_cycle = _whole("evals_per_cycle", given["evals_per_cycle"], 1)
+        self.train_eval_size = None if size is None else _whole("train_eval_size", size, 1)
+        self.optimizer = given["optimizer"]
+        self._train_config()  # checks the optimizer with the momentum
+        self.device = given["device"]
+        self.dtype = given["dtype"]
         self.network_: Network | None = None
         self.history_: History | None = None
-        _models_from({name: getattr(self, name) for name in PER_MODEL})  # lengths agree
+        self._model_count()  # lengths agree
 
     def get_params(self) -> dict:
         """The constructor arguments, as given (per-model sequences as tuples)."""
-        names = ("hidden", "batch_norm", "init", "lam", "seeds", "sigma", "bn_eps",
-                 "bn_momentum", "momentum", "batch_size", "n_classes", "evals_per_cycle",
-                 "train_eval_size", "device", "dtype")
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in keywords()}
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(batch_size=self.batch_size, momentum=self.momentum,
+                           evals_per_cycle=self.evals_per_cycle,
+                           train_eval_size=self.train_eval_size, optimizer=self.optimizer)
+
+    def _model_count(self, schedule=None) -> int:
+        """M from the per-model values (and ``schedule``'s); checks that they agree."""
+        values = {name: getattr(self, name) for name in per_model_keywords()}
+        opt = self.optimizer
+        for name in () if opt is None else opt.per_model_fields():
+            values[name] = getattr(opt, name)
+        return _models_from({**values, "the schedule": getattr(schedule, "n_models", None)})
 
     # ------------------------------------------------------------------ training
     def fit(self, train_data, schedule=None, *, val=None, progress: bool = False,
@@ -141,10 +183,7 @@ class Classifier:
         train_split = DeviceSplit.from_host(net.backend, X, y, C, self.dtype)
         val_split = None if val_pair is None else DeviceSplit.from_host(
             net.backend, *val_pair, C, self.dtype)
-        train_config = TrainConfig(batch_size=self.batch_size, momentum=self.momentum,
-                                   evals_per_cycle=self.evals_per_cycle,
-                                   train_eval_size=self.train_eval_size)
-        history = train(net, schedule, train_split, val_split, train_config,
+        history = train(net, schedule, train_split, val_split, self._train_config(),
                         callbacks=callbacks, progress=progress)
         self.network_, self.history_ = net, history
         return history
@@ -163,15 +202,15 @@ class Classifier:
 
     def _new_network(self, d_in: int, n_classes: int, schedule) -> Network:
         """M freshly initialised models, M from the per-model values and the schedule."""
-        per_model = {name: getattr(self, name) for name in PER_MODEL}
-        M = _models_from({**per_model, "the schedule": getattr(schedule, "n_models", None)})
-        config = NetworkConfig(
-            d_in=d_in, hidden=self.hidden, n_classes=n_classes, batch_norm=self.batch_norm,
-            init=self.init, bn_momentum=self.bn_momentum,
-            **({} if isinstance(self.bn_eps, tuple) else {"bn_eps": self.bn_eps}))
+        M = self._model_count(schedule)
+        shared = {name: getattr(self, name) for name in network_keywords()}
+        per_model = {name: shared.pop(name) for name in list(shared)
+                     if isinstance(shared[name], tuple)}
+        config = network.NetworkConfig(d_in=d_in, hidden=self.hidden, n_classes=n_classes,
+                                       **shared)
         return Network.create(config, n_models=M, seeds=self.seeds, lam=self.lam,
-                              sigma=self.sigma, bn_eps=self.bn_eps, device=self.device,
-                              dtype=self.dtype)
+                              sigma=self.sigma, device=self.device, dtype=self.dtype,
+                              **per_model)
 
     # ---------------------------------------------------------------- inference
     def predict(self, X) -> np.ndarray:
@@ -209,6 +248,7 @@ class Classifier:
         """
         state = self._fitted().state_dict()
         settings = {name: getattr(self, name) for name in _SAVED}
+        settings["optimizer"] = optim.to_dict(self.optimizer)
         state["classifier"] = np.array(json.dumps(settings))
         with atomic_write(path) as f:
             np.savez(f, **state)
@@ -228,12 +268,16 @@ class Classifier:
         except ValueError:
             raise CheckpointError(f"{path} has damaged classifier settings; pass a file "
                                   "written by Classifier.save.") from None
+        if settings.get("optimizer") is not None:
+            settings["optimizer"] = optim.from_dict(settings["optimizer"])
         c = net.config
-        clf = cls(hidden=c.hidden, batch_norm=c.batch_norm, init=c.init,
-                  bn_momentum=c.bn_momentum, lam=tuple(net.lam_host.tolist()),
-                  seeds=0 if net.seeds is None else tuple(net.seeds),
-                  bn_eps=tuple(net.bn_eps_host.tolist()), device=device,
-                  **{k: v for k, v in settings.items() if k in _SAVED})
+        stored = {name: getattr(c, name) for name in network_keywords()}
+        for name, values in net.per_model_host.items():  # one value per model, or one for all
+            stored[name] = float(values[0]) if np.all(values == values[0]) else tuple(
+                values.tolist())
+        clf = cls(hidden=c.hidden, lam=tuple(net.lam_host.tolist()),
+                  seeds=0 if net.seeds is None else tuple(net.seeds), device=device,
+                  **stored, **{k: v for k, v in settings.items() if k in _SAVED})
         clf.network_ = net
         return clf
 
@@ -243,7 +287,7 @@ class Classifier:
         """M, the number of models (fitted: the network's; else from the hyper-parameters)."""
         if self.network_ is not None:
             return self.network_.n_models
-        return _models_from({name: getattr(self, name) for name in PER_MODEL})
+        return self._model_count()
 
     @property
     def n_features_in_(self) -> int:
@@ -269,9 +313,23 @@ class Classifier:
 
     def __repr__(self) -> str:
         state = "fitted" if self.network_ is not None else "not fitted"
-        return (f"Classifier(hidden={self.hidden}, batch_norm={self.batch_norm}, "
+        return (f"Classifier(hidden={self.hidden}, norm={self.norm!r}, "
                 f"lam={self.lam}, seeds={self.seeds}, device={self.device!r}, "
                 f"n_models={self.n_models}, {state})")
+
+
+def _signature() -> inspect.Signature:
+    """``Classifier.__init__``'s signature, derived like its keywords (for ``help`` and
+    tools that read signatures)."""
+    P = inspect.Parameter
+    params = [P("self", P.POSITIONAL_OR_KEYWORD),
+              P("hidden", P.POSITIONAL_OR_KEYWORD, default=(50, 50))]
+    params += [P(name, P.KEYWORD_ONLY, default=default)
+               for name, default in {**network_keywords(), **OWN}.items()]
+    return inspect.Signature(params)
+
+
+Classifier.__init__.__signature__ = _signature()
 
 
 # ---------------------------------------------------------------------- input checks

@@ -19,31 +19,75 @@ import os
 
 import numpy as np
 
-from xpnet import l2, layers
+from xpnet import l2, layers, options
 from xpnet.atomic import atomic_write
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
-from xpnet.init import INITS, layer_weights
+from xpnet.init import layer_weights
+
+
+def _positive(a):
+    return a > 0
+
+
+def _unit_interval(a):
+    return (a >= 0) & (a <= 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
-    """Architecture of a network: ``d_in -> hidden[0] -> ... -> n_classes``."""
+    """Architecture of a network: ``d_in -> hidden[0] -> ... -> n_classes``.
+
+    The one home of the model options: ``Classifier``'s keywords, the suite's spec and
+    fingerprints, and saved files are derived from these fields (see :mod:`xpnet.options`).
+    Fields marked per model (``leaky_slope``, ``dropout``, ``bn_eps``) take one number or
+    one per model (``Network.create`` also takes them per model, by name).
+
+    Attributes:
+        norm: the normalisation after each hidden layer's affine map: ``"batch"`` or None.
+        activation: the hidden layers' activation (``"relu"``).
+        leaky_slope: the negative slope of ``"leaky_relu"``.
+        dropout: inverted-dropout rate of the hidden layers in training, in [0, 1).
+        init: ``"he"``, ``"xavier"`` or ``"normal"`` (then ``sigma`` is the weights' std).
+        bn_momentum: weight of the old running average in batch norm.
+        bn_eps: batch norm's epsilon.
+    """
 
     d_in: int = 3072
     hidden: tuple[int, ...] = (50, 50)
     n_classes: int = 10
-    batch_norm: bool = True
+    norm: str | None = "batch"
+    activation: str = "relu"
+    leaky_slope: float = options.per_model(0.01, "of at least 0", lambda a: a >= 0)
+    dropout: float = options.per_model(0.0, "in [0, 1)", lambda a: (a >= 0) & (a < 1))
     init: str = "he"
-    bn_momentum: float = 0.9
-    bn_eps: float = 1e-5
+    bn_momentum: float = options.shared(0.9, "in [0, 1]", _unit_interval)
+    bn_eps: float = options.per_model(1e-5, "above 0", _positive)
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if self.d_in < 1 or self.n_classes < 2 or any(h < 1 for h in self.hidden):
             raise XpnetError("Layer sizes must be positive and n_classes at least 2.")
-        if self.init not in INITS:
-            raise XpnetError(f"Unknown init {self.init!r}; use one of: {', '.join(INITS)}.")
+        options.check_fields(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetworkConfig:
+        """The config a dict of fields describes; a legacy ``batch_norm`` bool names ``norm``
+        (True: ``"batch"``, False: None), and missing fields take their defaults."""
+        d = dict(d)
+        if "batch_norm" in d:
+            legacy = d.pop("batch_norm")
+            d.setdefault("norm", "batch" if legacy else None)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise XpnetError(f"Unknown network option {sorted(unknown)[0]!r}; use the fields "
+                             "of xpnet.NetworkConfig.")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    @property
+    def batch_norm(self) -> bool:
+        """Whether the hidden layers use batch norm (``norm == "batch"``)."""
+        return self.norm == "batch"
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -60,6 +104,25 @@ class NetworkConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def spec_dict(self) -> dict:
+        """The fingerprinted form: :meth:`to_dict` as the suite's first spec format wrote it.
+
+        ``norm`` ``"batch"`` / None is written as ``batch_norm`` True / False, and a field
+        the first format did not have is left out while it holds its default, so the
+        fingerprints of runs stored before it existed stay what they were.
+        """
+        d = self.to_dict()
+        if d["norm"] in ("batch", None):
+            d["batch_norm"] = d.pop("norm") == "batch"
+        for f in dataclasses.fields(self):
+            if f.name not in _FIRST_SPEC and f.name in d and d[f.name] == f.default:
+                del d[f.name]
+        return d
+
+
+#: The fields of the first spec format (what it always wrote, ``batch_norm`` for ``norm``).
+_FIRST_SPEC = ("d_in", "hidden", "n_classes", "init", "bn_momentum", "bn_eps")
 
 
 def _per_model(value, M, name) -> np.ndarray:
@@ -82,7 +145,9 @@ class Network:
     """
 
     def __init__(self, config: NetworkConfig, params: dict, buffers: dict, lam,
-                 backend: Backend, seeds=None, bn_eps=None):
+                 backend: Backend, seeds=None, per_model: dict | None = None):
+        """``per_model`` maps per-model fields of the config (``bn_eps``, ``dropout``...)
+        to one value or one per model; a field it leaves out takes the config's value."""
         self.config = config
         self.params = params
         self.buffers = buffers
@@ -92,27 +157,50 @@ class Network:
         self.n_models = int(self.lam_host.shape[0])
         self.dtype = params["W1"].dtype
         self.lam = backend.asarray(self.lam_host, dtype=self.dtype)
-        self.bn_eps_host = _per_model(config.bn_eps if bn_eps is None else to_numpy(bn_eps),
-                                      self.n_models, "bn_eps")
-        self.bn_eps = backend.asarray(self.bn_eps_host, dtype=self.dtype)
+        given = per_model or {}
+        #: Every per-model field as host float64 ``(M,)`` and as a device ``(M,)`` array.
+        self.per_model_host = {
+            name: _per_model(getattr(config, name) if given.get(name) is None
+                             else to_numpy(given[name]), self.n_models, name)
+            for name in options.per_model_names(type(config))}
+        self.per_model = {name: backend.asarray(v, dtype=self.dtype)
+                          for name, v in self.per_model_host.items()}
         self.seeds = None if seeds is None else [int(s) for s in np.asarray(seeds).reshape(-1)]
+
+    @property
+    def bn_eps_host(self) -> np.ndarray:
+        return self.per_model_host["bn_eps"]
+
+    @property
+    def bn_eps(self):
+        return self.per_model["bn_eps"]
 
     # ----------------------------------------------------------------- creation
     @classmethod
     def create(cls, config: NetworkConfig, *, n_models: int | None = None, seeds=0,
-               lam=0.0, sigma=None, bn_eps=None, device: str | Backend = "cpu",
-               dtype: str = "float32") -> Network:
+               lam=0.0, sigma=None, device: str | Backend = "cpu",
+               dtype: str = "float32", **per_model) -> Network:
         """Initialise M models.
 
         Args:
             seeds: int or ``(M,)``; model m's weights come from ``default_rng(seeds[m])``.
             lam: L2 strength, scalar or ``(M,)``.
             sigma: weight std for ``init="normal"``, scalar or ``(M,)``.
-            bn_eps: batch norm's epsilon, scalar or ``(M,)``; default ``config.bn_eps``.
-            n_models: M; by default the length of the longest of seeds, lam, sigma, bn_eps.
+            per_model: the config's per-model fields by name (``bn_eps=...``,
+                ``dropout=[0, 0.1, 0.3]``), scalar or ``(M,)``; default the config's.
+            n_models: M; by default the length of the longest of seeds, lam, sigma and
+                the per-model values.
         """
         backend = device if isinstance(device, Backend) else get_backend(device)
-        lengths = [np.size(v) for v in (seeds, lam, sigma, bn_eps) if v is not None]
+        names = options.per_model_names(type(config))
+        unknown = set(per_model) - set(names)
+        if unknown:
+            raise XpnetError(f"Network.create got an unknown option {sorted(unknown)[0]!r}; "
+                             f"the per-model options are {', '.join(names)}.")
+        given = {name: v for name, v in per_model.items() if v is not None}
+        defaults = [getattr(config, name) for name in names if name not in given]
+        lengths = [np.size(v) for v in (seeds, lam, sigma, *given.values(), *defaults)
+                   if v is not None]
         M = int(n_models or max(lengths))
         seeds_arr = np.asarray(seeds, dtype=np.int64).reshape(-1)
         if seeds_arr.size == 1:
@@ -123,11 +211,13 @@ class Network:
         if np.any(lam_arr < 0) or not np.all(np.isfinite(lam_arr)):
             raise XpnetError("lam must be finite and non-negative.")
         sigma_arr = None if sigma is None else _per_model(sigma, M, "sigma")
-        eps_arr = _per_model(config.bn_eps if bn_eps is None else bn_eps, M, "bn_eps")
-        if not np.all(np.isfinite(eps_arr) & (eps_arr > 0)):
-            raise XpnetError("bn_eps must be positive.")
+        fields = {f.name: f for f in dataclasses.fields(config)}
+        values = {name: _per_model(options.check_field(fields[name], v), M, name)
+                  for name, v in given.items()}
         if config.init == "normal" and sigma_arr is None:
             raise XpnetError("init='normal' needs sigma, for example sigma=1e-3.")
+        if np.any(values.get("dropout", np.asarray(config.dropout)) > 0):
+            raise XpnetError("dropout is not implemented in this version; leave it at 0.")
 
         rngs = [np.random.default_rng(int(s)) for s in seeds_arr]
         dt = backend.dtype(dtype)
@@ -144,7 +234,7 @@ class Network:
                 buffers[f"var{l}"] = backend.asarray(np.ones((M, 1, d_out)), dtype=dt)
             else:
                 params[f"b{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
-        return cls(config, params, buffers, lam_arr, backend, seeds_arr, eps_arr)
+        return cls(config, params, buffers, lam_arr, backend, seeds_arr, values)
 
     # ------------------------------------------------------------------ forward
     def forward(self, X, *, train: bool = True, update_stats: bool = True):
@@ -284,7 +374,7 @@ class Network:
         state = {f"param/{k}": to_numpy(v) for k, v in self.params.items()}
         state.update({f"buffer/{k}": to_numpy(v) for k, v in self.buffers.items()})
         state["lam"] = self.lam_host
-        state["bn_eps"] = self.bn_eps_host
+        state.update(self.per_model_host)  # "bn_eps", "dropout", ...: float64 (M,)
         meta = {"config": self.config.to_dict(), "seeds": self.seeds, "format": 1}
         state["meta"] = np.array(json.dumps(meta))
         return state
@@ -302,8 +392,8 @@ class Network:
             with np.load(os.fspath(path), allow_pickle=False) as f:
                 state = {k: f[k] for k in f.files}
             meta = json.loads(str(state.pop("meta")))
-            config = NetworkConfig(**meta["config"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            config = NetworkConfig.from_dict(meta["config"])
+        except (OSError, ValueError, KeyError, TypeError, XpnetError) as exc:
             reason = str(exc).split(". ")[0].rstrip(".")  # the message stays one sentence
             raise CheckpointError(
                 f"{path} is not a readable xpnet checkpoint ({reason}); pass a file written "
@@ -317,7 +407,7 @@ class Network:
             elif kind == "buffer":
                 buffers[name] = backend.asarray(value, dtype=dt)
         net = cls(config, params, buffers, state["lam"], backend, meta.get("seeds"),
-                  state.get("bn_eps"))
+                  {name: state.get(name) for name in options.per_model_names(type(config))})
         expected = cls.create(config, n_models=net.n_models, device="cpu", dtype="float64")
         for name, value in expected.params.items():
             if name not in params or tuple(params[name].shape) != tuple(value.shape):
@@ -327,7 +417,7 @@ class Network:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Network(sizes={c.sizes}, batch_norm={c.batch_norm}, init={c.init!r}, "
+        return (f"Network(sizes={c.sizes}, norm={c.norm!r}, init={c.init!r}, "
                 f"n_models={self.n_models}, device={self.backend.name!r}, dtype={self.dtype})")
 
 

@@ -1,4 +1,4 @@
-"""The training loop: mini-batch SGD over a schedule, for M models in lockstep.
+"""The training loop: mini-batch SGD or Adam over a schedule, for M models in lockstep.
 
 Read top to bottom: move the data to the device once; per epoch send over the batch
 order (drawn on the host, one epoch ahead, in a background thread); per step gather
@@ -15,12 +15,11 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import l2
 from xpnet.backend import to_numpy
 from xpnet.codec import to_float_array, to_jsonable
 from xpnet.errors import XpnetError
 from xpnet.network import Network, one_hot
-from xpnet.optim import SGD
+from xpnet.optim import OPTIMIZERS, SGD, Adam, AdamW
 from xpnet.schedules import resolve as resolve_schedule
 
 METRICS = ("loss", "cost", "accuracy")
@@ -33,7 +32,7 @@ class TrainConfig:
     Attributes:
         batch_size: samples per step; an epoch is ``N // batch_size`` steps.
         momentum: SGD momentum in [0, 1) (``torch.optim.SGD`` semantics), one value or
-            one per model.
+            one per model: shorthand for ``optimizer=SGD(momentum)``.
         evals_per_cycle: record points per schedule cycle (plus one before training).
         train_eval_size: training metrics use the first this-many training samples
             (None: all); keeps recording cheap on 45,000 images.
@@ -41,6 +40,9 @@ class TrainConfig:
             diverged at that step and stops updating.  A cross-entropy of 1e4 means the
             true class scores 1e4 below the best one: such a model is not training, even
             if float32 has not overflowed yet (say, weights drawn with sigma = 10).
+        optimizer: the options of :mod:`xpnet.optim` (``Adam(...)``, ``AdamW(...)``);
+            None is SGD with ``momentum``.  ``SGD(momentum=m)`` is stored as
+            ``momentum=m`` with None here, so both spellings are one config.
     """
 
     batch_size: int = 100
@@ -48,13 +50,24 @@ class TrainConfig:
     evals_per_cycle: int = 10
     train_eval_size: int | None = 10000
     divergence_loss: float = 1e4
+    optimizer: SGD | Adam | AdamW | None = None
 
     def __post_init__(self):
-        mom = np.asarray(self.momentum, dtype=np.float64).reshape(-1)
-        if mom.size == 0 or not np.all((mom >= 0) & (mom < 1)):
-            raise XpnetError(f"momentum must be in [0, 1), got {self.momentum!r}.")
-        object.__setattr__(self, "momentum",
-                           float(mom[0]) if np.ndim(self.momentum) == 0 else tuple(mom.tolist()))
+        opt = self.optimizer
+        if opt is not None and type(opt) not in OPTIMIZERS.values():
+            raise XpnetError(f"optimizer must be one of xpnet.optim's {', '.join(OPTIMIZERS)} "
+                             f"(say Adam()), got {type(opt).__name__}.")
+        momentum = SGD(self.momentum).momentum  # checked: a float or one per model
+        if type(opt) is SGD:
+            if momentum != 0.0 and momentum != opt.momentum:
+                raise XpnetError("Give SGD's momentum once, as momentum= or as "
+                                 "optimizer=SGD(momentum=...).")
+            momentum, opt = opt.momentum, None
+        elif opt is not None and momentum != 0.0:
+            raise XpnetError(f"momentum is SGD's option; {type(opt).__name__} takes beta1 "
+                             "instead, so leave momentum at 0.")
+        object.__setattr__(self, "momentum", momentum)
+        object.__setattr__(self, "optimizer", opt)
         for name in ("batch_size", "evals_per_cycle"):
             if int(getattr(self, name)) < 1:
                 raise XpnetError(f"{name} must be at least 1, got {getattr(self, name)!r}.")
@@ -62,6 +75,11 @@ class TrainConfig:
             raise XpnetError("train_eval_size must be None or at least 1.")
         if not self.divergence_loss > 0:
             raise XpnetError("divergence_loss must be positive.")
+
+    @property
+    def resolved_optimizer(self) -> SGD | Adam | AdamW:
+        """The optimizer's options: ``optimizer``, or ``SGD(momentum)`` when it is None."""
+        return SGD(self.momentum) if self.optimizer is None else self.optimizer
 
 
 @dataclasses.dataclass
@@ -255,15 +273,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         config.train_eval_size)
     callbacks = [*callbacks, *([ProgressBar(desc)] if progress else [])]
 
-    # A writable copy: a read-only broadcast view would become a read-only device array
-    # where the library shares host memory (PyTorch on the CPU warns about it).
-    momentum = np.broadcast_to(np.asarray(config.momentum, dtype=np.float64), (M,)).copy()
-    if np.all(momentum == momentum[0]):
-        momentum = float(momentum[0])
-    else:
-        momentum = net.backend.asarray(momentum[:, None, None], dtype=net.dtype)
-    optimizer = SGD(net.params, momentum, decay=net.decay,
-                    decay_names=[name for name in net.params if l2.is_penalised(name)])
+    optimizer = config.resolved_optimizer.build(net)
     alive = xp.ones((M,), dtype=xp.bool, device=net.backend.device)
     diverged_step = xp.full((M,), -1, dtype=xp.int64, device=net.backend.device)
     history = History()
@@ -298,11 +308,11 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             idx = order[..., j * B:(j + 1) * B]
             Xb = gather(xp, train_data.X, idx, M)
             Yb = gather(xp, train_data.Y, idx, M)
-            # eta is zero for stopped models; without momentum it is folded into the
-            # backward pass (see xpnet.backprop.loss_and_data_gradients).
+            # eta is zero for stopped models; for SGD without momentum it is folded into
+            # the backward pass (see xpnet.backprop.loss_and_data_gradients).
             live = xp.astype(alive, net.dtype)[:, None, None]
             eta = (eta_table[j, ...] if rates.ndim == 2 else float(rates[t])) * live
-            if optimizer.velocity is not None:
+            if not optimizer.prescaled:
                 loss, grads = net.loss_and_data_gradients(Xb, Yb)
                 optimizer.step(net.params, grads, eta)
             else:

@@ -77,11 +77,11 @@ SCENARIOS = {
                                                                momentum=(0.0, 0.9))),
     # Model 1's rate is absurd: it diverges (and stops updating) while model 0 trains.
     "one-diverges": dict(seeds=[0, 1], schedule=PerModelRates((0.05, 1e8), 12, 6),
-                         config=dataclasses.replace(CONFIG, batch_norm=False),
+                         config=dataclasses.replace(CONFIG, norm=None),
                          train=TrainConfig(batch_size=10, momentum=0.9)),
     # Every model diverges: training stops early at a record point.
     "all-diverge": dict(seeds=[0, 1], schedule=ConstantLR(eta=1e8, steps=24, cycle_length=6),
-                        config=dataclasses.replace(CONFIG, batch_norm=False),
+                        config=dataclasses.replace(CONFIG, norm=None),
                         train=TrainConfig(batch_size=10)),
 }
 
