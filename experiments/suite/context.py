@@ -245,7 +245,8 @@ class Context:
         :meth:`train_spec`'s arguments (``norm="layer"``, ``optimizer=Adam(...)``, ...).
         ``fn`` replaces the run function (:func:`experiments.suite.tasks.train_and_test`)
         with one of the same form that also measures something (see
-        ``tasks.fit_and_test``), and ``extra`` adds its own JSON-able fields to the spec; such a run is never cut into model groups.
+        ``tasks.fit_and_test``), and ``extra`` adds its own JSON-able fields to the spec;
+        such a run is never cut into model groups.
         """
         spec = {**self.train_spec(grid=grid, **settings), **(extra or {})}
         steps = specs.make_schedule(spec["schedule"], spec["models"]).total_steps
