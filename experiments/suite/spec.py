@@ -87,7 +87,8 @@ def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sig
     """
     fields = network_options(network_fields)
     per_model_names = options.per_model_names(network.NetworkConfig)
-    given = {name: fields.pop(name) for name in per_model_names if fields.get(name) is not None}
+    given = {name: fields.pop(name) for name in per_model_names if name in fields}
+    given = {name: v for name, v in given.items() if v is not None}  # None: the default
     config = network.NetworkConfig(d_in=d_in, hidden=tuple(hidden), n_classes=n_classes,
                                    **fields)
     field_of = {f.name: f for f in dataclasses.fields(config)}

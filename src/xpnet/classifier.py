@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from xpnet import network, optim, options
+from xpnet import inputs, network, optim, options
 from xpnet.atomic import atomic_write
 from xpnet.backend import to_numpy
 from xpnet.errors import CheckpointError, XpnetError
@@ -115,21 +115,23 @@ class Classifier:
         given = {**network_keywords(), **OWN, **kwargs}
         if given["dtype"] not in ("float32", "float64"):
             raise XpnetError(f"dtype must be 'float32' or 'float64', got {given['dtype']!r}.")
-        self.hidden = _widths(hidden)
+        self.hidden = inputs.widths(hidden)
         # The network's options, checked (and per-model tuples normalised) by the config.
         probe = network.NetworkConfig(d_in=1, hidden=self.hidden, n_classes=2,
                                       **{k: given[k] for k in network_keywords()})
         for name in network_keywords():
             setattr(self, name, getattr(probe, name))
-        self.lam = _per_model_value("lam", given["lam"])
-        self.seeds = _per_model_value("seeds", given["seeds"], whole=True)
-        self.sigma = None if given["sigma"] is None else _per_model_value("sigma", given["sigma"])
-        self.momentum = _per_model_value("momentum", given["momentum"])
-        self.batch_size = _whole("batch_size", given["batch_size"], 1)
+        self.lam = inputs.per_model_value("lam", given["lam"])
+        self.seeds = inputs.per_model_value("seeds", given["seeds"], whole=True)
+        sigma = given["sigma"]
+        self.sigma = None if sigma is None else inputs.per_model_value("sigma", sigma)
+        self.momentum = inputs.per_model_value("momentum", given["momentum"])
+        self.batch_size = inputs.whole("batch_size", given["batch_size"], 1)
         n_classes, size = given["n_classes"], given["train_eval_size"]
-        self.n_classes = None if n_classes is None else _whole("n_classes", n_classes, 2)
-        self.evals_per_cycle = _whole("evals_per_cycle", given["evals_per_cycle"], 1)
-        self.train_eval_size = None if size is None else _whole("train_eval_size", size, 1)
+        self.n_classes = None if n_classes is None else inputs.whole("n_classes", n_classes, 2)
+        self.evals_per_cycle = inputs.whole("evals_per_cycle", given["evals_per_cycle"], 1)
+        self.train_eval_size = (None if size is None
+                                else inputs.whole("train_eval_size", size, 1))
         self.optimizer = given["optimizer"]
         self._train_config()  # checks the optimizer with the momentum
         self.device = given["device"]
@@ -153,7 +155,7 @@ class Classifier:
         opt = self.optimizer
         for name in () if opt is None else opt.per_model_fields():
             values[name] = getattr(opt, name)
-        return _models_from({**values, "the schedule": getattr(schedule, "n_models", None)})
+        return inputs.models_from({**values, "the schedule": getattr(schedule, "n_models", None)})
 
     # ------------------------------------------------------------------ training
     def fit(self, train_data, schedule=None, *, val=None, progress: bool = False,
@@ -172,8 +174,8 @@ class Classifier:
         Returns:
             the ``History``: ``history.metrics["val_accuracy"]`` is ``(n_points, M)``, ...
         """
-        X, y = _pair(train_data, None, "The training data")
-        val_pair = None if val is None else _pair(val, None, "val")
+        X, y = inputs.pair(train_data, None, "The training data")
+        val_pair = None if val is None else inputs.pair(val, None, "val")
         schedule = default_schedule() if schedule is None else schedule
         if not hasattr(schedule, "rates"):
             raise XpnetError("The schedule must be one from xpnet.schedules (CyclicalLR, "
@@ -194,7 +196,7 @@ class Classifier:
         n_classes = self.n_classes if self.n_classes is not None else max(
             2, 1 + max(int(y_.max()) for _, y_ in splits.values()))
         for name, (X_, y_) in splits.items():
-            _check_labels(y_, n_classes, name)
+            inputs.check_labels(y_, n_classes, name)
             if X_.shape[1] != X.shape[1]:
                 raise XpnetError(f"val has {X_.shape[1]} features but the training data "
                                  f"has {X.shape[1]}.")
@@ -234,9 +236,9 @@ class Classifier:
 
     def score(self, data, y=None) -> np.ndarray:
         """Accuracy of each model, float64 ``(M,)``, on an ``(X, y)`` pair (or on ``X, y``)."""
-        X, y = _pair(data, y, "The data to score")
+        X, y = inputs.pair(data, y, "The data to score")
         self._fitted()
-        _check_labels(y, self.n_classes_, "The data to score")
+        inputs.check_labels(y, self.n_classes_, "The data to score")
         return np.mean(self.predict(X) == y[None, :], axis=1, dtype=np.float64)
 
     # -------------------------------------------------------------- checkpoints
@@ -305,7 +307,7 @@ class Classifier:
 
     def _inputs(self, X) -> np.ndarray:
         """``X`` as a checked host array ``(n, d)`` with the fitted feature count."""
-        X = _features(X, "X")
+        X = inputs.features(X, "X")
         if X.shape[1] != self.n_features_in_:
             raise XpnetError(f"X has {X.shape[1]} features but the classifier was fitted "
                              f"on {self.n_features_in_}.")
@@ -330,97 +332,3 @@ def _signature() -> inspect.Signature:
 
 
 Classifier.__init__.__signature__ = _signature()
-
-
-# ---------------------------------------------------------------------- input checks
-def _is_number(value) -> bool:
-    """Whether ``value`` is one real number (not a bool, a string or a sequence)."""
-    return np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
-
-
-def _numbers(value) -> np.ndarray | None:
-    """``value`` as float64 ``()`` or ``(k,)``; None unless a number or a flat sequence of them."""
-    arr = np.asarray(value, dtype=object)  # a ragged sequence stays 1-D instead of failing
-    if arr.ndim > 1 or not all(_is_number(v) for v in arr.reshape(-1)):
-        return None
-    return arr.astype(np.float64)
-
-
-def _widths(hidden) -> tuple[int, ...]:
-    """Hidden widths as a tuple of positive ints (one int: one hidden layer)."""
-    arr = _numbers(hidden)
-    if arr is None or not np.all((arr == np.round(arr)) & (arr >= 1)):
-        raise XpnetError(f"hidden must be a sequence of positive whole widths such as "
-                         f"(50, 50), got {hidden!r}.")
-    return tuple(int(h) for h in arr.reshape(-1).tolist())
-
-
-def _whole(name: str, value, minimum: int) -> int:
-    """``value`` as an int, which must be a whole number at least ``minimum``."""
-    if not (_is_number(value) and value == np.round(value) and value >= minimum):
-        raise XpnetError(f"{name} must be a whole number of at least {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _per_model_value(name: str, value, whole: bool = False):
-    """A scalar stays a scalar (float, or int if ``whole``); a sequence becomes a tuple."""
-    arr = _numbers(value)
-    if arr is None or arr.size == 0:
-        raise XpnetError(f"{name} must be a number or a sequence of one number per model, "
-                         f"got {value!r}.")
-    if whole and not np.all((arr == np.round(arr)) & (arr >= 0)):
-        raise XpnetError(f"{name} must be non-negative whole numbers, got {value!r}.")
-    cast = int if whole else float
-    return cast(arr) if arr.ndim == 0 else tuple(cast(v) for v in arr.tolist())
-
-
-def _models_from(values: dict) -> int:
-    """M from per-model values (tuples count, scalars and None do not); checks they agree."""
-    lengths = {name: (len(v) if isinstance(v, tuple) else v) for name, v in values.items()
-               if isinstance(v, tuple) or (name == "the schedule" and v is not None)}
-    if len(set(lengths.values())) > 1:
-        described = " and ".join(f"{name} has {n}" for name, n in lengths.items())
-        raise XpnetError(f"The per-model values disagree on the number of models ({described}); "
-                         "give one value per model or one for all.")
-    return next(iter(lengths.values()), 1)
-
-
-def _pair(data, y, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Checked host arrays ``X`` ``(n, d)`` and ``y`` ``(n,)`` from a pair, or from ``X, y``."""
-    if y is None:
-        if not (isinstance(data, (tuple, list)) and len(data) == 2):
-            raise XpnetError(f"{what} must be an (X, y) pair such as data.train or (X, y), "
-                             f"got {type(data).__name__}.")
-        data, y = data
-    X = _features(data, f"{what}'s X")
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise XpnetError(f"{what}'s y must be one class label per sample, shape (n,), "
-                         f"got shape {y.shape}.")
-    if y.shape[0] != X.shape[0]:
-        raise XpnetError(f"{what} has {X.shape[0]} samples in X but {y.shape[0]} labels in y.")
-    if y.dtype.kind not in "iuf" or not np.all(y == np.round(y)):
-        raise XpnetError(f"{what}'s y must hold whole-number class labels 0, 1, 2, ..., "
-                         f"got dtype {y.dtype}.")
-    return X, y.astype(np.int64)
-
-
-def _features(X, what: str) -> np.ndarray:
-    """``X`` as a host array ``(n, d)`` of finite numbers, n and d at least 1."""
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise XpnetError(f"{what} must be a 2-D array (n_samples, n_features) with at least "
-                         f"one sample, got shape {X.shape}.")
-    if X.dtype.kind not in "biuf":
-        raise XpnetError(f"{what} must hold numbers, got dtype {X.dtype}.")
-    if X.dtype.kind == "f" and not np.isfinite(X).all():
-        raise XpnetError(f"{what} holds NaN or infinite values; remove or replace them first.")
-    return X
-
-
-def _check_labels(y: np.ndarray, n_classes: int, what: str) -> None:
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= n_classes:
-        bad = lo if lo < 0 else hi
-        raise XpnetError(f"{what}'s y holds the label {bad}, outside the classes 0 to "
-                         f"{n_classes - 1}.")

@@ -18,6 +18,7 @@ import dataclasses
 
 import numpy as np
 
+from xpnet import inputs
 from xpnet.errors import XpnetError
 
 
@@ -64,7 +65,7 @@ def check_field(field: dataclasses.Field, value):
     rule, test = field.metadata["valid"]
     many = field.metadata.get("per_model", False)
     what = f"{field.name} must be a number {rule}" + (" or one per model" if many else "")
-    arr = _numbers(value)
+    arr = inputs.numbers(value)
     if arr is None or arr.size == 0 or (arr.ndim > 0 and not many):
         raise XpnetError(f"{what}, got {value!r}.")
     if not np.all(np.isfinite(arr) & test(arr)):
@@ -79,15 +80,3 @@ def check_fields(obj) -> None:
             object.__setattr__(obj, field.name, check_field(field, getattr(obj, field.name)))
         elif field.name in choices():
             check_choice(field.name, getattr(obj, field.name))
-
-
-def _numbers(value) -> np.ndarray | None:
-    """``value`` as float64 ``()`` or ``(k,)``; None unless a real number or a flat sequence."""
-    if isinstance(value, (bool, np.bool_, str)):
-        return None
-    arr = np.asarray(value, dtype=object)
-    if arr.ndim > 1 or not all(np.ndim(v) == 0 and not isinstance(v, (bool, np.bool_, str))
-                               and np.asarray(v).dtype.kind in "iuf"
-                               for v in arr.reshape(-1)):
-        return None
-    return arr.astype(np.float64)
