@@ -6,8 +6,9 @@ an :class:`experiments.suite.context.Context`; what a study calls on it:
 - ``ctx.seeds``, ``ctx.quick``, ``ctx.data`` (the host data set), ``ctx.cyclical(cycles)``
   (the reports' schedule), ``ctx.train_config(**changes)`` (batch 100, ...);
 - ``ctx.submit_train(key, grid, hidden=..., ...)``: one lockstep training run of the
-  models of a :class:`Grid` (any other argument of ``ctx.train_spec``: ``batch_norm``,
-  ``init``, ``lam``, ``schedule``, ``train``, ``n_train``), returns a handle;
+  models of a :class:`Grid` (any other argument of ``ctx.train_spec``: every field of
+  ``xpnet.NetworkConfig`` such as ``norm``, ``init`` or ``dropout``; ``lam``,
+  ``schedule``, ``train``, ``optimizer=Adam(...)``, ``n_train``), returns a handle;
 - ``ctx.submit(key, spec, fn)``: any other run, ``fn(env, spec, callbacks) -> dict`` a
   top-level function (it may run on another machine; ``env.split("train")`` is the
   data on the device, ``env.data`` on the host);
@@ -53,9 +54,10 @@ class Grid:
     ``Grid(seeds, sigma=(1e-1, 1e-3), eps=(1e-3, 1e-5))`` is 2 x 2 x len(seeds) models;
     the first setting varies slowest and the seed fastest, so model
     ``(i * 2 + j) * len(seeds) + s`` has ``sigma[i]``, ``eps[j]`` and seed ``seeds[s]``.
-    Settings named ``lam``, ``sigma``, ``eps`` or ``momentum`` reach the network and
-    optimiser directly through ``ctx.submit_train``; any other (a learning rate, a
-    label) is for the study to use, say in a per-model schedule via :meth:`values`.
+    Settings named ``lam``, ``sigma``, ``momentum`` or like a per-model field of
+    ``xpnet.NetworkConfig`` (``bn_eps``, also spelt ``eps``; ``dropout``...) reach the
+    network and optimiser directly through ``ctx.submit_train``; any other (a learning
+    rate, a label) is for the study to use, say in a per-model schedule via :meth:`values`.
     """
 
     def __init__(self, seeds, **settings):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import array_api_compat
 import numpy as np
 
 from xpnet import l2, options
@@ -136,8 +137,6 @@ def _take(value, keep):
     """Rows ``keep`` (host int64 ``(M',)``) of a device array's leading axis; floats as they are."""
     if value is None or isinstance(value, float):
         return value
-    import array_api_compat
-
     xp = array_api_compat.array_namespace(value)
     index = xp.asarray(np.asarray(keep, dtype=np.int64), device=array_api_compat.device(value))
     return xp.take(value, index, axis=0)
@@ -227,18 +226,16 @@ class AdamUpdate:
         self.m = {k: 0.0 * v for k, v in params.items()}
         self.v = {k: 0.0 * v for k, v in params.items()}
         self.t = 0
+        self.xp = array_api_compat.array_namespace(*params.values())
 
     def step(self, params: dict, grads: dict, eta) -> None:
         """One Adam step of every entry of ``params`` that has a gradient."""
-        import array_api_compat
-
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size = 1.0 / (1.0 - b1 ** self.t)  # times eta: the first moment's correction
         root_c2 = math.sqrt(1.0 - b2 ** self.t)
         for name, g in grads.items():
             p = params[name]
-            xp = array_api_compat.array_namespace(p)
             decays = name in self.decay_names
             if decays and self.decay is not None:
                 g = g + self.decay * p
@@ -249,7 +246,7 @@ class AdamUpdate:
             m += (1.0 - b1) * g
             v *= b2
             v += (1.0 - b2) * (g * g)
-            p -= (eta * step_size) * m / (xp.sqrt(v) / root_c2 + self.eps)
+            p -= (eta * step_size) * m / (self.xp.sqrt(v) / root_c2 + self.eps)
 
     def take_models(self, keep) -> None:
         """Keep the state of models ``keep`` (host int64 indices) only, in that order."""

@@ -106,7 +106,7 @@ def test_take_models_continues_as_the_kept_models_of_the_whole(backend, which):
                                    rtol=1e-12, atol=1e-14, err_msg=name)
 
 
-def test_adam_trains_through_train_and_the_classifier_alike():
+def test_adam_trains_through_train_and_the_classifier_alike(tmp_path):
     X = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
     y = np.arange(40) % 3
     schedule = CyclicalLR(1e-4, 1e-2, n_s=4, cycles=1)
@@ -124,6 +124,8 @@ def test_adam_trains_through_train_and_the_classifier_alike():
     np.testing.assert_array_equal(history.metrics["train_loss"], ref.metrics["train_loss"])
     for name, value in net.params.items():
         np.testing.assert_array_equal(to_numpy(clf.network_.params[name]), to_numpy(value))
+    clf.save(tmp_path / "adamw.npz")
+    assert Classifier.load(tmp_path / "adamw.npz").get_params()["optimizer"] == options
 
 
 def test_a_stopped_model_does_not_move_under_adam():
