@@ -68,6 +68,16 @@ def _pandas():
 def read_results(out_dir) -> dict:
     """``results.json`` of the suite's output folder ``out_dir``, as saved last.
 
+    Args:
+        out_dir: the suite's ``--out`` folder.
+
+    Returns:
+        The parsed file: ``{"format", "meta", "studies": {study: {"runs": {key:
+        record}, ...}}}``.
+
+    Raises:
+        ResultsError: no ``results.json`` there, or one that is not the suite's.
+
     >>> try:
     ...     read_results("/nonexistent/run")
     ... except ResultsError as err:
@@ -92,6 +102,13 @@ def read_results(out_dir) -> dict:
 
 def flatten(value, prefix: str = "") -> dict:
     """Nested dicts as one dict with dotted keys; lists become tuples (hashable cells).
+
+    Args:
+        value: a dict (nested or not), or a leaf value.
+        prefix: the key of ``value`` itself ("" at the top).
+
+    Returns:
+        ``{dotted key: leaf}``.
 
     >>> flatten({"config": {"hidden": [50, 50], "batch_norm": True}, "n_train": 900})
     {'config.hidden': (50, 50), 'config.batch_norm': True, 'n_train': 900}
@@ -203,6 +220,15 @@ def load(out_dir):
     model of every training run, ``curves`` one row per model, record point and metric
     (columns: see the module's docstring).  Reads the last complete save, so it works
     while the suite is still writing the folder.
+
+    Args:
+        out_dir: the suite's ``--out`` folder.
+
+    Returns:
+        ``(models, curves)``, two ``pandas.DataFrame``.
+
+    Raises:
+        ResultsError: pandas is not installed, or the folder has no ``results.json``.
 
     >>> import tempfile
     >>> from experiments.suite.sandbox import sandbox
