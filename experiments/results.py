@@ -256,7 +256,7 @@ def load(out_dir):
         frame = curve_frame(study, key, record)
         if frame is not None:
             frames.append(frame)
-    models = pd.DataFrame(rows)
+    models = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*ID_COLUMNS, "seed"])
     curves = (pd.concat(frames, ignore_index=True) if frames
               else pd.DataFrame(columns=list(CURVE_COLUMNS)))
     return models, curves

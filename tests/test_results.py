@@ -140,3 +140,12 @@ def test_without_pandas_the_error_names_the_extra(quick_folder, monkeypatch):
     block_import(monkeypatch, "pandas")
     with pytest.raises(ResultsError, match=r'pip install "xpnet\[pandas\]"'):
         load(quick_folder)
+
+
+def test_a_folder_without_training_runs_gives_empty_tables_with_their_columns(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"studies": {"gradcheck": {"runs": {
+        "K2": {"params": [], "spec": {"K": 2}}}}}}))
+    models, curves = load(tmp_path)
+    assert len(models) == len(curves) == 0
+    assert list(models.columns) == ["study", "key", "model", "seed"]
+    assert list(curves.columns) == ["study", "key", "model", "step", "epoch", "metric", "value"]
