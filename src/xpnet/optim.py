@@ -9,6 +9,8 @@ have stopped), and ``decay`` a per-model array ``(M, 1, 1)`` (``Network.decay``,
 
 from __future__ import annotations
 
+import array_api_compat
+
 
 class SGD:
     """SGD over a dict of arrays, updated in place."""
@@ -63,3 +65,19 @@ class SGD:
             if self.decay is not None and name in self.decay_names:
                 params[name] *= 1.0 - eta * self.decay
             params[name] += update
+
+    def take_models(self, keep) -> None:
+        """Keep only models ``keep`` (host int64 ``(k,)``) of every per-model state array:
+        the velocity, and ``momentum`` and ``decay`` where they are ``(M, 1, 1)`` arrays.
+        ``xp.take`` along the model axis with an index array on each array's own device."""
+        def take(value):
+            if value is None or isinstance(value, float):
+                return value
+            xp = array_api_compat.array_namespace(value)
+            idx = xp.asarray(keep, dtype=xp.int64, device=array_api_compat.device(value))
+            return xp.take(value, idx, axis=0)
+
+        self.momentum = take(self.momentum)
+        self.decay = take(self.decay)
+        if self.velocity is not None:
+            self.velocity = {name: take(v) for name, v in self.velocity.items()}
