@@ -244,16 +244,19 @@ class Context:
         the rest of :meth:`train_spec`'s arguments.  ``fn`` replaces the run function
         (:func:`experiments.suite.tasks.train_and_test`) with one of the same form that
         also measures something (see ``tasks.fit_and_test``), and ``extra`` adds its own
-        JSON-able fields to the spec; such a run is never cut into model groups.
+        JSON-able fields to the spec; such a run is never cut into model groups, nor is
+        one with ``halving`` (an :class:`xpnet.Halving`: its rungs rank all the models).
         """
         spec = {**self.train_spec(grid=grid, **settings), **(extra or {})}
         steps = specs.make_schedule(spec["schedule"], spec["models"]).total_steps
-        return self.submit(key, spec, fn or tasks.train_and_test, splittable=fn is None,
+        splittable = fn is None and "halving" not in spec
+        return self.submit(key, spec, fn or tasks.train_and_test, splittable=splittable,
                            steps=steps, cost=specs.estimated_seconds(spec))
 
     def train_spec(self, *, grid=None, hidden, seeds=None, lam=0.005, sigma=None, eps=None,
                    batch_norm: bool = True, init: str = "he", schedule=None,
-                   train: TrainConfig | None = None, n_train: int | None = None) -> dict:
+                   train: TrainConfig | None = None, n_train: int | None = None,
+                   halving=None) -> dict:
         """The spec of a training run on this study's data (see
         :func:`experiments.suite.spec.train_spec`); by default the reports' 2-cycle
         schedule and training settings, lambda 0.005, He init, batch norm."""
@@ -269,7 +272,7 @@ class Context:
             sigma=per_model.get("sigma", sigma), eps=per_model.get("eps", eps),
             batch_norm=batch_norm, init=init, schedule=schedule or self.cyclical(2),
             train=train or self.train_config(),
-            n_train=n_all if n_train is None else min(n_train, n_all))
+            n_train=n_all if n_train is None else min(n_train, n_all), halving=halving)
 
     def priority(self, cost: float) -> float:
         """The Dask priority of a run submitted now (higher starts first).

@@ -12,6 +12,9 @@ record can be reused, and any worker can compute it:
   which are then absent from ``spec["schedule"]``).  That is what lets a run of M lockstep
   models be cut into groups (:func:`split_spec`) whose records merge back into the
   record of the whole (:func:`merge_records`).
+- ``halving`` (only in runs that use it, so other fingerprints are unchanged): the
+  :class:`xpnet.Halving` schedule's fields.  Such a run is never cut into model groups:
+  its rungs rank all its models together.
 
 :func:`train_spec` writes a spec; :func:`make_schedule` and :func:`make_train_config`
 read one.
@@ -23,7 +26,7 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import NetworkConfig, TrainConfig
+from xpnet import Halving, NetworkConfig, TrainConfig
 from xpnet import schedules as _schedules
 from xpnet.errors import XpnetError
 from xpnet.training import record_steps
@@ -35,7 +38,7 @@ class SpecError(XpnetError):
 
 def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sigma=None,
                eps=None, batch_norm: bool = True, init: str = "he", schedule,
-               train: TrainConfig, n_train: int) -> dict:
+               train: TrainConfig, n_train: int, halving: Halving | None = None) -> dict:
     """The spec of a training run (see :func:`experiments.suite.tasks.train_and_test`).
 
     ``data`` is the data's sizes and statistics (``RunEnv.data_sizes``), ``d_in`` and
@@ -68,8 +71,18 @@ def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sig
             raise SpecError(f"The schedule has values for {schedule.n_models} models; "
                              f"the run has {M}.")
         models["schedule"] = {k: list(sched.pop(k)) for k in schedule.per_model_fields()}
-    return {"config": dataclasses.asdict(config), "train": train_fields,
+    spec = {"config": dataclasses.asdict(config), "train": train_fields,
             "schedule": sched, "models": models, "n_train": n_train, "data": data}
+    if halving is not None:  # absent unless used: other runs keep their fingerprints
+        halving.check_models(M)
+        spec["halving"] = dataclasses.asdict(halving)
+    return spec
+
+
+def make_halving(spec: dict) -> Halving | None:
+    """The run's :class:`xpnet.Halving` schedule, or None for a run without halving."""
+    fields = spec.get("halving")
+    return None if fields is None else Halving(**_tuples(fields))
 
 
 def _tuples(fields: dict) -> dict:

@@ -211,3 +211,24 @@ def test_halving_by_validation_metric_needs_validation_data():
         train(net, ConstantLR(0.1, steps=20, cycle_length=10), tr, tr,
               TrainConfig(batch_size=10, evals_per_cycle=2), progress=False,
               halving=Halving(rungs=(10,), group_size=3))
+
+
+def test_classifier_fit_with_halving_keeps_the_survivors_as_if_fitted_alone():
+    from xpnet import Classifier
+
+    X, y = _blobs(n=150)
+    train_pair, val_pair = (X[:100], y[:100]), (X[100:], y[100:])
+    lams = (0.0, 0.3, 0.01, 1.0)
+    schedule = CyclicalLR(1e-3, 0.1, n_s=10, cycles=2)
+    clf = Classifier(hidden=(8,), lam=lams, seeds=0, batch_size=10, evals_per_cycle=4,
+                     dtype="float64")
+    history = clf.fit(train_pair, schedule, val=val_pair,
+                      halving=Halving(rungs=(10,), eta=2))
+    assert clf.n_models == 2 and len(clf.survivors_) == 2
+    assert clf.score(val_pair).shape == (2,)
+    assert history.metrics["val_accuracy"].shape[1] == 4
+    alone = Classifier(hidden=(8,), lam=tuple(lams[m] for m in clf.survivors_), seeds=0,
+                       batch_size=10, evals_per_cycle=4, dtype="float64")
+    alone.fit(train_pair, schedule, val=val_pair)
+    np.testing.assert_allclose(clf.predict_proba(X[:20]), alone.predict_proba(X[:20]),
+                               rtol=1e-10, atol=1e-12)
