@@ -165,12 +165,13 @@ class Network:
         for store in (self.params, self.buffers):
             for name, value in store.items():
                 store[name] = xp.take(value, idx, axis=0)
-        self.lam_host = self.lam_host[keep]
-        self.lam = xp.take(self.lam, idx, axis=0)
-        self.bn_eps_host = self.bn_eps_host[keep]
-        self.bn_eps = xp.take(self.bn_eps, idx, axis=0)
+        own = vars(self)  # attributes, not read-only aliases of the per-model tables
+        for attr in ("lam_host", "bn_eps_host", "lam", "bn_eps"):
+            if attr in own:
+                own[attr] = (own[attr][keep] if attr.endswith("_host")
+                             else xp.take(own[attr], idx, axis=0))
         for attr in ("per_model_host", "per_model"):  # per-model option tables, if any
-            table = getattr(self, attr, None)
+            table = own.get(attr)
             if isinstance(table, dict):
                 for name, value in table.items():
                     table[name] = (value[keep] if isinstance(value, np.ndarray)
