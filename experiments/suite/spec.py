@@ -135,10 +135,25 @@ def estimated_seconds(spec: dict) -> float:
                                train_fields["evals_per_cycle"])) + 1  # and step 0
     eval_rows = (min(train_fields["train_eval_size"] or spec["n_train"], spec["n_train"])
                  + spec["data"]["val"])
-    M = n_models(spec)
+    M = n_models(spec) * halving_fraction(spec, steps, schedule.cycle_length)
     return (COST_PER_TRAIN_MAC * M * steps * train_fields["batch_size"] * macs
             + COST_PER_LAYER_STEP * steps * (len(dims) - 1)
             + COST_PER_EVAL_MAC * M * records * eval_rows * macs)
+
+
+def halving_fraction(spec: dict, steps: int, cycle_length: int) -> float:
+    """The share of ``M * steps`` model-steps a halving run takes if no model diverges
+    (1.0 without halving)."""
+    halving = make_halving(spec)
+    if halving is None:
+        return 1.0
+    record_at = record_steps(steps, cycle_length, spec["train"]["evals_per_cycle"])
+    rungs = halving.rung_steps(record_at, max(1, spec["n_train"] // spec["train"]["batch_size"]))
+    active, done, taken = n_models(spec), 0, 0
+    for rung in [*rungs, steps]:
+        taken += active * (rung - done)
+        active, done = halving.n_keep(active) * halving.group_size, rung
+    return taken / (n_models(spec) * steps)
 
 
 def n_models(spec: dict) -> int:

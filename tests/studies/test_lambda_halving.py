@@ -85,3 +85,15 @@ def test_quick_study_trains_the_grid_in_full_and_with_halving(quick_study):
     assert "Full search and successive halving: 9 lambdas x 2 seeds" in report
     figure = out / "figures" / "lambda_halving_curves.png"
     assert figure.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_halving_run_is_estimated_at_its_share_of_the_model_steps(tiny_data):
+    from experiments.suite import spec as specs
+
+    ctx = _context(tiny_data)
+    schedule = ctx.cyclical(2)  # --quick: n_s 50, 200 steps, a record point every 10
+    base = dict(hidden=(50, 50), seeds=list(range(9)), lam=0.005, schedule=schedule)
+    spec = ctx.train_spec(**base, halving=Halving(rungs=(20, 70), eta=3))
+    assert specs.halving_fraction(spec, 200, 100) == (9 * 20 + 3 * 50 + 1 * 130) / (9 * 200)
+    full = specs.estimated_seconds(ctx.train_spec(**base))
+    assert specs.estimated_seconds(spec) < 0.5 * full
