@@ -130,32 +130,34 @@ def _check_survivors_as_alone(be, dtype, history, net, runs, rtol, atol):
 
 
 def test_survivors_train_exactly_as_alone_float64_per_model_everything():
-    """Per-model seeds (so batch orders), lambdas, rates and momentum; two rungs."""
+    """Per-model seeds (so batch orders), lambdas, rates and momentum; two rungs, both in
+    the middle of an epoch (9 steps), where the epoch's batch orders and rate table are
+    compacted too."""
     be = get_backend("cpu")
     seeds, lam = [0, 1, 2, 3, 4, 5], [0.0, 0.01, 0.001, 0.03, 0.002, 0.0]
     eta_max = (0.05, 0.2, 0.1, 0.3, 0.15, 0.08)
     momentum = (0.0, 0.5, 0.9, 0.3, 0.6, 0.0)
-    halving = Halving(rungs=(9, 18), eta=2)
+    halving = Halving(rungs=(12, 24), eta=2)
     net, history = _fit(be, "float64", seeds=seeds, lam=lam, eta_max=eta_max,
-                        momentum=momentum, halving=halving)
+                        momentum=momentum, halving=halving, eval_every=3)
     assert net.n_models == 2 and len(history.survivors) == 2
     steps = np.array(history.steps)
     dropped = np.flatnonzero(history.dropped_step >= 0)
     assert sorted([*dropped, *history.survivors]) == list(range(6))
-    assert sorted(history.dropped_step[dropped].tolist()) == [9, 9, 9, 18]
+    assert sorted(history.dropped_step[dropped].tolist()) == [12, 12, 12, 24]
     for m in dropped:  # the curve up to its rung, NaN after
         stop = history.dropped_step[m]
         assert np.all(np.isfinite(history.metrics["val_accuracy"][steps <= stop, m]))
         assert np.all(np.isnan(history.metrics["val_accuracy"][steps > stop, m]))
         assert history.dropped_reason[m].startswith("halving rung")
     # The rung kept the best half by the val_accuracy recorded there.
-    at_9 = history.metrics["val_accuracy"][history.steps.index(9)]
-    np.testing.assert_array_equal(np.sort(np.flatnonzero(history.dropped_step != 9)),
-                                  np.sort(halving.select(at_9)))
+    at_12 = history.metrics["val_accuracy"][history.steps.index(12)]
+    np.testing.assert_array_equal(np.flatnonzero(history.dropped_step != 12),
+                                  halving.select(at_12))
 
     def alone(m):
         return _fit(be, "float64", seeds=seeds[m], lam=lam[m], eta_max=eta_max[m],
-                    momentum=momentum[m])
+                    momentum=momentum[m], eval_every=3)
     _check_survivors_as_alone(be, "float64", history, net, alone, 1e-10, 1e-10)
     # Each dropped model's curve up to its rung is its solo run's too.
     for m in dropped:
@@ -170,15 +172,15 @@ def test_survivors_as_alone_on_the_matrix(fast_backend):
     shared rates and one seed (a shared batch order) but per-model momentum, in groups."""
     seeds, lam = [0, 1, 0, 1, 0, 1], [0.0, 0.0, 0.01, 0.01, 0.003, 0.003]
     momentum = (0.5, 0.5, 0.0, 0.0, 0.9, 0.9)
-    halving = Halving(rungs=(9,), eta=3, group_size=2)
+    halving = Halving(rungs=(12,), eta=3, group_size=2)  # mid-epoch
     net, history = _fit(fast_backend, "float32", seeds=seeds, lam=lam, eta_max=0.1,
-                        momentum=momentum, halving=halving)
+                        momentum=momentum, halving=halving, eval_every=3)
     assert net.n_models == 2
     assert history.survivors.tolist() in ([0, 1], [2, 3], [4, 5])
 
     def alone(m):
         return _fit(fast_backend, "float32", seeds=seeds[m], lam=lam[m], eta_max=0.1,
-                    momentum=momentum[m])
+                    momentum=momentum[m], eval_every=3)
     _check_survivors_as_alone(fast_backend, "float32", history, net, alone, 2e-4, 2e-5)
 
 
