@@ -120,9 +120,9 @@ def run_halving(args) -> dict:
     gap = 100 * (full["test_accuracy"] - half["test_accuracy"])
     met = time_ratio <= GOAL_TIME and gap <= GOAL_POINTS
     print(f"halving/full: wall time {time_ratio:.2f}x, model-steps {steps_ratio:.2f}x; best "
-          f"model's test accuracy {gap:+.2f} points below the full search's (goal: <= "
-          f"{GOAL_TIME}x time within {GOAL_POINTS} points: {'met' if met else 'not met'})",
-          flush=True)
+          f"model's test accuracy {-gap:+.2f} points against the full search's (goal: <= "
+          f"{GOAL_TIME}x time, at most {GOAL_POINTS} points lower: "
+          f"{'met' if met else 'not met'})", flush=True)
     return {"halving": {"rows": rows, "rungs": list(rungs), "time_ratio": time_ratio,
                         "model_steps_ratio": steps_ratio, "test_gap_points": gap,
                         "goal_met": met, "data": source}}
