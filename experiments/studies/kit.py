@@ -7,7 +7,8 @@ an :class:`experiments.suite.context.Context`; what a study calls on it:
   (the reports' schedule), ``ctx.train_config(**changes)`` (batch 100, ...);
 - ``ctx.submit_train(key, grid, hidden=..., ...)``: one lockstep training run of the
   models of a :class:`Grid` (any other argument of ``ctx.train_spec``: ``batch_norm``,
-  ``init``, ``lam``, ``schedule``, ``train``, ``n_train``), returns a handle;
+  ``init``, ``lam``, ``schedule``, ``train``, ``n_train``, ``halving``: an
+  :class:`xpnet.Halving` that drops the losing models at its rungs), returns a handle;
 - ``ctx.submit(key, spec, fn)``: any other run, ``fn(env, spec, callbacks) -> dict`` a
   top-level function (it may run on another machine; ``env.split("train")`` is the
   data on the device, ``env.data`` on the host);
