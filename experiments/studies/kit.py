@@ -8,7 +8,8 @@ an :class:`experiments.suite.context.Context`; what a study calls on it:
 - ``ctx.submit_train(key, grid, hidden=..., ...)``: one lockstep training run of the
   models of a :class:`Grid` (any other argument of ``ctx.train_spec``: every field of
   ``xpnet.NetworkConfig`` such as ``norm``, ``init`` or ``dropout``; ``lam``,
-  ``schedule``, ``train``, ``optimizer=Adam(...)``, ``n_train``), returns a handle;
+  ``schedule``, ``train``, ``optimizer=Adam(...)``, ``n_train``, ``halving``: an
+  :class:`xpnet.Halving` that drops the losing models at its rungs), returns a handle;
 - ``ctx.submit(key, spec, fn)``: any other run, ``fn(env, spec, callbacks) -> dict`` a
   top-level function (it may run on another machine; ``env.split("train")`` is the
   data on the device, ``env.data`` on the host);

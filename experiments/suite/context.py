@@ -415,7 +415,8 @@ class Context:
         ``fn`` replaces the run function (:func:`experiments.suite.tasks.train_and_test`)
         with one of the same form that also measures something (see
         ``tasks.fit_and_test``), and ``extra`` adds its own JSON-able fields to the spec;
-        such a run is never cut into model groups.
+        such a run is never cut into model groups, nor is one with ``halving`` (an
+        :class:`xpnet.Halving`: its rungs rank all the models together).
 
         Args:
             key: the run's name within the study (its key in ``results.json``).
@@ -426,7 +427,7 @@ class Context:
             extra: JSON-able fields added to the spec (for ``fn`` to read).
             **settings: :meth:`train_spec`'s arguments: ``hidden`` (required),
                 ``norm``, ``activation``, ``dropout``, ``init``, ``optimizer``,
-                ``schedule``, ``train``, ``n_train``, ...
+                ``schedule``, ``train``, ``n_train``, ``halving``...
 
         Returns:
             A :class:`RunHandle`; its ``result()`` is the record (see
@@ -444,12 +445,13 @@ class Context:
         """
         spec = {**self.train_spec(grid=grid, **settings), **(extra or {})}
         steps = specs.make_schedule(spec["schedule"], spec["models"]).total_steps
-        return self.submit(key, spec, fn or tasks.train_and_test, splittable=fn is None,
+        splittable = fn is None and "halving" not in spec
+        return self.submit(key, spec, fn or tasks.train_and_test, splittable=splittable,
                            steps=steps, cost=specs.estimated_seconds(spec))
 
     def train_spec(self, *, grid=None, hidden, seeds=None, lam=0.005, sigma=None,
                    schedule=None, train: TrainConfig | None = None, n_train: int | None = None,
-                   optimizer=None, **network_fields) -> dict:
+                   optimizer=None, halving=None, **network_fields) -> dict:
         """The spec of a training run on this study's data (see
         :func:`experiments.suite.spec.train_spec`); by default the reports' 2-cycle
         schedule and training settings, lambda 0.005, He init, batch norm, SGD.
@@ -467,6 +469,8 @@ class Context:
             n_train: train on the first ``n_train`` training images; default all.
             optimizer: an option object of :mod:`xpnet.optim` (``SGD(...)``,
                 ``Adam(...)``, ``AdamW(...)``); it replaces ``train``'s.
+            halving: an :class:`xpnet.Halving` schedule that drops the losing models at
+                its rungs; the spec holds it only when given.
             **network_fields: :class:`xpnet.NetworkConfig` fields: ``norm="layer"``,
                 ``activation="tanh"``, ``dropout=[0, 0.1, 0.3]``, ``bn_eps``, ``init``
                 (``"he"``, ``"xavier"`` or ``"normal"`` with ``sigma``)...
@@ -496,7 +500,7 @@ class Context:
             seeds=per_model.get("seeds", seeds), lam=per_model.get("lam", lam),
             sigma=per_model.get("sigma", sigma), schedule=schedule or self.cyclical(2),
             train=train, n_train=n_all if n_train is None else min(n_train, n_all),
-            **network_fields)
+            halving=halving, **network_fields)
 
     def priority(self, cost: float) -> float:
         """The Dask priority of a run submitted now (higher starts first).

@@ -15,6 +15,9 @@ record can be reused, and any worker can compute it:
   absent from ``spec["schedule"]`` / ``spec["train"]["optimizer"]``).  That is what lets
   a run of M lockstep models be cut into groups (:func:`split_spec`) whose records
   merge back into the record of the whole (:func:`merge_records`).
+- ``halving`` (only in runs that use it, so other fingerprints are unchanged): the
+  :class:`xpnet.Halving` schedule's fields.  Such a run is never cut into model groups:
+  its rungs rank all its models together.
 
 :func:`train_spec` writes a spec; :func:`make_schedule` and :func:`make_train_config`
 read one.
@@ -26,7 +29,7 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import TrainConfig, network, optim, options
+from xpnet import Halving, TrainConfig, network, optim, options
 from xpnet import schedules as _schedules
 from xpnet.errors import XpnetError
 from xpnet.training import record_steps
@@ -70,7 +73,8 @@ def grid_options(per_model: dict) -> dict:
 
 
 def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sigma=None,
-               schedule, train: TrainConfig, n_train: int, **network_fields) -> dict:
+               schedule, train: TrainConfig, n_train: int, halving: Halving | None = None,
+               **network_fields) -> dict:
     """The spec of a training run (see :func:`experiments.suite.tasks.train_and_test`).
 
     ``data`` is the data's sizes and statistics (``RunEnv.data_sizes``), ``d_in`` and
@@ -117,8 +121,18 @@ def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sig
         if optimizer.n_models is not None:
             models["optimizer"] = {k: list(opt.pop(k)) for k in optimizer.per_model_fields()}
         train_fields["optimizer"] = {"type": type(optimizer).__name__, **opt}
-    return {"config": config.spec_dict(), "train": train_fields,
+    spec = {"config": config.spec_dict(), "train": train_fields,
             "schedule": sched, "models": models, "n_train": n_train, "data": data}
+    if halving is not None:  # absent unless used: other runs keep their fingerprints
+        halving.check_models(M)
+        spec["halving"] = dataclasses.asdict(halving)
+    return spec
+
+
+def make_halving(spec: dict) -> Halving | None:
+    """The run's :class:`xpnet.Halving` schedule, or None for a run without halving."""
+    fields = spec.get("halving")
+    return None if fields is None else Halving(**_tuples(fields))
 
 
 def _tuples(fields: dict) -> dict:
@@ -188,10 +202,25 @@ def estimated_seconds(spec: dict) -> float:
                                train_fields["evals_per_cycle"])) + 1  # and step 0
     eval_rows = (min(train_fields["train_eval_size"] or spec["n_train"], spec["n_train"])
                  + spec["data"]["val"])
-    M = n_models(spec)
+    M = n_models(spec) * halving_fraction(spec, steps, schedule.cycle_length)
     return (COST_PER_TRAIN_MAC * M * steps * train_fields["batch_size"] * macs
             + COST_PER_LAYER_STEP * steps * (len(dims) - 1)
             + COST_PER_EVAL_MAC * M * records * eval_rows * macs)
+
+
+def halving_fraction(spec: dict, steps: int, cycle_length: int) -> float:
+    """The share of ``M * steps`` model-steps a halving run takes if no model diverges
+    (1.0 without halving)."""
+    halving = make_halving(spec)
+    if halving is None:
+        return 1.0
+    record_at = record_steps(steps, cycle_length, spec["train"]["evals_per_cycle"])
+    rungs = halving.rung_steps(record_at, max(1, spec["n_train"] // spec["train"]["batch_size"]))
+    active, done, taken = n_models(spec), 0, 0
+    for rung in [*rungs, steps]:
+        taken += active * (rung - done)
+        active, done = halving.n_keep(active) * halving.group_size, rung
+    return taken / (n_models(spec) * steps)
 
 
 def n_models(spec: dict) -> int:

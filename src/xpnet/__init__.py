@@ -15,6 +15,7 @@ from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.classifier import Classifier
 from xpnet.data import Dataset, Split, load_cifar10
 from xpnet.errors import XpnetError
+from xpnet.halving import Halving
 from xpnet.network import Network, NetworkConfig, one_hot
 from xpnet.optim import SGD, Adam, AdamW
 from xpnet.schedules import ConstantLR, CyclicalLR, StepDecayLR
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SGD", "Adam", "AdamW", "Backend", "Callback", "Classifier", "ConstantLR", "CyclicalLR",
-    "Dataset", "DeviceSplit", "History", "Network", "NetworkConfig", "ProgressBar", "Split",
-    "StepDecayLR", "TrainConfig",
+    "Dataset", "DeviceSplit", "Halving", "History", "Network", "NetworkConfig", "ProgressBar",
+    "Split", "StepDecayLR", "TrainConfig",
     "XpnetError", "get_backend", "load_cifar10", "one_hot", "to_numpy", "train", "__version__",
 ]

@@ -102,7 +102,8 @@ class Classifier:
 
     After :meth:`fit` (or :meth:`load`): ``network_`` (the lower-layer ``Network``),
     ``history_`` (the ``History`` of the last fit; None after load), ``n_models``,
-    ``n_features_in_`` and ``n_classes_``.
+    ``n_features_in_`` and ``n_classes_``; after fit, ``survivors_``: the indices of the
+    fitted models among those fit started with (all of them unless ``halving`` dropped some).
     """
 
     def __init__(self, hidden=(50, 50), **kwargs):
@@ -159,7 +160,7 @@ class Classifier:
 
     # ------------------------------------------------------------------ training
     def fit(self, train_data, schedule=None, *, val=None, progress: bool = False,
-            callbacks=()) -> History:
+            callbacks=(), halving=None) -> History:
         """Initialise the M models and train them; returns the run's ``History``.
 
         Args:
@@ -170,6 +171,11 @@ class Classifier:
             val: an optional ``(X, y)`` pair whose metrics are recorded during training.
             progress: show a progress bar over the steps.
             callbacks: :class:`~xpnet.training.Callback` objects for ``train``.
+            halving: a :class:`~xpnet.halving.Halving` schedule (needs ``val`` to rank by
+                validation accuracy): the losing models leave the network at its rungs,
+                so afterwards ``n_models`` is the survivors' count, ``predict`` and
+                ``score`` answer for them only, and ``survivors_`` holds their indices
+                among the M models fit started with (``history.metrics`` keeps all M).
 
         Returns:
             the ``History``: ``history.metrics["val_accuracy"]`` is ``(n_points, M)``, ...
@@ -186,8 +192,10 @@ class Classifier:
         val_split = None if val_pair is None else DeviceSplit.from_host(
             net.backend, *val_pair, C, self.dtype)
         history = train(net, schedule, train_split, val_split, self._train_config(),
-                        callbacks=callbacks, progress=progress)
+                        callbacks=callbacks, progress=progress, halving=halving)
         self.network_, self.history_ = net, history
+        self.survivors_ = (np.arange(net.n_models) if history.survivors is None
+                           else history.survivors)
         return history
 
     def _class_count(self, X, y, val_pair) -> int:

@@ -236,6 +236,40 @@ class Network:
                 params[f"b{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
         return cls(config, params, buffers, lam_arr, backend, seeds_arr, values)
 
+    # ------------------------------------------------------------- model axis
+    def take_models(self, keep) -> None:
+        """Keep only models ``keep`` (host int64 ``(k,)``, in the order given), in place.
+
+        Every per-model array shrinks along its leading model axis with ``xp.take`` on a
+        device index array (no host round trip of the parameters): ``params``,
+        ``buffers``, ``lam``, ``bn_eps``, every ``per_model`` entry, and the host copies
+        and ``seeds``.  Used by successive halving (:mod:`xpnet.halving`); afterwards
+        ``n_models == len(keep)`` and model j is the former model ``keep[j]``.
+        """
+        keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+        if keep.size == 0 or keep.min() < 0 or keep.max() >= self.n_models:
+            raise XpnetError(f"take_models needs indices of the {self.n_models} models, "
+                             f"got {keep.tolist()}.")
+        idx = self.backend.asarray(keep)
+        xp = self.xp
+        for store in (self.params, self.buffers):
+            for name, value in store.items():
+                store[name] = xp.take(value, idx, axis=0)
+        own = vars(self)  # attributes, not read-only aliases of the per-model tables
+        for attr in ("lam_host", "bn_eps_host", "lam", "bn_eps"):
+            if attr in own:
+                own[attr] = (own[attr][keep] if attr.endswith("_host")
+                             else xp.take(own[attr], idx, axis=0))
+        for attr in ("per_model_host", "per_model"):  # per-model option tables, if any
+            table = own.get(attr)
+            if isinstance(table, dict):
+                for name, value in table.items():
+                    table[name] = (value[keep] if isinstance(value, np.ndarray)
+                                   else xp.take(value, idx, axis=0))
+        if self.seeds is not None:
+            self.seeds = [self.seeds[int(i)] for i in keep]
+        self.n_models = int(keep.size)
+
     # ------------------------------------------------------------------ forward
     def forward(self, X, *, train: bool = True, update_stats: bool = True):
         """Scores for a batch.

@@ -18,6 +18,7 @@ import numpy as np
 from xpnet.backend import to_numpy
 from xpnet.codec import to_float_array, to_jsonable
 from xpnet.errors import XpnetError
+from xpnet.halving import Halving
 from xpnet.network import Network, one_hot
 from xpnet.optim import OPTIMIZERS, SGD, Adam, AdamW
 from xpnet.schedules import resolve as resolve_schedule
@@ -91,6 +92,13 @@ class History:
     ``(n_points, M)`` for keys like ``"train_loss"`` or ``"val_accuracy"`` (NaN once a
     model has diverged).  ``diverged_step`` is ``(M,)``, -1 for models that never
     diverged; ``stopped_step`` is where training ended (early once every model diverged).
+
+    With successive halving (:mod:`xpnet.halving`) the columns stay those of the M
+    models the run started with: a dropped model's curve is NaN after its rung.
+    ``dropped_step`` ``(M,)`` is the rung's step (-1: never dropped), ``dropped_reason``
+    one line per model ("" if never dropped) and ``survivors`` the original indices of
+    the models still in the network at the end (model j of the net is ``survivors[j]``).
+    All three are None for a run without halving.
     """
 
     steps: list = dataclasses.field(default_factory=list)
@@ -99,6 +107,9 @@ class History:
     metrics: dict = dataclasses.field(default_factory=dict)
     diverged_step: np.ndarray | None = None
     stopped_step: int | None = None
+    dropped_step: np.ndarray | None = None
+    dropped_reason: list | None = None
+    survivors: np.ndarray | None = None
 
     def record(self, step, epoch, eta, values: dict) -> None:
         self.steps.append(int(step))
@@ -125,15 +136,25 @@ class History:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN written as None)."""
-        return to_jsonable({"steps": self.steps, "epochs": self.epochs, "eta": self.eta,
-                            "metrics": self.metrics, "diverged_step": self.diverged_step,
-                            "stopped_step": self.stopped_step})
+        out = {"steps": self.steps, "epochs": self.epochs, "eta": self.eta,
+               "metrics": self.metrics, "diverged_step": self.diverged_step,
+               "stopped_step": self.stopped_step}
+        if self.dropped_step is not None:  # halving runs only: other records keep their form
+            out.update(dropped_step=self.dropped_step, dropped_reason=self.dropped_reason,
+                       survivors=self.survivors)
+        return to_jsonable(out)
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
+        def ints(key):
+            return None if d.get(key) is None else np.asarray(d[key], dtype=np.int64)
+
         return cls(list(d["steps"]), list(d["epochs"]), list(d["eta"]),
                    {k: to_float_array(v) for k, v in d["metrics"].items()},
-                   np.asarray(d["diverged_step"], dtype=np.int64), d.get("stopped_step"))
+                   np.asarray(d["diverged_step"], dtype=np.int64), d.get("stopped_step"),
+                   ints("dropped_step"),
+                   None if d.get("dropped_reason") is None else list(d["dropped_reason"]),
+                   ints("survivors"))
 
 
 class Callback:
@@ -151,6 +172,10 @@ class Callback:
     def on_step_end(self, step: int) -> None: ...
 
     def on_record(self, step: int, history: History) -> None: ...
+
+    def on_models_dropped(self, step: int, survivors) -> None:
+        """After a halving rung: ``survivors`` are the original indices of the models
+        still training (host int64); the network now holds just them."""
 
     def on_train_end(self, history: History) -> None: ...
 
@@ -244,7 +269,8 @@ def record_steps(total: int, cycle_length: int, evals_per_cycle: int) -> set[int
 
 def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit | None = None,
           config: TrainConfig | None = None, *, shuffle_seeds=None, callbacks=(),
-          progress: bool = True, desc: str = "train") -> History:
+          progress: bool = True, desc: str = "train", halving: Halving | None = None
+          ) -> History:
     """Train ``net`` (all its M models) in place and return its :class:`History`.
 
     Args:
@@ -255,20 +281,28 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         config: a :class:`TrainConfig` (batch size, momentum, record points, ...).
         shuffle_seeds: per-model seeds for batch orders; default ``net.seeds``.
         callbacks: :class:`Callback` objects; ``progress=True`` adds a :class:`ProgressBar`.
+        halving: a :class:`~xpnet.halving.Halving` schedule: at its rungs the losing
+            models leave ``net`` (which ends with ``len(history.survivors)`` models).
     """
     config = config or TrainConfig()
     xp = net.xp
-    M = net.n_models
+    M = M0 = net.n_models
     N = train_data.size
     B = config.batch_size
     steps_per_epoch = N // B
     if steps_per_epoch < 1:
         raise XpnetError(f"batch_size {B} is larger than the {N} training samples.")
     schedule = resolve_schedule(schedule, steps_per_epoch)
-    rates = per_model_rates(schedule, M)
+    rates_all = rates = per_model_rates(schedule, M)
     total = rates.shape[0]
     record_at = record_steps(total, schedule.cycle_length, config.evals_per_cycle)
-    seeds = shuffle_seeds if shuffle_seeds is not None else (net.seeds or [0])
+    rungs = [] if halving is None else halving.rung_steps(record_at, steps_per_epoch)
+    if halving is not None:
+        halving.check_models(M)
+        if halving.metric.startswith("val_") and val_data is None:
+            raise XpnetError(f"Halving by {halving.metric} needs validation data; pass "
+                             "val_data or rank by a train_ metric.")
+    seeds = list(shuffle_seeds if shuffle_seeds is not None else (net.seeds or [0]))
     train_eval = train_data if config.train_eval_size is None else train_data.head(
         config.train_eval_size)
     callbacks = [*callbacks, *([ProgressBar(desc)] if progress else [])]
@@ -277,14 +311,25 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
     alive = xp.ones((M,), dtype=xp.bool, device=net.backend.device)
     diverged_step = xp.full((M,), -1, dtype=xp.int64, device=net.backend.device)
     history = History()
+    ids = np.arange(M0)  # the original index of each model still in the net
+    diverged_all = np.full(M0, -1, dtype=np.int64)
+    if halving is not None:
+        history.dropped_step = np.full(M0, -1, dtype=np.int64)
+        history.dropped_reason = [""] * M0
+    diverged_now = np.full(M0, -1, dtype=np.int64)  # host copy, from the last record
 
     def record(step) -> bool:
         """Record metrics; True when every model has diverged (nothing left to train)."""
+        nonlocal diverged_now
         values = _measure(net, train_eval, val_data)
-        dead = to_numpy(diverged_step) >= 0
-        for v in values.values():
+        diverged_now = to_numpy(diverged_step)
+        dead = diverged_now >= 0
+        full = {}
+        for key, v in values.items():
             v[dead] = np.nan
-        history.record(step, step / steps_per_epoch, rates[min(step, total - 1)], values)
+            full[key] = np.full(M0, np.nan)
+            full[key][ids] = v
+        history.record(step, step / steps_per_epoch, rates_all[min(step, total - 1)], full)
         for cb in callbacks:
             cb.on_record(step, history)
         return bool(dead.all())
@@ -330,8 +375,40 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             if t + 1 in record_at and record(t + 1):
                 history.stopped_step = t + 1  # every model diverged: stop paying for it
                 break
+            if t + 1 not in rungs:
+                continue
+            # A halving rung, at a record point: the metric is already on the host.
+            scores = history.metrics[halving.metric][-1, ids]
+            keep = halving.select(scores)
+            if keep.size == M:
+                continue
+            rung = rungs.index(t + 1) + 1
+            for pos in np.setdiff1d(np.arange(M), keep):
+                history.dropped_step[ids[pos]] = t + 1
+                history.dropped_reason[ids[pos]] = halving.reason(scores, int(pos), rung, t + 1)
+                diverged_all[ids[pos]] = diverged_now[pos]
+            index = net.backend.asarray(keep)
+            net.take_models(keep)
+            optimizer.take_models(keep)
+            alive = xp.take(alive, index, axis=0)
+            diverged_step = xp.take(diverged_step, index, axis=0)
+            if rates.ndim == 2:
+                rates = rates[:, keep]
+                eta_table = xp.take(eta_table, index, axis=1)
+            if order.ndim == 2:
+                order = xp.take(order, index, axis=0)
+            if len(seeds) == M:  # per-model batch orders: the next epoch's for the kept
+                seeds = [seeds[i] for i in keep]
+                next_order.cancel()
+                next_order = ahead.submit(batch_orders, seeds, N, epoch + 1)
+            ids, M = ids[keep], int(keep.size)
+            for cb in callbacks:
+                cb.on_models_dropped(t + 1, ids.copy())
         next_order.cancel()
-    history.diverged_step = to_numpy(diverged_step).astype(np.int64)
+    diverged_all[ids] = to_numpy(diverged_step).astype(np.int64)
+    history.diverged_step = diverged_all
+    if halving is not None:
+        history.survivors = ids.copy()
     for cb in callbacks:
         cb.on_train_end(history)
     return history
