@@ -61,6 +61,11 @@ class Backend:
 
             object.__setattr__(self, "data_gradients", loss_and_data_gradients)
 
+    def __reduce__(self):
+        # A backend holds a module (its namespace); pickled, it is its flag, so a pickled
+        # Classifier (scikit-learn's joblib workers) finds its backend again on unpickling.
+        return get_backend, (self.flag,)
+
     def asarray(self, host_array, dtype=None):
         """Move a host (NumPy) array or Python scalar to this backend's device."""
         if isinstance(dtype, str):

@@ -1,26 +1,38 @@
-"""The short API: a scikit-learn / Keras style classifier on top of :func:`~xpnet.training.train`.
+"""The short API: a scikit-learn classifier on :func:`~xpnet.training.train`.
 
 ::
 
     from xpnet import Classifier, CyclicalLR, load_cifar10
     data = load_cifar10("../shared/data")
-    net = Classifier(hidden=(50, 50), lam=[1e-3, 5e-3, 1e-2], seeds=0)
-    history = net.fit(data.train, CyclicalLR(1e-5, 1e-1, n_s_epochs=5, cycles=2), val=data.val)
-    net.score(data.test)                   # (3,): one test accuracy per model
+    net = Classifier(hidden=(50, 50), lam=5e-3,
+                     schedule=CyclicalLR(1e-5, 1e-1, n_s_epochs=5, cycles=2))
+    net.fit(*data.train, val=data.val)     # returns net; the History is net.history_
+    net.score(*data.test)                  # one test accuracy, a float
 
-A :class:`Classifier` is M models of one architecture trained in lockstep (see
-:class:`~xpnet.network.Network`); M is the length of the per-model hyper-parameters
-(``lam``, ``seeds``, ``sigma``, ``bn_eps``, ``momentum``, the schedule's rates), each a
-scalar or a length-M sequence.  NumPy in, NumPy out: inputs ``X`` ``(n, d)`` and integer
-labels ``y`` ``(n,)`` go in as host arrays, device arrays stay inside, and every result
-carries the model axis first (``predict`` ``(M, n)``, ``predict_proba`` ``(M, n, C)``,
-``score`` ``(M,)``), M = 1 included.  The input size ``d`` and the class count ``C``
-come from the data at :meth:`Classifier.fit`.  The lower layer (``Network``, ``train``,
-``DeviceSplit``, callbacks) stays available as ``clf.network_`` and ``xpnet.training``.
+Two forms.  With scalar hyper-parameters a :class:`Classifier` is one model and a
+scikit-learn classifier: ``get_params`` / ``set_params`` / ``clone``, ``fit(X, y)``
+returning ``self``, ``predict`` ``(n,)`` in the labels of ``classes_`` (any labels,
+strings too), ``predict_proba`` ``(n, C)``, ``score`` the mean accuracy; it works in
+``Pipeline``, ``cross_val_score`` and ``GridSearchCV``.  With a per-model sequence
+(``lam=[1e-3, 1e-2]``; also ``seeds``, ``sigma``, ``momentum``, the per-model fields of
+``NetworkConfig`` and the schedule's rates) it is M models of one architecture trained in
+lockstep (see :class:`~xpnet.network.Network`), read with the ``*_all`` methods:
+``predict_all`` ``(M, n)``, ``predict_proba_all`` ``(M, n, C)``, ``score_all`` ``(M,)``
+(which work for M = 1 too); the one-model methods then refuse, since they cannot say
+which model answers.  To pick the best of a grid, use
+:class:`~xpnet.classifier_cv.ClassifierCV`.
+
+Inputs are host arrays (or lists); with scikit-learn's array API dispatch on
+(``sklearn.set_config(array_api_dispatch=True)``) they may come from CuPy, PyTorch or
+array_api_strict, the models then train in that library on the input's device, and
+outputs and numeric ``classes_`` follow the input (see :mod:`xpnet.estimator`).  The
+lower layer (``Network``, ``train``, ``DeviceSplit``, callbacks) stays available as
+``clf.network_`` and ``xpnet.training``.  scikit-learn is not needed to use it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import json
@@ -28,18 +40,18 @@ import os
 
 import numpy as np
 
-from xpnet import inputs, network, optim, options
+from xpnet import estimator, inputs, network, optim, options
 from xpnet.atomic import atomic_write
-from xpnet.backend import to_numpy
-from xpnet.errors import CheckpointError, XpnetError
+from xpnet.backend import get_backend, to_numpy
+from xpnet.errors import CheckpointError, InputError, XpnetError
 from xpnet.network import Network
 from xpnet.schedules import CyclicalLR
-from xpnet.training import DeviceSplit, History, TrainConfig, train
+from xpnet.training import DeviceSplit, TrainConfig, train
 
 #: Classifier's own keywords and their defaults; the network's come from the fields of
 #: :class:`~xpnet.network.NetworkConfig` (:func:`network_keywords`), never listed here.
 OWN = {"lam": 0.005, "seeds": 0, "sigma": None, "momentum": 0.0, "optimizer": None,
-       "batch_size": 100, "n_classes": None, "evals_per_cycle": 10,
+       "schedule": None, "batch_size": 100, "n_classes": None, "evals_per_cycle": 10,
        "train_eval_size": 10000, "device": "cpu", "dtype": "float32"}
 
 #: Own keywords that take one value for all models or one per model.
@@ -76,14 +88,16 @@ def default_schedule() -> CyclicalLR:
     return CyclicalLR(1e-5, 1e-1, n_s_epochs=5, cycles=2)
 
 
-class Classifier:
-    """M fully connected softmax classifiers with optional batch norm, trained in lockstep.
+class Classifier(estimator.Params):
+    """Fully connected softmax classifiers with optional batch norm: one, or M in lockstep.
 
     The keywords are this class's own (below) and every field of
     :class:`~xpnet.network.NetworkConfig` but the sizes (``norm``, ``activation``,
     ``dropout``, ``init``, ``bn_momentum``, ``bn_eps``, ...: see its docstring), derived
     from it; its per-model fields take one value or one per model here too.  The legacy
-    ``batch_norm=True/False`` means ``norm="batch"/None``.
+    ``batch_norm=True/False`` means ``norm="batch"/None``.  The arguments are stored as
+    given (``get_params`` returns them, as ``clone`` needs) and checked at once, so a
+    mistake is a one-sentence error here rather than at ``fit``.
 
     Args:
         hidden: widths of the hidden layers (``()``: a linear classifier).
@@ -93,146 +107,203 @@ class Classifier:
         momentum: SGD momentum in [0, 1); per model.
         optimizer: options from :mod:`xpnet.optim` (``Adam()``, ``AdamW(...)``); None: SGD
             with ``momentum``.
-        batch_size: samples per step; an epoch is ``n_train // batch_size`` steps.
-        n_classes: C; by default one more than the largest label seen by :meth:`fit`.
+        schedule: the learning rates, a schedule from :mod:`xpnet.schedules` with lengths
+            in steps or epochs; None: :func:`default_schedule`.
+        batch_size: samples per step (at most the training set's size: a smaller set
+            trains in full batches); an epoch is ``n_train // batch_size`` steps.
+        n_classes: C, for integer labels ``0 .. C - 1`` some of which the training data may
+            lack (``classes_`` is then ``0 .. C - 1``); None: ``classes_`` are the sorted
+            distinct labels of ``fit``'s ``y`` (and ``val``'s), of any kind.
         evals_per_cycle, train_eval_size: record points per schedule cycle, and how many
             training samples the recorded training metrics use (see ``TrainConfig``).
-        device: ``"cpu"`` (NumPy), ``"cuda"`` (CuPy), ... or a ``Backend``.
+        device: ``"cpu"`` (NumPy), ``"cuda"`` (CuPy), ... or a ``Backend``; with
+            scikit-learn's array API dispatch on, a non-NumPy input's library and device win.
         dtype: ``"float32"`` (default) or ``"float64"``.
 
     After :meth:`fit` (or :meth:`load`): ``network_`` (the lower-layer ``Network``),
-    ``history_`` (the ``History`` of the last fit; None after load), ``n_models``,
-    ``n_features_in_`` and ``n_classes_``; after fit, ``survivors_``: the indices of the
-    fitted models among those fit started with (all of them unless ``halving`` dropped some).
+    ``history_`` (the ``History`` of the last fit; None after load), ``classes_`` ``(C,)``,
+    ``n_features_in_``, ``n_classes_`` and ``n_models``; after fit, ``survivors_``: the
+    indices of the fitted models among those fit started with (all of them unless
+    ``halving`` dropped some).
     """
 
     def __init__(self, hidden=(50, 50), **kwargs):
         unknown = set(kwargs) - set(keywords()) - {"batch_norm"}
         if unknown:
-            raise XpnetError(f"Classifier got an unknown keyword {sorted(unknown)[0]!r}; "
+            raise InputError(f"Classifier got an unknown keyword {sorted(unknown)[0]!r}; "
                              f"use one of: {', '.join(keywords())}.")
         if "batch_norm" in kwargs:  # the keyword before norm existed
             kwargs["norm"] = "batch" if kwargs.pop("batch_norm") else None
-        given = {**network_keywords(), **OWN, **kwargs}
-        if given["dtype"] not in ("float32", "float64"):
-            raise XpnetError(f"dtype must be 'float32' or 'float64', got {given['dtype']!r}.")
-        self.hidden = inputs.widths(hidden)
+        self.hidden = hidden
+        for name, default in {**network_keywords(), **OWN}.items():
+            setattr(self, name, kwargs.get(name, default))
+        self._check_params()
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return keywords()
+
+    def _check_params(self) -> None:
+        self._settings()
+
+    def _settings(self) -> dict:
+        """Every argument checked and in its normal form (per-model sequences as tuples)."""
+        try:
+            return self._checked_settings()
+        except InputError:
+            raise
+        except XpnetError as err:  # scikit-learn expects a ValueError for a bad parameter
+            raise InputError(str(err)) from None
+
+    def _checked_settings(self) -> dict:
+        if self.dtype not in ("float32", "float64"):
+            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
+        s = {"hidden": inputs.widths(self.hidden), "device": self.device, "dtype": self.dtype}
         # The network's options, checked (and per-model tuples normalised) by the config.
-        probe = network.NetworkConfig(d_in=1, hidden=self.hidden, n_classes=2,
-                                      **{k: given[k] for k in network_keywords()})
-        for name in network_keywords():
-            setattr(self, name, getattr(probe, name))
-        self.lam = inputs.per_model_value("lam", given["lam"])
-        self.seeds = inputs.per_model_value("seeds", given["seeds"], whole=True)
-        sigma = given["sigma"]
-        self.sigma = None if sigma is None else inputs.per_model_value("sigma", sigma)
-        self.momentum = inputs.per_model_value("momentum", given["momentum"])
-        self.batch_size = inputs.whole("batch_size", given["batch_size"], 1)
-        n_classes, size = given["n_classes"], given["train_eval_size"]
-        self.n_classes = None if n_classes is None else inputs.whole("n_classes", n_classes, 2)
-        self.evals_per_cycle = inputs.whole("evals_per_cycle", given["evals_per_cycle"], 1)
-        self.train_eval_size = (None if size is None
-                                else inputs.whole("train_eval_size", size, 1))
-        self.optimizer = given["optimizer"]
-        self._train_config()  # checks the optimizer with the momentum
-        self.device = given["device"]
-        self.dtype = given["dtype"]
-        self.network_: Network | None = None
-        self.history_: History | None = None
-        self._model_count()  # lengths agree
+        probe = network.NetworkConfig(d_in=1, hidden=s["hidden"], n_classes=2,
+                                      **{k: getattr(self, k) for k in network_keywords()})
+        s.update({name: getattr(probe, name) for name in network_keywords()})
+        s["lam"] = inputs.per_model_value("lam", self.lam)
+        s["seeds"] = inputs.per_model_value("seeds", self.seeds, whole=True)
+        s["sigma"] = None if self.sigma is None else inputs.per_model_value("sigma", self.sigma)
+        s["momentum"] = inputs.per_model_value("momentum", self.momentum)
+        s["batch_size"] = inputs.whole("batch_size", self.batch_size, 1)
+        s["n_classes"] = (None if self.n_classes is None
+                          else inputs.whole("n_classes", self.n_classes, 2))
+        s["evals_per_cycle"] = inputs.whole("evals_per_cycle", self.evals_per_cycle, 1)
+        s["train_eval_size"] = (None if self.train_eval_size is None
+                                else inputs.whole("train_eval_size", self.train_eval_size, 1))
+        s["optimizer"] = self.optimizer
+        s["schedule"] = default_schedule() if self.schedule is None else self.schedule
+        if not hasattr(s["schedule"], "rates"):
+            raise InputError("schedule must be one from xpnet.schedules (CyclicalLR, "
+                             f"ConstantLR, ...), got {type(s['schedule']).__name__}.")
+        self._train_config(s, s["batch_size"])  # checks the optimizer with the momentum
+        self._model_count(s)  # lengths agree
+        return s
 
-    def get_params(self) -> dict:
-        """The constructor arguments, as given (per-model sequences as tuples)."""
-        return {name: getattr(self, name) for name in keywords()}
+    @staticmethod
+    def _train_config(s: dict, batch_size: int) -> TrainConfig:
+        return TrainConfig(batch_size=batch_size, momentum=s["momentum"],
+                           evals_per_cycle=s["evals_per_cycle"],
+                           train_eval_size=s["train_eval_size"], optimizer=s["optimizer"])
 
-    def _train_config(self) -> TrainConfig:
-        return TrainConfig(batch_size=self.batch_size, momentum=self.momentum,
-                           evals_per_cycle=self.evals_per_cycle,
-                           train_eval_size=self.train_eval_size, optimizer=self.optimizer)
-
-    def _model_count(self, schedule=None) -> int:
-        """M from the per-model values (and ``schedule``'s); checks that they agree."""
-        values = {name: getattr(self, name) for name in per_model_keywords()}
-        opt = self.optimizer
+    @staticmethod
+    def _model_count(s: dict) -> int:
+        """M from the per-model values (and the schedule's); checks that they agree."""
+        values = {name: s[name] for name in per_model_keywords()}
+        opt = s["optimizer"]
         for name in () if opt is None else opt.per_model_fields():
             values[name] = getattr(opt, name)
-        return inputs.models_from({**values, "the schedule": getattr(schedule, "n_models", None)})
+        n_schedule = getattr(s["schedule"], "n_models", None)
+        return inputs.models_from({**values, "the schedule": n_schedule})
+
+    def __sklearn_tags__(self):
+        return estimator.classifier_tags()
 
     # ------------------------------------------------------------------ training
-    def fit(self, train_data, schedule=None, *, val=None, progress: bool = False,
-            callbacks=(), halving=None) -> History:
-        """Initialise the M models and train them; returns the run's ``History``.
+    def fit(self, X, y=None, *, val=None, progress: bool = False, callbacks=(),
+            halving=None) -> Classifier:
+        """Initialise the M models and train them on ``X, y``; returns ``self``.
 
         Args:
-            train_data: the training set as an ``(X, y)`` pair (``data.train``, or a tuple
-                of arrays): ``X`` ``(n, d)``, integer labels ``y`` ``(n,)``.
-            schedule: a schedule from :mod:`xpnet.schedules`, lengths in steps or epochs;
-                default :func:`default_schedule`.
+            X: training samples ``(n, d)``; or an ``(X, y)`` pair (``data.train``) with
+                ``y`` left out.
+            y: their labels ``(n,)``: any values ``numpy.unique`` can sort (ints, strings).
             val: an optional ``(X, y)`` pair whose metrics are recorded during training.
             progress: show a progress bar over the steps.
             callbacks: :class:`~xpnet.training.Callback` objects for ``train``.
             halving: a :class:`~xpnet.halving.Halving` schedule (needs ``val`` to rank by
                 validation accuracy): the losing models leave the network at its rungs,
-                so afterwards ``n_models`` is the survivors' count, ``predict`` and
-                ``score`` answer for them only, and ``survivors_`` holds their indices
-                among the M models fit started with (``history.metrics`` keeps all M).
+                so afterwards ``n_models`` is the survivors' count, the ``*_all`` methods
+                answer for them only, and ``survivors_`` holds their indices among the M
+                models fit started with (``history_.metrics`` keeps all M).
 
         Returns:
-            the ``History``: ``history.metrics["val_accuracy"]`` is ``(n_points, M)``, ...
+            ``self``; ``self.history_`` is the run's ``History``
+            (``history_.metrics["val_accuracy"]`` is ``(n_points, M)``, ...).
         """
-        X, y = inputs.pair(train_data, None, "The training data")
-        val_pair = None if val is None else inputs.pair(val, None, "val")
-        schedule = default_schedule() if schedule is None else schedule
-        if not hasattr(schedule, "rates"):
-            raise XpnetError("The schedule must be one from xpnet.schedules (CyclicalLR, "
-                             f"ConstantLR, ...), got {type(schedule).__name__}.")
-        net = self._new_network(X.shape[1], self._class_count(X, y, val_pair), schedule)
-        C = net.config.n_classes
-        train_split = DeviceSplit.from_host(net.backend, X, y, C, self.dtype)
-        val_split = None if val_pair is None else DeviceSplit.from_host(
-            net.backend, *val_pair, C, self.dtype)
-        history = train(net, schedule, train_split, val_split, self._train_config(),
+        if hasattr(y, "rates"):
+            raise InputError("fit(X, y) takes the data only; pass the schedule as "
+                             "Classifier(schedule=...).")
+        s = self._settings()
+        space = estimator.input_namespace(X)
+        X, y = self._data(X, y, "The training data")
+        splits = [(X, y)] if val is None else [(X, y), self._data(*val, "val")]
+        if val is not None and splits[1][0].shape[1] != X.shape[1]:
+            raise InputError(f"val has {splits[1][0].shape[1]} features but the training "
+                             f"data has {X.shape[1]}.")
+        classes, codes = estimator.encode_labels([y_ for _, y_ in splits], s["n_classes"])
+        device = s["device"] if space is None else get_backend(estimator.backend_flag(*space))
+        net = self._new_network(s, X.shape[1], len(classes), device)
+        C, dtype = len(classes), s["dtype"]
+        train_split = DeviceSplit.from_host(net.backend, X, codes[0], C, dtype)
+        val_split = None if val is None else DeviceSplit.from_host(
+            net.backend, splits[1][0], codes[1], C, dtype)
+        history = train(net, s["schedule"], train_split, val_split,
+                        self._train_config(s, min(s["batch_size"], X.shape[0])),
                         callbacks=callbacks, progress=progress, halving=halving)
         self.network_, self.history_ = net, history
         self.survivors_ = (np.arange(net.n_models) if history.survivors is None
                            else history.survivors)
-        return history
+        self._fitted_attributes(classes, space)
+        return self
 
-    def _class_count(self, X, y, val_pair) -> int:
-        """C: ``n_classes``, else one more than the largest label; checks val against it."""
-        splits = {"The training data": (X, y), **({"val": val_pair} if val_pair else {})}
-        n_classes = self.n_classes if self.n_classes is not None else max(
-            2, 1 + max(int(y_.max()) for _, y_ in splits.values()))
-        for name, (X_, y_) in splits.items():
-            inputs.check_labels(y_, n_classes, name)
-            if X_.shape[1] != X.shape[1]:
-                raise XpnetError(f"val has {X_.shape[1]} features but the training data "
-                                 f"has {X.shape[1]}.")
-        return n_classes
+    def _fitted_attributes(self, classes: np.ndarray, space) -> None:
+        self._classes = classes  # host copy, for mapping codes to labels
+        self.classes_ = estimator.to_namespace(classes, space)
+        self.n_features_in_ = self.network_.config.d_in
+        self.n_classes_ = self.network_.config.n_classes
 
-    def _new_network(self, d_in: int, n_classes: int, schedule) -> Network:
+    @staticmethod
+    def _data(X, y, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """Checked host arrays ``X`` ``(n, d)`` and labels ``y`` ``(n,)``."""
+        X, y = inputs.split_pair(X, y, what)
+        X = inputs.features(estimator.host(X), f"{what}'s X")
+        return X, estimator.labels(y, X.shape[0], what)
+
+    def _new_network(self, s: dict, d_in: int, n_classes: int, device) -> Network:
         """M freshly initialised models, M from the per-model values and the schedule."""
-        M = self._model_count(schedule)
-        shared = {name: getattr(self, name) for name in network_keywords()}
+        M = self._model_count(s)
+        shared = {name: s[name] for name in network_keywords()}
         per_model = {name: shared.pop(name) for name in list(shared)
                      if isinstance(shared[name], tuple)}
-        config = network.NetworkConfig(d_in=d_in, hidden=self.hidden, n_classes=n_classes,
+        config = network.NetworkConfig(d_in=d_in, hidden=s["hidden"], n_classes=n_classes,
                                        **shared)
-        return Network.create(config, n_models=M, seeds=self.seeds, lam=self.lam,
-                              sigma=self.sigma, device=self.device, dtype=self.dtype,
-                              **per_model)
+        return Network.create(config, n_models=M, seeds=s["seeds"], lam=s["lam"],
+                              sigma=s["sigma"], device=device, dtype=s["dtype"], **per_model)
 
     # ---------------------------------------------------------------- inference
-    def predict(self, X) -> np.ndarray:
-        """Each model's predicted class for each sample: int64 ``(M, n)`` for ``X`` ``(n, d)``."""
-        net = self._fitted()
-        Xd = net.backend.asarray(self._inputs(X), dtype=net.dtype)
-        return to_numpy(net.predict(Xd, chunk=CHUNK)).astype(np.int64)
+    def predict(self, X):
+        """The predicted label of each sample: ``(n,)`` for ``X`` ``(n, d)`` (one model)."""
+        return self._one("predict").predict_all(X)[0]
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X):
+        """Class probabilities ``(n, C)``, columns in ``classes_`` order (one model)."""
+        return self._one("predict_proba").predict_proba_all(X)[0]
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Mean accuracy on ``X, y`` (or on an ``(X, y)`` pair), weighted by
+        ``sample_weight`` ``(n,)`` if given (one model)."""
+        X, y = inputs.split_pair(X, y, "The data to score")
+        pred = estimator.host(self._one("score").predict_all(X)[0])
+        y = estimator.labels(y, pred.shape[0], "The data to score")
+        weights = None if sample_weight is None else estimator.host(sample_weight)
+        return float(np.average(pred == y, weights=weights))
+
+    def predict_all(self, X):
+        """Each model's predicted labels: ``(M, n)`` for ``X`` ``(n, d)``."""
+        net = self._fitted()
+        space = estimator.input_namespace(X)
+        Xd = net.backend.asarray(self._inputs(X), dtype=net.dtype)
+        codes = to_numpy(net.predict(Xd, chunk=CHUNK))
+        return estimator.to_namespace(self._classes[codes], space)
+
+    def predict_proba_all(self, X):
         """Each model's softmax probabilities: ``(M, n, C)`` for ``X`` ``(n, d)``, rows sum to 1."""
         net = self._fitted()
         xp = net.xp
+        space = estimator.input_namespace(X)
         X = self._inputs(X)
         parts = []
         for start in range(0, X.shape[0], CHUNK):
@@ -240,14 +311,14 @@ class Classifier:
             scores, _ = net.forward(Xd, train=False)
             exp = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
             parts.append(to_numpy(exp / xp.sum(exp, axis=-1, keepdims=True)))
-        return np.concatenate(parts, axis=1)
+        return estimator.to_namespace(np.concatenate(parts, axis=1), space)
 
-    def score(self, data, y=None) -> np.ndarray:
-        """Accuracy of each model, float64 ``(M,)``, on an ``(X, y)`` pair (or on ``X, y``)."""
-        X, y = inputs.pair(data, y, "The data to score")
-        self._fitted()
-        inputs.check_labels(y, self.n_classes_, "The data to score")
-        return np.mean(self.predict(X) == y[None, :], axis=1, dtype=np.float64)
+    def score_all(self, X, y=None) -> np.ndarray:
+        """Accuracy of each model, float64 ``(M,)``, on ``X, y`` (or an ``(X, y)`` pair)."""
+        X, y = inputs.split_pair(X, y, "The data to score")
+        pred = estimator.host(self.predict_all(X))
+        y = estimator.labels(y, pred.shape[1], "The data to score")
+        return np.mean(pred == y[None, :], axis=1, dtype=np.float64)
 
     # -------------------------------------------------------------- checkpoints
     def save(self, path) -> None:
@@ -257,9 +328,15 @@ class Classifier:
         one more entry, so ``Network.load`` reads it too.
         """
         state = self._fitted().state_dict()
-        settings = {name: getattr(self, name) for name in _SAVED}
+        checked = self._settings()
+        settings = {name: checked[name] for name in _SAVED}
         settings["optimizer"] = optim.to_dict(self.optimizer)
         state["classifier"] = np.array(json.dumps(settings))
+        classes = np.asarray(self._classes.tolist())  # strings held as objects become text
+        if classes.dtype.kind not in "biufU":
+            raise CheckpointError("These class labels cannot be saved without pickle; "
+                                  "fit on numbers or strings to save the classifier.")
+        state["classes"] = classes
         with atomic_write(path) as f:
             np.savez(f, **state)
 
@@ -273,6 +350,7 @@ class Classifier:
         net = Network.load(path, device=device)
         with np.load(os.fspath(path), allow_pickle=False) as f:
             stored = str(f["classifier"]) if "classifier" in f.files else "{}"
+            classes = f["classes"] if "classes" in f.files else np.arange(net.config.n_classes)
         try:
             settings = json.loads(stored)
         except ValueError:
@@ -288,49 +366,67 @@ class Classifier:
         clf = cls(hidden=c.hidden, lam=tuple(net.lam_host.tolist()),
                   seeds=0 if net.seeds is None else tuple(net.seeds), device=device,
                   **stored, **{k: v for k, v in settings.items() if k in _SAVED})
-        clf.network_ = net
+        clf.network_, clf.history_ = net, None
+        clf._fitted_attributes(classes, None)
         return clf
 
     # ------------------------------------------------------------------ helpers
     @property
     def n_models(self) -> int:
         """M, the number of models (fitted: the network's; else from the hyper-parameters)."""
-        if self.network_ is not None:
+        if getattr(self, "network_", None) is not None:
             return self.network_.n_models
-        return self._model_count()
+        return self._model_count(self._settings())
 
-    @property
-    def n_features_in_(self) -> int:
-        return self._fitted().config.d_in
-
-    @property
-    def n_classes_(self) -> int:
-        return self._fitted().config.n_classes
+    def _one(self, method: str) -> Classifier:
+        """``self`` if it holds one model; else a one-sentence error naming the way out."""
+        self._fitted()
+        if self.n_models != 1:
+            raise XpnetError(f"This Classifier holds {self.n_models} models (per-model "
+                             f"hyper-parameters) and {method} answers for one; use "
+                             f"{method}_all for every model's, or ClassifierCV to keep the best.")
+        return self
 
     def _fitted(self) -> Network:
-        if self.network_ is None:
-            raise XpnetError("This Classifier is not fitted yet; call fit(...) or "
-                             "Classifier.load(path) first.")
+        if getattr(self, "network_", None) is None:
+            raise estimator.not_fitted("This Classifier is not fitted yet; call fit(X, y) or "
+                                 "Classifier.load(path) first.")
         return self.network_
 
     def _inputs(self, X) -> np.ndarray:
         """``X`` as a checked host array ``(n, d)`` with the fitted feature count."""
-        X = inputs.features(X, "X")
+        X = inputs.features(estimator.host(X), "X")
         if X.shape[1] != self.n_features_in_:
-            raise XpnetError(f"X has {X.shape[1]} features but the classifier was fitted "
-                             f"on {self.n_features_in_}.")
+            raise InputError(f"X has {X.shape[1]} features, but Classifier is expecting "
+                             f"{self.n_features_in_} features as input.")
         return X
 
+    def __getstate__(self) -> dict:
+        # The network keeps its array module as ``xp`` (its backend's); modules do not
+        # pickle, and the backend pickles as its device flag (scikit-learn's joblib
+        # workers and clone-by-pickle need a fitted Classifier to pickle).
+        state = dict(self.__dict__)
+        if state.get("network_") is not None:
+            net = copy.copy(state["network_"])
+            del net.xp
+            state["network_"] = net
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if state.get("network_") is not None:
+            state["network_"].xp = state["network_"].backend.xp
+        self.__dict__.update(state)
+
     def __repr__(self) -> str:
-        state = "fitted" if self.network_ is not None else "not fitted"
+        state = "fitted" if getattr(self, "network_", None) is not None else "not fitted"
         return (f"Classifier(hidden={self.hidden}, norm={self.norm!r}, "
                 f"lam={self.lam}, seeds={self.seeds}, device={self.device!r}, "
                 f"n_models={self.n_models}, {state})")
 
 
 def _signature() -> inspect.Signature:
-    """``Classifier.__init__``'s signature, derived like its keywords (for ``help`` and
-    tools that read signatures)."""
+    """``Classifier.__init__``'s signature, derived like its keywords (for ``help``, and
+    for scikit-learn, which reads the parameter names from it)."""
     P = inspect.Parameter
     params = [P("self", P.POSITIONAL_OR_KEYWORD),
               P("hidden", P.POSITIONAL_OR_KEYWORD, default=(50, 50))]

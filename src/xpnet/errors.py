@@ -33,3 +33,13 @@ class CheckpointError(XpnetError):
 
 class OutputError(XpnetError):
     """The output folder cannot be written."""
+
+
+class InputError(XpnetError, ValueError):
+    """An argument or an input array is not what the short API takes (a ``ValueError``
+    too, as scikit-learn's estimators raise for bad input)."""
+
+
+class NotFittedError(XpnetError, ValueError, AttributeError):
+    """An estimator was used before ``fit`` (scikit-learn's ``NotFittedError`` has the
+    same two bases)."""

@@ -1,0 +1,201 @@
+"""What :class:`~xpnet.classifier.Classifier` and :class:`~xpnet.classifier_cv.ClassifierCV`
+share as scikit-learn estimators, without needing scikit-learn.
+
+scikit-learn is an optional extra (``pip install ".[sklearn]"``): nothing here imports it
+at module level.  It is imported only when scikit-learn itself asks (its tags), or to
+read whether its array API dispatch is on, and only if it is already installed.
+
+- :class:`Params`: ``get_params(deep=True)`` / ``set_params`` over the constructor's
+  keywords, as ``sklearn.base.clone`` and ``GridSearchCV`` use them;
+- :func:`classifier_tags`: the ``__sklearn_tags__`` of a classifier;
+- :func:`encode_labels`: any labels (ints, strings) to class codes ``0 .. C-1``;
+- :func:`input_namespace`, :func:`backend_flag`, :func:`to_namespace`: scikit-learn's array
+  API rule (with ``sklearn.set_config(array_api_dispatch=True)``, inputs from another array
+  library are computed on in that library and device, and outputs and fitted arrays follow).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect
+import sys
+import warnings
+
+import numpy as np
+
+from xpnet import inputs
+from xpnet.errors import InputError, NotFittedError
+
+
+class Params:
+    """``get_params`` / ``set_params`` from the names ``_param_names()`` returns."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor arguments, exactly as given; with ``deep``, those of nested
+        estimators too (as ``name__key``)."""
+        params = {name: getattr(self, name) for name in self._param_names()}
+        if deep:
+            for name, value in list(params.items()):
+                if hasattr(value, "get_params") and not isinstance(value, type):
+                    params.update({f"{name}__{k}": v for k, v in value.get_params().items()})
+        return params
+
+    def set_params(self, **params):
+        """Change constructor arguments (``name=value``, ``nested__key=value``); returns
+        ``self``.  A change the checks refuse leaves ``self`` as it was."""
+        names = self._param_names()
+        before = {name: getattr(self, name) for name in names}
+        nested: dict[str, dict] = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in names:
+                raise InputError(f"{type(self).__name__} has no parameter {name!r}; use one "
+                                 f"of: {', '.join(names)}.")
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, values in nested.items():
+            getattr(self, name).set_params(**values)
+        try:
+            self._check_params()
+        except Exception:
+            for name, value in before.items():  # a refused change leaves self as it was
+                setattr(self, name, value)
+            raise
+        return self
+
+    def _check_params(self) -> None:
+        """Raise a one-sentence error for a bad combination of parameters (subclasses)."""
+
+
+def not_fitted(message: str) -> NotFittedError:
+    """xpnet's ``NotFittedError``; where scikit-learn is loaded, also scikit-learn's, so
+    that code catching ``sklearn.exceptions.NotFittedError`` catches it."""
+    sk = sys.modules.get("sklearn.exceptions")
+    return (NotFittedError if sk is None else _both_not_fitted(sk.NotFittedError))(message)
+
+
+@functools.cache
+def _both_not_fitted(sklearn_class):
+    return type("NotFittedError", (NotFittedError, sklearn_class), {"__module__": __name__})
+
+
+def classifier_tags():
+    """scikit-learn's ``Tags`` of a classifier that needs ``y`` and takes 2-D numbers."""
+    from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+    return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                classifier_tags=ClassifierTags(), input_tags=InputTags(),
+                array_api_support=True)
+
+
+def labels(y, n: int, what: str) -> np.ndarray:
+    """``y`` as a host array ``(n,)`` of labels; a column ``(n, 1)`` is flattened, with
+    the warning scikit-learn gives for it."""
+    y = host(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it is "
+                      "flattened with y.ravel().", _conversion_warning(), stacklevel=3)
+        y = y.reshape(-1)
+    if y.ndim != 1:
+        raise InputError(f"{what}'s y must be one class label per sample, shape (n,), "
+                         f"got shape {y.shape}.")
+    if y.shape[0] != n:
+        raise InputError(f"{what} has {n} samples in X but {y.shape[0]} labels in y.")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise InputError(f"{what}'s y holds NaN or infinite labels; remove those samples.")
+    if y.dtype.kind not in "biuOSU" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
+        raise InputError(f"{what}'s y must hold class labels (whole numbers or strings), "
+                         f"got dtype {y.dtype}; a classifier cannot fit a continuous target.")
+    return y
+
+
+def encode_labels(ys: list[np.ndarray], n_classes: int | None):
+    """``(classes_, [codes, ...])``: the sorted distinct labels of all ``ys`` (or
+    ``0 .. n_classes - 1``) and each ``y`` as int64 codes into them."""
+    if n_classes is not None:
+        for y in ys:
+            inputs.check_labels(inputs.whole_labels(y, "y"), n_classes, "The data")
+        return np.arange(n_classes), [y.astype(np.int64) for y in ys]
+    try:
+        classes = np.unique(np.concatenate(ys))
+    except TypeError:
+        raise InputError("y mixes labels that cannot be sorted together (say numbers and "
+                         "strings); give labels of one kind.") from None
+    if classes.size < 2:
+        raise InputError(f"y holds one class only ({classes[0]!r}); a classifier needs at "
+                         "least two classes to fit.")
+    return classes, [np.searchsorted(classes, y).astype(np.int64) for y in ys]
+
+
+def _conversion_warning():
+    if "sklearn" in sys.modules or importlib.util.find_spec("sklearn") is not None:
+        try:
+            from sklearn.exceptions import DataConversionWarning
+        except ImportError:
+            return UserWarning
+        return DataConversionWarning
+    return UserWarning
+
+
+def dispatch_on() -> bool:
+    """Whether scikit-learn is installed and its array API dispatch is on."""
+    if "sklearn" not in sys.modules and importlib.util.find_spec("sklearn") is None:
+        return False
+    try:
+        import sklearn
+    except ImportError:
+        return False
+    return bool(sklearn.get_config().get("array_api_dispatch", False))
+
+
+def input_namespace(X):
+    """``(xp, device)`` of ``X`` when dispatch is on and ``X`` is no NumPy array, else None."""
+    if isinstance(X, np.ndarray) or not hasattr(X, "__array_namespace__") or not dispatch_on():
+        return None
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(X)
+    if array_api_compat.is_numpy_namespace(xp):
+        return None
+    return xp, array_api_compat.device(X)
+
+
+def backend_flag(xp, device) -> str:
+    """The :func:`~xpnet.backend.get_backend` flag that computes in ``xp`` on ``device``."""
+    import array_api_compat
+
+    if array_api_compat.is_torch_namespace(xp):
+        return {"cpu": "torch", "cuda": "torch:cuda", "mps": "torch:mps"}.get(
+            device.type, "torch")
+    if array_api_compat.is_cupy_namespace(xp):
+        return "cuda"
+    if array_api_compat.is_array_api_strict_namespace(xp):
+        name = str(device).partition("'")[2].rpartition("'")[0] or "CPU_DEVICE"
+        return "strict" if name == "CPU_DEVICE" else f"strict:{name}"
+    raise InputError(f"xpnet cannot compute on {xp.__name__} arrays; pass NumPy, CuPy, "
+                     "PyTorch or array_api_strict arrays.")
+
+
+def host(x) -> np.ndarray:
+    """Any array (NumPy, CuPy, torch, array_api_strict on any device) or list as NumPy."""
+    from xpnet.backend import to_numpy
+
+    if isinstance(x, np.ndarray) or (hasattr(x, "toarray") and hasattr(x, "nnz")):
+        return x  # NumPy, or SciPy sparse, which inputs.features refuses in one sentence
+    return to_numpy(x) if hasattr(x, "__array_namespace__") else np.asarray(x)
+
+
+def to_namespace(values: np.ndarray, space):
+    """Host ``values`` in the namespace and device ``space = (xp, device)`` (None: as is).
+    Labels that namespace cannot hold (strings) stay NumPy."""
+    if space is None or values.dtype.kind not in "biuf":
+        return values
+    xp, device = space
+    return xp.asarray(values, device=device)
