@@ -155,12 +155,13 @@ def test_a_new_field_reaches_the_saved_file(extended, tmp_path):
 
 def test_a_new_field_is_a_classifier_keyword(extended, tmp_path):
     clf = Classifier(hidden=(3,), seeds=[0, 1], temperature=[0.5, 2.0], label="hot",
-                     batch_size=5)
+                     batch_size=5, schedule=ConstantLR(0.01, steps=4, cycle_length=4))
     params = clf.get_params()
-    assert params["temperature"] == (0.5, 2.0) and params["label"] == "hot"
+    assert params["temperature"] == [0.5, 2.0] and params["label"] == "hot"  # as given
     assert clf.n_models == 2
+    assert Classifier(**params).get_params() == params  # what sklearn.base.clone does
     X = np.random.default_rng(0).standard_normal((20, 4))
-    clf.fit((X, np.arange(20) % 2), ConstantLR(0.01, steps=4, cycle_length=4))
+    clf.fit(X, np.arange(20) % 2)
     assert clf.network_.config.label == "hot"
     clf.save(tmp_path / "clf.npz")
     back = Classifier.load(tmp_path / "clf.npz")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import in_ci
-from xpnet import Classifier, CyclicalLR
-from xpnet.classifier_cv import ClassifierCV, holdout
+from xpnet import Classifier, ClassifierCV, CyclicalLR, Halving
+from xpnet.classifier_cv import holdout
 from xpnet.errors import XpnetError
 
 if not in_ci():  # the dev extra installs scikit-learn: in CI its absence is a failure
@@ -38,13 +38,12 @@ def search(digits):
 def test_the_best_candidate_is_the_best_of_separately_trained_models(digits, search):
     X, y = digits
     (X_tr, y_tr), (X_val, y_val) = holdout(X, y, 0.1, 0)
-    classes = np.unique(y)
     alone = []
     for params in search.model_params_:
         clf = Classifier((16,), lam=params["lam"], seeds=params["seeds"], dtype="float64",
-                         train_eval_size=None, n_classes=10)
-        clf.fit((X_tr, np.searchsorted(classes, y_tr)), SCHEDULE)
-        alone.append(clf.score((X_val, np.searchsorted(classes, y_val)))[0])
+                         train_eval_size=None, schedule=SCHEDULE)
+        clf.fit(X_tr, y_tr)  # the caller's labels, as they are
+        alone.append(clf.score(X_val, y_val))
     np.testing.assert_allclose(search.val_scores_, alone, atol=1e-12)
     means = np.array(alone).reshape(3, 2).mean(axis=1)
     assert search.best_params_ == {"lam": (1e-4, 1e-2, 0.3)[int(np.argmax(means))]}
@@ -96,18 +95,45 @@ def test_a_grid_over_more_values_and_a_given_validation_set(digits):
         {"lam": 1e-3, "bn_eps": 1e-3}, {"lam": 1e-3, "bn_eps": 1e-5},
         {"lam": 1e-2, "bn_eps": 1e-3}, {"lam": 1e-2, "bn_eps": 1e-5}]
     assert list(search.cv_results_["param_bn_eps"]) == [1e-3, 1e-5, 1e-3, 1e-5]
+    np.testing.assert_array_equal(search.classifier_.network_.per_model_host["bn_eps"],
+                                  [1e-3, 1e-5, 1e-3, 1e-5])
+    # Any per-model keyword of the Classifier is a grid axis, the network's new ones too.
+    assert ClassifierCV(param_grid={"dropout": (0.0, 0.5), "momentum": (0.0, 0.9)},
+                        lams=(0.1,)).candidates()[-1] == {"lam": 0.1, "dropout": 0.5,
+                                                          "momentum": 0.9}
     expected = np.mean(search.predict_all(X[1500:]) == y[1500:], axis=1)
     np.testing.assert_allclose(search.val_scores_, expected)
 
 
+def test_halving_drops_candidates_with_their_seeds(digits):
+    X, y = digits
+    lams = (1e-4, 1e-2, 3.0, 10.0)  # the two strong penalties learn little
+    halving = Halving(rungs=(1,), unit="epochs", eta=2)
+    search = ClassifierCV(lams=lams, seeds=(0, 1), halving=halving,
+                          evals_per_cycle=4, batch_size=50, **SETTINGS).fit(X, y)
+    kept = search.survivors_
+    assert len(kept) == 4 and np.all(kept // 2 == kept[::2].repeat(2) // 2)  # pairs of seeds
+    results = search.cv_results_
+    dropped = results["dropped_step"] >= 0
+    assert dropped.sum() == 2 and np.all(np.isnan(results["mean_test_score"][dropped]))
+    assert np.all(results["rank_test_score"][dropped] > 2)
+    assert search.best_params_["lam"] in (1e-4, 1e-2)
+    assert search.predict_all(X[:5]).shape == (4, 5)
+    row = int(np.flatnonzero(kept == search.best_model_index_)[0])
+    np.testing.assert_array_equal(search.predict(X[:50]), search.predict_all(X[:50])[row])
+
+
 def test_parameters_round_trip_through_clone():
-    search = ClassifierCV(hidden=(8,), lams=(0.1,), seeds=(3, 4), batch_norm=False)
+    search = ClassifierCV(hidden=(8,), lams=(0.1,), seeds=(3, 4), norm=None, dropout=0.1)
     params = search.get_params()
-    assert params["lams"] == (0.1,) and params["batch_norm"] is False
+    assert params["lams"] == (0.1,) and params["norm"] is None and params["dropout"] == 0.1
+    assert set(params) == {"hidden", *ClassifierCV.__init__.__signature__.parameters} - {"self"}
     copy = sklearn.base.clone(search)
     assert copy.get_params() == params and copy is not search
     assert search.set_params(lams=(0.2,), init="xavier") is search
     assert search.get_params()["lams"] == (0.2,) and search.get_params()["init"] == "xavier"
+    with pytest.raises(XpnetError, match="lams="):
+        ClassifierCV(lam=0.1)
 
 
 def test_mistakes_are_one_sentence(digits):
@@ -118,5 +144,5 @@ def test_mistakes_are_one_sentence(digits):
         ClassifierCV().predict(X)
     with pytest.raises(XpnetError, match="validation_fraction must be between 0 and 1"):
         ClassifierCV(validation_fraction=1.5, **SETTINGS).fit(X, y)
-    with pytest.raises(XpnetError, match="one label per sample"):
+    with pytest.raises(XpnetError, match="1797 samples in X but 10 labels"):
         ClassifierCV(**SETTINGS).fit(X, y[:10])

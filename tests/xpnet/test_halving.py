@@ -223,14 +223,13 @@ def test_classifier_fit_with_halving_keeps_the_survivors_as_if_fitted_alone():
     lams = (0.0, 0.3, 0.01, 1.0)
     schedule = CyclicalLR(1e-3, 0.1, n_s=10, cycles=2)
     clf = Classifier(hidden=(8,), lam=lams, seeds=0, batch_size=10, evals_per_cycle=4,
-                     dtype="float64")
-    history = clf.fit(train_pair, schedule, val=val_pair,
-                      halving=Halving(rungs=(10,), eta=2))
+                     dtype="float64", schedule=schedule)
+    history = clf.fit(*train_pair, val=val_pair, halving=Halving(rungs=(10,), eta=2)).history_
     assert clf.n_models == 2 and len(clf.survivors_) == 2
-    assert clf.score(val_pair).shape == (2,)
+    assert clf.score_all(val_pair).shape == (2,)
     assert history.metrics["val_accuracy"].shape[1] == 4
     alone = Classifier(hidden=(8,), lam=tuple(lams[m] for m in clf.survivors_), seeds=0,
-                       batch_size=10, evals_per_cycle=4, dtype="float64")
-    alone.fit(train_pair, schedule, val=val_pair)
-    np.testing.assert_allclose(clf.predict_proba(X[:20]), alone.predict_proba(X[:20]),
+                       batch_size=10, evals_per_cycle=4, dtype="float64", schedule=schedule)
+    alone.fit(*train_pair, val=val_pair)
+    np.testing.assert_allclose(clf.predict_proba_all(X[:20]), alone.predict_proba_all(X[:20]),
                                rtol=1e-10, atol=1e-12)

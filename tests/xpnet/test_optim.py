@@ -112,8 +112,8 @@ def test_adam_trains_through_train_and_the_classifier_alike(tmp_path):
     schedule = CyclicalLR(1e-4, 1e-2, n_s=4, cycles=1)
     options = AdamW(weight_decay=(0.0, 0.2))
     clf = Classifier(hidden=(5,), lam=0.0, seeds=[0, 1], batch_size=10, optimizer=options,
-                     train_eval_size=None)
-    history = clf.fit((X, y), schedule)
+                     train_eval_size=None, schedule=schedule)
+    history = clf.fit(X, y).history_
     assert clf.get_params()["optimizer"] == options
     net = Network.create(NetworkConfig(d_in=6, hidden=(5,), n_classes=3), seeds=[0, 1],
                          lam=0.0, device="cpu")

@@ -98,7 +98,7 @@ def test_import_xpnet_brings_in_neither_dask_nor_matplotlib_nor_tqdm():
         "import sys, numpy as np\n"
         "from xpnet import Classifier, CyclicalLR, load_cifar10\n"
         "X, y = np.random.default_rng(0).standard_normal((20, 3)), np.arange(20) % 2\n"
-        "Classifier(hidden=(4,), batch_size=10).fit((X, y), CyclicalLR(n_s_epochs=1))\n"
+        "Classifier(hidden=(4,), batch_size=10, schedule=CyclicalLR(n_s_epochs=1)).fit(X, y)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules}))\n"
     )
     src = str(Path(xpnet.__file__).resolve().parents[1])
@@ -109,4 +109,4 @@ def test_import_xpnet_brings_in_neither_dask_nor_matplotlib_nor_tqdm():
     assert done.returncode == 0, done.stderr
     loaded = set(eval(done.stdout.strip().splitlines()[-1]))
     assert "xpnet" in loaded
-    assert not loaded & {"dask", "distributed", "matplotlib", "tqdm"}, loaded
+    assert not loaded & {"dask", "distributed", "matplotlib", "tqdm", "sklearn"}, loaded
