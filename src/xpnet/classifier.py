@@ -276,17 +276,17 @@ class Classifier(estimator.Params):
     # ---------------------------------------------------------------- inference
     def predict(self, X):
         """The predicted label of each sample: ``(n,)`` for ``X`` ``(n, d)`` (one model)."""
-        return self._one("predict").predict_all(X)[0]
+        return self._one("predict").predict_all(X)[0, ...]
 
     def predict_proba(self, X):
         """Class probabilities ``(n, C)``, columns in ``classes_`` order (one model)."""
-        return self._one("predict_proba").predict_proba_all(X)[0]
+        return self._one("predict_proba").predict_proba_all(X)[0, ...]
 
     def score(self, X, y=None, sample_weight=None) -> float:
         """Mean accuracy on ``X, y`` (or on an ``(X, y)`` pair), weighted by
         ``sample_weight`` ``(n,)`` if given (one model)."""
         X, y = inputs.split_pair(X, y, "The data to score")
-        pred = estimator.host(self._one("score").predict_all(X)[0])
+        pred = estimator.host(self._one("score").predict_all(X))[0]
         y = estimator.labels(y, pred.shape[0], "The data to score")
         weights = None if sample_weight is None else estimator.host(sample_weight)
         return float(np.average(pred == y, weights=weights))

@@ -188,11 +188,11 @@ class ClassifierCV(estimator.Params):
     # ---------------------------------------------------------------- inference
     def predict(self, X):
         """The best model's labels for ``X`` ``(n, d)``: ``(n,)``, values of ``classes_``."""
-        return self.predict_all(X)[self._best()]
+        return self.predict_all(X)[self._best(), ...]
 
     def predict_proba(self, X):
         """The best model's class probabilities ``(n, C)``, columns in ``classes_`` order."""
-        return self.predict_proba_all(X)[self._best()]
+        return self.predict_proba_all(X)[self._best(), ...]
 
     def predict_all(self, X):
         """The labels ``(M', n)`` of every model still in the network (all M unless halving

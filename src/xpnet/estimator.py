@@ -157,10 +157,11 @@ def dispatch_on() -> bool:
 
 def input_namespace(X):
     """``(xp, device)`` of ``X`` when dispatch is on and ``X`` is no NumPy array, else None."""
-    if isinstance(X, np.ndarray) or not hasattr(X, "__array_namespace__") or not dispatch_on():
-        return None
     import array_api_compat
 
+    if (isinstance(X, np.ndarray) or not array_api_compat.is_array_api_obj(X)
+            or not dispatch_on()):
+        return None
     xp = array_api_compat.array_namespace(X)
     if array_api_compat.is_numpy_namespace(xp):
         return None
@@ -185,11 +186,13 @@ def backend_flag(xp, device) -> str:
 
 def host(x) -> np.ndarray:
     """Any array (NumPy, CuPy, torch, array_api_strict on any device) or list as NumPy."""
+    import array_api_compat
+
     from xpnet.backend import to_numpy
 
     if isinstance(x, np.ndarray) or (hasattr(x, "toarray") and hasattr(x, "nnz")):
         return x  # NumPy, or SciPy sparse, which inputs.features refuses in one sentence
-    return to_numpy(x) if hasattr(x, "__array_namespace__") else np.asarray(x)
+    return to_numpy(x) if array_api_compat.is_array_api_obj(x) else np.asarray(x)
 
 
 def to_namespace(values: np.ndarray, space):
