@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import inspect
 import json
 import os
@@ -244,13 +245,13 @@ class Classifier(estimator.Params):
                         self._train_config(s, min(s["batch_size"], X.shape[0])),
                         callbacks=callbacks, progress=progress, halving=halving)
         self.network_, self.history_ = net, history
-        self.survivors_ = (np.arange(net.n_models) if history.survivors is None
-                           else history.survivors)
+        survivors = np.arange(net.n_models) if history.survivors is None else history.survivors
+        self.survivors_ = estimator.to_namespace(survivors, space)
         self._fitted_attributes(classes, space)
         return self
 
     def _fitted_attributes(self, classes: np.ndarray, space) -> None:
-        self._classes = classes  # host copy, for mapping codes to labels
+        self._space = space  # fit's (namespace, device); None: NumPy
         self.classes_ = estimator.to_namespace(classes, space)
         self.n_features_in_ = self.network_.config.d_in
         self.n_classes_ = self.network_.config.n_classes
@@ -276,34 +277,40 @@ class Classifier(estimator.Params):
     # ---------------------------------------------------------------- inference
     def predict(self, X):
         """The predicted label of each sample: ``(n,)`` for ``X`` ``(n, d)`` (one model)."""
-        return self._one("predict").predict_all(X)[0, ...]
+        return self._one("predict")._labels_all(X, "predict")[0, ...]
 
     def predict_proba(self, X):
         """Class probabilities ``(n, C)``, columns in ``classes_`` order (one model)."""
-        return self._one("predict_proba").predict_proba_all(X)[0, ...]
+        return self._one("predict_proba")._proba_all(X, "predict_proba")[0, ...]
 
     def score(self, X, y=None, sample_weight=None) -> float:
         """Mean accuracy on ``X, y`` (or on an ``(X, y)`` pair), weighted by
         ``sample_weight`` ``(n,)`` if given (one model)."""
         X, y = inputs.split_pair(X, y, "The data to score")
-        pred = estimator.host(self._one("score").predict_all(X))[0]
+        pred = estimator.host(self._one("score")._labels_all(X, "score"))[0]
         y = estimator.labels(y, pred.shape[0], "The data to score")
         weights = None if sample_weight is None else estimator.host(sample_weight)
         return float(np.average(pred == y, weights=weights))
 
     def predict_all(self, X):
         """Each model's predicted labels: ``(M, n)`` for ``X`` ``(n, d)``."""
-        net = self._fitted()
-        space = estimator.input_namespace(X)
-        Xd = net.backend.asarray(self._inputs(X), dtype=net.dtype)
-        codes = to_numpy(net.predict(Xd, chunk=CHUNK))
-        return estimator.to_namespace(self._classes[codes], space)
+        return self._labels_all(X, "predict_all")
 
     def predict_proba_all(self, X):
         """Each model's softmax probabilities: ``(M, n, C)`` for ``X`` ``(n, d)``, rows sum to 1."""
+        return self._proba_all(X, "predict_proba_all")
+
+    def _labels_all(self, X, method: str):
+        net = self._fitted()
+        space = self._output_space(X, method)
+        Xd = net.backend.asarray(self._inputs(X), dtype=net.dtype)
+        codes = to_numpy(net.predict(Xd, chunk=CHUNK))
+        return estimator.to_namespace(estimator.host(self.classes_)[codes], space)
+
+    def _proba_all(self, X, method: str):
         net = self._fitted()
         xp = net.xp
-        space = estimator.input_namespace(X)
+        space = self._output_space(X, method)
         X = self._inputs(X)
         parts = []
         for start in range(0, X.shape[0], CHUNK):
@@ -316,7 +323,7 @@ class Classifier(estimator.Params):
     def score_all(self, X, y=None) -> np.ndarray:
         """Accuracy of each model, float64 ``(M,)``, on ``X, y`` (or an ``(X, y)`` pair)."""
         X, y = inputs.split_pair(X, y, "The data to score")
-        pred = estimator.host(self.predict_all(X))
+        pred = estimator.host(self._labels_all(X, "score_all"))
         y = estimator.labels(y, pred.shape[1], "The data to score")
         return np.mean(pred == y[None, :], axis=1, dtype=np.float64)
 
@@ -332,7 +339,8 @@ class Classifier(estimator.Params):
         settings = {name: checked[name] for name in _SAVED}
         settings["optimizer"] = optim.to_dict(self.optimizer)
         state["classifier"] = np.array(json.dumps(settings))
-        classes = np.asarray(self._classes.tolist())  # strings held as objects become text
+        # labels held as objects (strings) become text; numbers stay numbers
+        classes = np.asarray(estimator.host(self.classes_).tolist())
         if classes.dtype.kind not in "biufU":
             raise CheckpointError("These class labels cannot be saved without pickle; "
                                   "fit on numbers or strings to save the classifier.")
@@ -393,6 +401,17 @@ class Classifier(estimator.Params):
                                  "Classifier.load(path) first.")
         return self.network_
 
+    def _output_space(self, X, method: str):
+        """Where ``method``'s output goes: ``X``'s (namespace, device), None for NumPy.
+        With dispatch on, that must be where fit's input was (scikit-learn's rule)."""
+        space = estimator.input_namespace(X)
+        fitted = getattr(self, "_space", None)
+        if estimator.dispatch_on() and not estimator.same_space(space, fitted):
+            raise InputError(f"Inputs passed to Classifier.{method}() must use the same "
+                             f"namespace and device as those passed to fit() "
+                             f"({estimator.describe(fitted)}), got {estimator.describe(space)}.")
+        return space
+
     def _inputs(self, X) -> np.ndarray:
         """``X`` as a checked host array ``(n, d)`` with the fitted feature count."""
         X = inputs.features(estimator.host(X), "X")
@@ -410,11 +429,15 @@ class Classifier(estimator.Params):
             net = copy.copy(state["network_"])
             del net.xp
             state["network_"] = net
+        if state.get("_space") is not None:
+            state["_space"] = (state["_space"][0].__name__, state["_space"][1])
         return state
 
     def __setstate__(self, state: dict) -> None:
         if state.get("network_") is not None:
             state["network_"].xp = state["network_"].backend.xp
+        if state.get("_space") is not None:
+            state["_space"] = (importlib.import_module(state["_space"][0]), state["_space"][1])
         self.__dict__.update(state)
 
     def __repr__(self) -> str:

@@ -147,10 +147,11 @@ class ClassifierCV(estimator.Params):
         fit_s = time.perf_counter() - start
         start = time.perf_counter()
         self.val_scores_ = np.full(len(self.model_params_), np.nan)
-        self.val_scores_[clf.survivors_] = clf.score_all(X_val, codes_val)
+        survivors = estimator.host(clf.survivors_)
+        self.val_scores_[survivors] = clf.score_all(estimator.to_namespace(X_val, space),
+                                                    codes_val)
         score_s = time.perf_counter() - start
-        self.classifier_, self.survivors_ = clf, clf.survivors_
-        self._classes = classes
+        self.classifier_, self.survivors_ = clf, survivors
         self.classes_ = estimator.to_namespace(classes, space)
         self.n_features_in_ = X.shape[1]
         self._summarise(candidates, seeds, fit_s, score_s)
@@ -199,7 +200,8 @@ class ClassifierCV(estimator.Params):
         dropped some), rows in ``survivors_`` order (indices into ``model_params_``)."""
         self._best()
         codes = estimator.host(self.classifier_.predict_all(X))
-        return estimator.to_namespace(self._classes[codes], estimator.input_namespace(X))
+        labels = estimator.host(self.classes_)[codes]
+        return estimator.to_namespace(labels, estimator.input_namespace(X))
 
     def predict_proba_all(self, X):
         """Every remaining model's probabilities ``(M', n, C)``, rows as :meth:`predict_all`'s."""

@@ -184,6 +184,18 @@ def backend_flag(xp, device) -> str:
                      "PyTorch or array_api_strict arrays.")
 
 
+def same_space(a, b) -> bool:
+    """Whether two ``(xp, device)`` pairs (None: NumPy) are the same namespace and device."""
+    if a is None or b is None:
+        return a is b
+    return a[0] is b[0] and a[1] == b[1]
+
+
+def describe(space) -> str:
+    """``"numpy"`` or ``"<namespace> on <device>"``, for messages."""
+    return "numpy" if space is None else f"{space[0].__name__} on {space[1]}"
+
+
 def host(x) -> np.ndarray:
     """Any array (NumPy, CuPy, torch, array_api_strict on any device) or list as NumPy."""
     import array_api_compat

@@ -152,11 +152,24 @@ for xp, dev, flag in [(xps, xps.Device("device1"), "strict:device1"),
     np.testing.assert_allclose(to_numpy(clf.predict_proba(Xd)), ref.predict_proba(X),
                                rtol=1e-8, atol=1e-10)
     assert type(clf.score(Xd, yd)) is float and clf.score(Xd, yd) == ref.score(X, y)
-    assert type(clf.predict(X)) is np.ndarray  # a NumPy input gets NumPy back
+    try:  # another library's input than fit's is refused, as scikit-learn's rule says
+        clf.predict(X)
+        raise AssertionError("predict took NumPy from a Classifier fitted on another library")
+    except ValueError as err:
+        assert "must use the same namespace" in str(err), err
     search = ClassifierCV(lams=(1e-3, 1e-1), **settings).fit(Xd, yd)
     assert search.classifier_.network_.backend.flag == flag
     assert array_namespace(search.predict(Xd)) is array_namespace(Xd)
     assert device(search.classes_) == dev
+sklearn.set_config(array_api_dispatch=False)
+from sklearn.utils.estimator_checks import check_estimator
+checked = Classifier(hidden=(16,), batch_size=16, dtype="float64", evals_per_cycle=1,
+                     train_eval_size=None, schedule=CyclicalLR(1e-3, 0.2, n_s_epochs=5, cycles=1))
+results = [r for r in check_estimator(checked, on_fail=None)
+           if r["check_name"].startswith("check_array_api")]
+failed = [(r["check_name"], repr(r["exception"])) for r in results if r["status"] == "failed"]
+assert not failed, failed
+print("array API checks passed:", sum(r["status"] == "passed" for r in results))
 print("dispatch ok")
 """
 
@@ -175,6 +188,8 @@ def test_array_api_dispatch_follows_the_input_on_array_api_strict_and_torch():
                           env=env, timeout=300)  # run() ends the child on a timeout
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("dispatch ok")
+    passed = int(done.stdout.split("array API checks passed:")[1].split()[0])
+    assert passed >= 4, done.stdout  # scikit-learn's own: strict and torch on the CPU at least
 
 
 # ------------------------------------------------------------- without sklearn
