@@ -56,6 +56,20 @@ def test_the_library_section_runs_as_written(workdir, monkeypatch, capsys):
     assert (workdir / "three-lambdas.npz").is_file()
 
 
+def test_the_scikit_learn_section_runs_as_written(capsys):
+    pytest.importorskip("sklearn", reason='scikit-learn is not installed; pip install ".[sklearn]"')
+    blocks = python_blocks("scikit-learn")
+    assert len(blocks) == 2 and "GridSearchCV" in blocks[0] and "ClassifierCV" in blocks[1]
+    namespace: dict = {"__name__": "__readme__"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"README.md (scikit-learn block {i + 1})", "exec"), namespace)
+    folds = np.array(capsys.readouterr().out.splitlines()[0].strip("[]").split(), dtype=float)
+    assert folds.shape == (3,) and folds.min() > 0.9
+    search, best = namespace["search"], namespace["best"]
+    assert search.best_params_["classifier__lam"] != 3.0 and best.best_params_["lam"] != 3.0
+    assert best.cv_results_["mean_test_score"].shape == (3,) and best.best_score_ > 0.9
+
+
 def test_the_halving_section_runs_as_written(workdir, monkeypatch, capsys):
     blocks = python_blocks("Successive halving")
     assert len(blocks) == 1 and "Halving" in blocks[0]
