@@ -36,15 +36,12 @@ import copy
 import dataclasses
 import importlib
 import inspect
-import json
-import os
 
 import numpy as np
 
-from xpnet import estimator, inputs, network, optim, options
-from xpnet.atomic import atomic_write
+from xpnet import classifier_file, estimator, inputs, network, options
 from xpnet.backend import get_backend, to_numpy
-from xpnet.errors import CheckpointError, InputError, XpnetError
+from xpnet.errors import InputError, XpnetError
 from xpnet.network import Network
 from xpnet.schedules import CyclicalLR
 from xpnet.training import DeviceSplit, TrainConfig, train
@@ -57,11 +54,6 @@ OWN = {"lam": 0.005, "seeds": 0, "sigma": None, "momentum": 0.0, "optimizer": No
 
 #: Own keywords that take one value for all models or one per model.
 OWN_PER_MODEL = ("lam", "seeds", "sigma", "momentum")
-
-#: Own keywords a checkpoint stores beside the network (which holds the network's).
-_SAVED = ("sigma", "momentum", "optimizer", "batch_size", "n_classes", "evals_per_cycle",
-          "train_eval_size", "dtype")
-
 
 def network_keywords() -> dict:
     """The network options ``Classifier`` takes, with their defaults: every field of
@@ -329,54 +321,15 @@ class Classifier(estimator.Params):
 
     # -------------------------------------------------------------- checkpoints
     def save(self, path) -> None:
-        """Write the fitted models and these settings to a ``.npz`` file (no pickle inside).
-
-        The file is a :meth:`Network.save <xpnet.network.Network.save>` checkpoint with
-        one more entry, so ``Network.load`` reads it too.
-        """
-        state = self._fitted().state_dict()
-        checked = self._settings()
-        settings = {name: checked[name] for name in _SAVED}
-        settings["optimizer"] = optim.to_dict(self.optimizer)
-        state["classifier"] = np.array(json.dumps(settings))
-        # labels held as objects (strings) become text; numbers stay numbers
-        classes = np.asarray(estimator.host(self.classes_).tolist())
-        if classes.dtype.kind not in "biufU":
-            raise CheckpointError("These class labels cannot be saved without pickle; "
-                                  "fit on numbers or strings to save the classifier.")
-        state["classes"] = classes
-        with atomic_write(path) as f:
-            np.savez(f, **state)
+        """Write the fitted models, these settings and ``classes_`` to a ``.npz`` file (no
+        pickle inside); see :func:`xpnet.classifier_file.save`."""
+        classifier_file.save(self, path)
 
     @classmethod
     def load(cls, path, device="cpu") -> Classifier:
-        """A fitted Classifier from a file written by :meth:`save` (or ``Network.save``).
-
-        It predicts and scores at once; ``fit`` retrains from scratch with the stored
-        settings (architecture, ``lam``, ``seeds``, ``bn_eps``, momentum, batch size, ...).
-        """
-        net = Network.load(path, device=device)
-        with np.load(os.fspath(path), allow_pickle=False) as f:
-            stored = str(f["classifier"]) if "classifier" in f.files else "{}"
-            classes = f["classes"] if "classes" in f.files else np.arange(net.config.n_classes)
-        try:
-            settings = json.loads(stored)
-        except ValueError:
-            raise CheckpointError(f"{path} has damaged classifier settings; pass a file "
-                                  "written by Classifier.save.") from None
-        if settings.get("optimizer") is not None:
-            settings["optimizer"] = optim.from_dict(settings["optimizer"])
-        c = net.config
-        stored = {name: getattr(c, name) for name in network_keywords()}
-        for name, values in net.per_model_host.items():  # one value per model, or one for all
-            stored[name] = float(values[0]) if np.all(values == values[0]) else tuple(
-                values.tolist())
-        clf = cls(hidden=c.hidden, lam=tuple(net.lam_host.tolist()),
-                  seeds=0 if net.seeds is None else tuple(net.seeds), device=device,
-                  **stored, **{k: v for k, v in settings.items() if k in _SAVED})
-        clf.network_, clf.history_ = net, None
-        clf._fitted_attributes(classes, None)
-        return clf
+        """A fitted Classifier from a file written by :meth:`save` (or ``Network.save``);
+        see :func:`xpnet.classifier_file.load`."""
+        return classifier_file.load(cls, path, device)
 
     # ------------------------------------------------------------------ helpers
     @property
