@@ -2,8 +2,9 @@
 share as scikit-learn estimators, without needing scikit-learn.
 
 scikit-learn is an optional extra (``pip install ".[sklearn]"``): nothing here imports it
-at module level.  It is imported only when scikit-learn itself asks (its tags), or to
-read whether its array API dispatch is on, and only if it is already installed.
+but :func:`classifier_tags`, which only scikit-learn calls; the rest looks for it in
+``sys.modules`` (its array API dispatch, its exception and warning classes), where it is
+if and only if the caller imported it.
 
 - :class:`Params`: ``get_params(deep=True)`` / ``set_params`` over the constructor's
   keywords, as ``sklearn.base.clone`` and ``GridSearchCV`` use them;
@@ -17,7 +18,6 @@ read whether its array API dispatch is on, and only if it is already installed.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import inspect
 import sys
 import warnings
@@ -135,24 +135,16 @@ def encode_labels(ys: list[np.ndarray], n_classes: int | None):
 
 
 def _conversion_warning():
-    if "sklearn" in sys.modules or importlib.util.find_spec("sklearn") is not None:
-        try:
-            from sklearn.exceptions import DataConversionWarning
-        except ImportError:
-            return UserWarning
-        return DataConversionWarning
-    return UserWarning
+    """scikit-learn's ``DataConversionWarning`` where it is loaded (a ``UserWarning``)."""
+    sk = sys.modules.get("sklearn.exceptions")
+    return UserWarning if sk is None else sk.DataConversionWarning
 
 
 def dispatch_on() -> bool:
-    """Whether scikit-learn is installed and its array API dispatch is on."""
-    if "sklearn" not in sys.modules and importlib.util.find_spec("sklearn") is None:
-        return False
-    try:
-        import sklearn
-    except ImportError:
-        return False
-    return bool(sklearn.get_config().get("array_api_dispatch", False))
+    """Whether scikit-learn's array API dispatch is on (it cannot be unless the caller
+    imported scikit-learn, so this imports nothing)."""
+    sk = sys.modules.get("sklearn")
+    return sk is not None and bool(sk.get_config().get("array_api_dispatch", False))
 
 
 def input_namespace(X):

@@ -195,14 +195,16 @@ def test_array_api_dispatch_follows_the_input_on_array_api_strict_and_torch():
 # ------------------------------------------------------------- without sklearn
 def test_the_classifier_works_without_scikit_learn(monkeypatch):
     block_import(monkeypatch, "sklearn")
+    with pytest.raises(ImportError):
+        import sklearn.base  # noqa: F401  (blocked)
     X, y = _blobs()
     clf = Classifier(hidden=(8,), batch_size=10, schedule=CyclicalLR(n_s_epochs=2))
     params = clf.get_params()
     assert type(clf)(**params).get_params() == params
     with pytest.raises(XpnetError, match="not fitted"):
         clf.predict(X)
-    with pytest.warns(UserWarning, match="column-vector"):  # scikit-learn's warning class
-        clf.fit(X, y[:, None])                               # is not there to use
+    with pytest.warns(UserWarning, match="column-vector"):
+        clf.fit(X, y[:, None])
     assert clf.predict(X).shape == (60,) and clf.score(X, y) > 0.5
     search = ClassifierCV(hidden=(8,), lams=(1e-3, 1e-1), batch_size=10,
                           schedule=CyclicalLR(n_s_epochs=2)).fit(X, y)
