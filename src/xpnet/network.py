@@ -1,12 +1,15 @@
-"""A K-layer fully connected network with optional batch norm, for M models at once.
+"""A K-layer fully connected network with a registry's layers, for M models at once.
 
 Layer ``l`` (1-based) maps ``d_{l-1} -> d_l`` with weights ``W{l}`` ``(M, d_{l-1}, d_l)``.
-Hidden layers are ``dense -> [batch norm] -> ReLU``; the output layer is dense and feeds
-a softmax cross-entropy.  A dense layer followed by batch norm has no bias (batch norm's
-``beta`` plays that role and a bias there would have zero gradient); other dense layers
-have ``b{l}`` ``(M, 1, d_l)``.  Batch-norm layers have ``gamma{l}``, ``beta{l}`` and the
-running averages ``mean{l}``, ``var{l}``, all ``(M, 1, d_l)``; their epsilon is per model
-(``Network.bn_eps`` ``(M,)``, ``NetworkConfig.bn_eps`` by default).
+Hidden layers are ``dense -> [normalization] -> activation -> [dropout]``, the
+normalization and activation named by the config and looked up in
+:mod:`xpnet.registry`; the output layer is dense and feeds a softmax cross-entropy.  A
+dense layer followed by a normalization has no bias (its ``beta`` plays that role; for
+batch norm a bias there would have zero gradient); other dense layers have ``b{l}``
+``(M, 1, d_l)``.  Normalized layers have the entry's parameters (``gamma{l}``,
+``beta{l}``) and buffers (batch norm's running averages ``mean{l}``, ``var{l}``), all
+``(M, 1, d_l)``.  Config fields marked ``per_model`` (``leaky_slope``, ``dropout``,
+``bn_eps``) may differ between the M models: ``Network.per_model[name]`` ``(M,)``.
 
 Cost of model m = mean cross-entropy + the L2 term of :mod:`xpnet.l2`.
 """
@@ -14,12 +17,13 @@ Cost of model m = mean cross-entropy + the L2 term of :mod:`xpnet.l2`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 
 import numpy as np
 
-from xpnet import l2, layers
+from xpnet import l2, layers, registry
 from xpnet.atomic import atomic_write
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
@@ -33,10 +37,13 @@ class NetworkConfig:
     d_in: int = 3072
     hidden: tuple[int, ...] = (50, 50)
     n_classes: int = 10
-    batch_norm: bool = True
+    norm: str | None = "batch"            # registry name: "batch", "layer" or None
+    activation: str = "relu"              # registry name: "relu", "leaky_relu", "tanh"
+    leaky_slope: float = dataclasses.field(default=0.01, metadata={"per_model": True})
+    dropout: float = dataclasses.field(default=0.0, metadata={"per_model": True})
     init: str = "he"
     bn_momentum: float = 0.9
-    bn_eps: float = 1e-5
+    bn_eps: float = dataclasses.field(default=1e-5, metadata={"per_model": True})
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -44,6 +51,18 @@ class NetworkConfig:
             raise XpnetError("Layer sizes must be positive and n_classes at least 2.")
         if self.init not in INITS:
             raise XpnetError(f"Unknown init {self.init!r}; use one of: {', '.join(INITS)}.")
+        registry.normalization(self.norm)
+        registry.activation(self.activation)
+        for name in per_model_fields():
+            value = getattr(self, name)
+            check_per_model(name, np.asarray(value, dtype=np.float64).reshape(-1))
+            object.__setattr__(self, name, float(value) if np.ndim(value) == 0
+                               else tuple(float(v) for v in value))
+
+    @property
+    def batch_norm(self) -> bool:
+        """Whether hidden layers use batch norm (``norm == "batch"``), for old readers."""
+        return self.norm == "batch"
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -54,12 +73,52 @@ class NetworkConfig:
         """K, the number of dense layers."""
         return len(self.hidden) + 1
 
-    def has_bn(self, layer: int) -> bool:
-        """Whether 1-based ``layer`` is followed by batch norm."""
-        return self.batch_norm and layer < self.n_layers
+    def has_norm(self, layer: int) -> bool:
+        """Whether 1-based ``layer`` is followed by a normalization."""
+        return self.norm is not None and layer < self.n_layers
+
+    def has_bias(self, layer: int) -> bool:
+        """Whether 1-based ``layer``'s affine map has a bias ``b{layer}``."""
+        return not self.has_norm(layer) or registry.normalization(self.norm).dense_bias
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+_fields_init = NetworkConfig.__init__
+
+
+@functools.wraps(_fields_init)
+def _init_accepting_batch_norm(self, *args, batch_norm: bool | None = None, **kwargs):
+    # The legacy keyword of configs before the registry: True -> "batch", False -> None.
+    if batch_norm is not None:
+        kwargs["norm"] = "batch" if batch_norm else None
+    _fields_init(self, *args, **kwargs)
+
+
+NetworkConfig.__init__ = _init_accepting_batch_norm
+
+
+def per_model_fields() -> tuple[str, ...]:
+    """Names of the :class:`NetworkConfig` fields that take one value per model."""
+    return tuple(f.name for f in dataclasses.fields(NetworkConfig)
+                 if f.metadata.get("per_model"))
+
+
+#: What a per-model value must satisfy, and the sentence that says so.
+_PER_MODEL_RULES = {
+    "bn_eps": (lambda v: v > 0, "bn_eps must be positive"),
+    "dropout": (lambda v: (v >= 0) & (v < 1), "dropout must be in [0, 1)"),
+    "leaky_slope": (lambda v: v == v, "leaky_slope must be a finite number"),
+}
+
+
+def check_per_model(name: str, values: np.ndarray) -> None:
+    """Raise the one-sentence error for per-model ``values`` of field ``name`` that break
+    its rule (all must be finite)."""
+    rule, sentence = _PER_MODEL_RULES.get(name, (lambda v: v == v, f"{name} must be finite"))
+    if values.size == 0 or not np.all(np.isfinite(values) & rule(values)):
+        raise XpnetError(f"{sentence}, got {values.tolist()}.")
 
 
 def _per_model(value, M, name) -> np.ndarray:
@@ -77,12 +136,14 @@ class Network:
 
     Build one with :meth:`Network.create`.  ``params`` and ``buffers`` are dicts of
     device arrays named as in the module docstring; ``lam`` is the device ``(M,)``
-    array of L2 strengths and ``bn_eps`` the device ``(M,)`` array of batch norm's
-    epsilon (``config.bn_eps`` unless given per model).
+    array of L2 strengths.  Each per-model config field (:func:`per_model_fields`) is
+    a host float64 ``(M,)`` array ``per_model_host[name]`` and a device one
+    ``per_model[name]`` (the config's value unless given per model); ``bn_eps`` and
+    ``bn_eps_host`` are batch norm's.
     """
 
     def __init__(self, config: NetworkConfig, params: dict, buffers: dict, lam,
-                 backend: Backend, seeds=None, bn_eps=None):
+                 backend: Backend, seeds=None, bn_eps=None, per_model: dict | None = None):
         self.config = config
         self.params = params
         self.buffers = buffers
@@ -92,27 +153,60 @@ class Network:
         self.n_models = int(self.lam_host.shape[0])
         self.dtype = params["W1"].dtype
         self.lam = backend.asarray(self.lam_host, dtype=self.dtype)
-        self.bn_eps_host = _per_model(config.bn_eps if bn_eps is None else to_numpy(bn_eps),
-                                      self.n_models, "bn_eps")
-        self.bn_eps = backend.asarray(self.bn_eps_host, dtype=self.dtype)
+        given = {"bn_eps": bn_eps, **(per_model or {})}
+        self.per_model_host = {}
+        for name in per_model_fields():
+            value = getattr(config, name) if given.get(name) is None else given[name]
+            self.per_model_host[name] = _per_model(to_numpy(value) if hasattr(value, "shape")
+                                                   else value, self.n_models, name)
+        self.per_model = {k: backend.asarray(v, dtype=self.dtype)
+                          for k, v in self.per_model_host.items()}
+        self.bn_eps_host, self.bn_eps = self.per_model_host["bn_eps"], self.per_model["bn_eps"]
+        self.norm_entry = registry.normalization(config.norm)
+        self.activation_entry = registry.activation(config.activation)
+        #: Dropout's scale of a kept unit, ``1 / (1 - p)`` ``(M, 1, 1)``.
+        self.dropout_scale = backend.asarray(
+            (1.0 / (1.0 - self.per_model_host["dropout"]))[:, None, None], dtype=self.dtype)
+        self._entry_options = {}
         self.seeds = None if seeds is None else [int(s) for s in np.asarray(seeds).reshape(-1)]
+
+    def entry_options(self, entry) -> dict:
+        """The keyword options a registry entry's ``forward`` takes (its ``options``):
+        per-model fields as device ``(M, 1, 1)`` arrays, others as the config's value."""
+        if entry is None:
+            return {}
+        key = (type(entry).__name__, entry.name)
+        if key not in self._entry_options:
+            self._entry_options[key] = {
+                name: self.per_model[name][:, None, None] if name in self.per_model
+                else getattr(self.config, name) for name in entry.options}
+        return self._entry_options[key]
 
     # ----------------------------------------------------------------- creation
     @classmethod
     def create(cls, config: NetworkConfig, *, n_models: int | None = None, seeds=0,
-               lam=0.0, sigma=None, bn_eps=None, device: str | Backend = "cpu",
-               dtype: str = "float32") -> Network:
+               lam=0.0, sigma=None, device: str | Backend = "cpu", dtype: str = "float32",
+               **per_model) -> Network:
         """Initialise M models.
 
         Args:
             seeds: int or ``(M,)``; model m's weights come from ``default_rng(seeds[m])``.
             lam: L2 strength, scalar or ``(M,)``.
             sigma: weight std for ``init="normal"``, scalar or ``(M,)``.
-            bn_eps: batch norm's epsilon, scalar or ``(M,)``; default ``config.bn_eps``.
-            n_models: M; by default the length of the longest of seeds, lam, sigma, bn_eps.
+            per_model: overrides of per-model config fields by name, scalar or ``(M,)``
+                (``bn_eps=[1e-5, 1e-3]``, ``dropout=[0, 0.1, 0.3]``); None keeps the
+                config's value.
+            n_models: M; by default the length of the longest of seeds, lam, sigma and
+                the per-model values (the config's included).
         """
         backend = device if isinstance(device, Backend) else get_backend(device)
-        lengths = [np.size(v) for v in (seeds, lam, sigma, bn_eps) if v is not None]
+        unknown = sorted(set(per_model) - set(per_model_fields()))
+        if unknown:
+            raise XpnetError(f"Unknown per-model option {unknown[0]!r}; use one of: "
+                             f"{', '.join(per_model_fields())}.")
+        per_model = {name: getattr(config, name) if per_model.get(name) is None
+                     else per_model[name] for name in per_model_fields()}
+        lengths = [np.size(v) for v in (seeds, lam, sigma, *per_model.values()) if v is not None]
         M = int(n_models or max(lengths))
         seeds_arr = np.asarray(seeds, dtype=np.int64).reshape(-1)
         if seeds_arr.size == 1:
@@ -123,9 +217,9 @@ class Network:
         if np.any(lam_arr < 0) or not np.all(np.isfinite(lam_arr)):
             raise XpnetError("lam must be finite and non-negative.")
         sigma_arr = None if sigma is None else _per_model(sigma, M, "sigma")
-        eps_arr = _per_model(config.bn_eps if bn_eps is None else bn_eps, M, "bn_eps")
-        if not np.all(np.isfinite(eps_arr) & (eps_arr > 0)):
-            raise XpnetError("bn_eps must be positive.")
+        per_model_arr = {name: _per_model(v, M, name) for name, v in per_model.items()}
+        for name, values in per_model_arr.items():
+            check_per_model(name, values)
         if config.init == "normal" and sigma_arr is None:
             raise XpnetError("init='normal' needs sigma, for example sigma=1e-3.")
 
@@ -133,21 +227,23 @@ class Network:
         dt = backend.dtype(dtype)
         params, buffers = {}, {}
         sizes = config.sizes
+        norm = registry.normalization(config.norm)
         for l in range(1, config.n_layers + 1):
             d_in, d_out = sizes[l - 1], sizes[l]
             W = layer_weights(rngs, config.init, d_in, d_out, sigma_arr)
             params[f"W{l}"] = backend.asarray(W, dtype=dt)
-            if config.has_bn(l):
-                params[f"gamma{l}"] = backend.asarray(np.ones((M, 1, d_out)), dtype=dt)
-                params[f"beta{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
-                buffers[f"mean{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
-                buffers[f"var{l}"] = backend.asarray(np.ones((M, 1, d_out)), dtype=dt)
-            else:
+            if config.has_bias(l):
                 params[f"b{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
-        return cls(config, params, buffers, lam_arr, backend, seeds_arr, eps_arr)
+            if config.has_norm(l):
+                for store, initial in ((params, norm.params), (buffers, norm.buffers)):
+                    for name, value in initial.items():
+                        store[f"{name}{l}"] = backend.asarray(np.full((M, 1, d_out), value),
+                                                              dtype=dt)
+        return cls(config, params, buffers, lam_arr, backend, seeds_arr,
+                   per_model=per_model_arr)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, X, *, train: bool = True, update_stats: bool = True):
+    def forward(self, X, *, train: bool = True, update_stats: bool = True, masks=None):
         """Scores for a batch.
 
         Args:
@@ -155,11 +251,14 @@ class Network:
             train: batch statistics (True) or running averages (False) in batch norm.
             update_stats: in train mode, fold the batch statistics into the running
                 averages (False for gradient checks).
+            masks: in train mode, dropout masks ``(M, n, d_l)`` per hidden layer
+                (:mod:`xpnet.dropout`), or None for no dropout.
 
         Returns:
-            ``scores`` ``(M, n, n_classes)`` and the list of per-layer caches.
+            ``scores`` ``(M, n, n_classes)`` and the list of per-layer caches
+            ``(dense, norm, activation, mask)``.
         """
-        return self._forward(X, train, update_stats)
+        return self._forward(X, train, update_stats, masks=masks)
 
     def layer_inputs(self, X, *, train: bool = True) -> list[tuple]:
         """What each hidden layer's units receive, for inputs ``X`` ``(n, d_in)``.
@@ -173,30 +272,36 @@ class Network:
         self._forward(X, train, False, inputs)
         return inputs
 
-    def _forward(self, X, train: bool, update_stats: bool, inputs: list | None = None):
+    def _forward(self, X, train: bool, update_stats: bool, inputs: list | None = None,
+                 masks=None):
         """:meth:`forward`; appends each hidden layer's ``(s, z)`` to ``inputs`` if given."""
-        p = self.params
+        p, buffers = self.params, self.buffers
         xp = self.xp
-        cfg = self.config
-        K = cfg.n_layers
+        K = self.config.n_layers
+        norm, act = self.norm_entry, self.activation_entry
+        norm_options, act_options = self.entry_options(norm), self.entry_options(act)
         h, caches = X, []
         for l in range(1, K + 1):
             s, dense_cache = layers.dense_forward(h, p[f"W{l}"], p.get(f"b{l}"))
             if l == K:
-                caches.append((dense_cache, None, None))
+                caches.append((dense_cache, None, None, None))
                 return s, caches
-            bn_cache, z = None, s
-            if cfg.has_bn(l):
-                z, bn_cache, mean, var = layers.batchnorm_forward(
-                    s, p[f"gamma{l}"], p[f"beta{l}"], self.buffers[f"mean{l}"],
-                    self.buffers[f"var{l}"], train=train, momentum=cfg.bn_momentum,
-                    eps=self.bn_eps[:, None, None], xp=xp)
+            norm_cache, z = None, s
+            if norm is not None:
+                z, norm_cache, new_buffers = norm.forward(
+                    s, {k: p[f"{k}{l}"] for k in norm.params},
+                    {k: buffers[f"{k}{l}"] for k in norm.buffers}, train=train, xp=xp,
+                    **norm_options)
                 if train and update_stats:
-                    self.buffers[f"mean{l}"], self.buffers[f"var{l}"] = mean, var
+                    for k, value in new_buffers.items():
+                        buffers[f"{k}{l}"] = value
             if inputs is not None:
                 inputs.append((s, z))
-            h, relu_cache = layers.relu_forward(z, xp=xp)
-            caches.append((dense_cache, bn_cache, relu_cache))
+            h, act_cache = act.forward(z, xp=xp, **act_options)
+            mask = masks[l - 1] if train and masks is not None else None
+            if mask is not None:
+                h = h * mask
+            caches.append((dense_cache, norm_cache, act_cache, mask))
         raise AssertionError("unreachable")
 
     def regularisation(self):
@@ -208,14 +313,15 @@ class Network:
         """Per-model L2 gradient factor ``(M, 1, 1)``: ``d(regularisation)/dW = decay * W``."""
         return l2.gradient_factor(self.lam)[:, None, None]
 
-    def train_cost(self, X, Y):
-        """Train-mode (batch-statistics) cost ``(M,)`` without touching running averages."""
-        scores, _ = self.forward(X, train=True, update_stats=False)
+    def train_cost(self, X, Y, masks=None):
+        """Train-mode (batch-statistics) cost ``(M,)`` without touching running averages;
+        ``masks`` as for :meth:`forward`."""
+        scores, _ = self.forward(X, train=True, update_stats=False, masks=masks)
         loss, _ = layers.softmax_cross_entropy(scores, Y)
         return loss + self.regularisation()
 
     # ----------------------------------------------------------------- backward
-    def loss_and_gradients(self, X, Y, *, update_stats: bool = True):
+    def loss_and_gradients(self, X, Y, *, update_stats: bool = True, masks=None):
         """Train-mode loss, cost and gradients of every parameter, the L2 term included.
 
         Uses the backend's training step (:attr:`Backend.data_gradients`), the same
@@ -224,26 +330,31 @@ class Network:
         Args:
             X: ``(n, d_in)`` or ``(M, n, d_in)``.
             Y: one-hot labels ``(n, C)`` or ``(M, n, C)``.
+            masks: dropout masks as for :meth:`forward`, or None.
 
         Returns:
             ``(loss, cost, grads)``: loss and cost ``(M,)``; grads a dict keyed like
             ``params`` with arrays of the same shapes.
         """
-        loss, grads = self.loss_and_data_gradients(X, Y, update_stats=update_stats)
+        loss, grads = self.loss_and_data_gradients(X, Y, update_stats=update_stats,
+                                                   masks=masks)
         for name in grads:
             if l2.is_penalised(name):
                 grads[name] = grads[name] + self.decay * self.params[name]
         return loss, loss + self.regularisation(), grads
 
-    def loss_and_data_gradients(self, X, Y, *, update_stats: bool = True, scale=None):
+    def loss_and_data_gradients(self, X, Y, *, update_stats: bool = True, scale=None,
+                                masks=None):
         """Loss ``(M,)`` and gradients of the loss alone, without the L2 term.
 
         The backend's step (:mod:`xpnet.backprop` or a faster one it carries); the
         optimiser applies the decay in place.  ``scale`` ``(M, 1, 1)`` is multiplied
-        into every gradient (see :func:`xpnet.backprop.loss_and_data_gradients`).
+        into every gradient (see :func:`xpnet.backprop.loss_and_data_gradients`);
+        ``masks`` are dropout's (passed on only when given).
         """
+        extra = {} if masks is None else {"masks": masks}
         return self.backend.data_gradients(self, X, Y, update_stats=update_stats,
-                                           scale=scale)
+                                           scale=scale, **extra)
 
     # --------------------------------------------------------------- evaluation
     def evaluate(self, X, y, Y, *, chunk: int = 10000):
@@ -285,6 +396,8 @@ class Network:
         state.update({f"buffer/{k}": to_numpy(v) for k, v in self.buffers.items()})
         state["lam"] = self.lam_host
         state["bn_eps"] = self.bn_eps_host
+        state.update({f"per_model/{k}": v for k, v in self.per_model_host.items()
+                      if k != "bn_eps"})
         meta = {"config": self.config.to_dict(), "seeds": self.seeds, "format": 1}
         state["meta"] = np.array(json.dumps(meta))
         return state
@@ -316,8 +429,10 @@ class Network:
                 params[name] = backend.asarray(value, dtype=dt)
             elif kind == "buffer":
                 buffers[name] = backend.asarray(value, dtype=dt)
+        per_model = {k.partition("/")[2]: v for k, v in state.items()
+                     if k.startswith("per_model/")}
         net = cls(config, params, buffers, state["lam"], backend, meta.get("seeds"),
-                  state.get("bn_eps"))
+                  state.get("bn_eps"), per_model=per_model)
         expected = cls.create(config, n_models=net.n_models, device="cpu", dtype="float64")
         for name, value in expected.params.items():
             if name not in params or tuple(params[name].shape) != tuple(value.shape):
@@ -327,7 +442,8 @@ class Network:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Network(sizes={c.sizes}, batch_norm={c.batch_norm}, init={c.init!r}, "
+        return (f"Network(sizes={c.sizes}, norm={c.norm!r}, activation={c.activation!r}, "
+                f"init={c.init!r}, "
                 f"n_models={self.n_models}, device={self.backend.name!r}, dtype={self.dtype})")
 
 

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import l2
+from xpnet import dropout, l2
 from xpnet.backend import to_numpy
 from xpnet.codec import to_float_array, to_jsonable
 from xpnet.errors import XpnetError
@@ -254,6 +254,13 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
     train_eval = train_data if config.train_eval_size is None else train_data.head(
         config.train_eval_size)
     callbacks = [*callbacks, *([ProgressBar(desc)] if progress else [])]
+    drop_rates = dropout.rates(net)  # None when no model drops units: no masks at all
+
+    def epoch_inputs(epoch):
+        """Host batch order and dropout keep-masks ``(steps, M, B, D)`` (or None)."""
+        keep = None if drop_rates is None else dropout.keep_masks(
+            seeds, drop_rates, (steps_per_epoch, B, sum(net.config.hidden)), epoch)
+        return batch_orders(seeds, N, epoch), keep
 
     # A writable copy: a read-only broadcast view would become a read-only device array
     # where the library shares host memory (PyTorch on the CPU warns about it).
@@ -284,12 +291,15 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
     record(0)
     history.stopped_step = total
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ahead:
-        next_order = ahead.submit(batch_orders, seeds, N, 0)
+        next_inputs = ahead.submit(epoch_inputs, 0)
         for t in range(total):
             epoch, j = divmod(t, steps_per_epoch)
             if j == 0:
-                order = net.backend.asarray(next_order.result())
-                next_order = ahead.submit(batch_orders, seeds, N, epoch + 1)
+                order, keep = next_inputs.result()
+                order = net.backend.asarray(order)
+                if keep is not None:  # one upload per epoch, as booleans
+                    keep = net.backend.asarray(keep)
+                next_inputs = ahead.submit(epoch_inputs, epoch + 1)
                 if rates.ndim == 2:  # one small upload per epoch: this epoch's (steps, M)
                     eta_table = net.backend.asarray(
                         rates[t:t + steps_per_epoch, :, None, None], dtype=net.dtype)
@@ -302,11 +312,12 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             # backward pass (see xpnet.backprop.loss_and_data_gradients).
             live = xp.astype(alive, net.dtype)[:, None, None]
             eta = (eta_table[j, ...] if rates.ndim == 2 else float(rates[t])) * live
+            masks = None if keep is None else dropout.device_masks(net, keep[j, ...])
             if optimizer.velocity is not None:
-                loss, grads = net.loss_and_data_gradients(Xb, Yb)
+                loss, grads = net.loss_and_data_gradients(Xb, Yb, masks=masks)
                 optimizer.step(net.params, grads, eta)
             else:
-                loss, updates = net.loss_and_data_gradients(Xb, Yb, scale=-eta)
+                loss, updates = net.loss_and_data_gradients(Xb, Yb, scale=-eta, masks=masks)
                 optimizer.step_prescaled(net.params, updates, eta)
 
             # A non-finite loss is a non-finite cost (the L2 term is finite while W is).
@@ -320,7 +331,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             if t + 1 in record_at and record(t + 1):
                 history.stopped_step = t + 1  # every model diverged: stop paying for it
                 break
-        next_order.cancel()
+        next_inputs.cancel()
     history.diverged_step = to_numpy(diverged_step).astype(np.int64)
     for cb in callbacks:
         cb.on_train_end(history)

@@ -7,8 +7,8 @@ can reach the host instrumented by :mod:`xpnet.syncs` (the one counter, which th
 uses too): a door opened inside a step is a sync in the step (on a GPU, a stall).  Each
 scenario also reruns on the CPU in float64 and must give the same numbers, so the paths
 it covers (momentum, per-model momentum and rates, M > 1 models on their own batch
-orders, divergence, the lockstep sweep) are proven on a non-CPU device, not only
-sync-free.
+orders, divergence, the lockstep sweep, layer norm, the activations, dropout) are
+proven on a non-CPU device, not only sync-free.
 """
 
 from __future__ import annotations
@@ -79,6 +79,12 @@ SCENARIOS = {
     "one-diverges": dict(seeds=[0, 1], schedule=PerModelRates((0.05, 1e8), 12, 6),
                          config=dataclasses.replace(CONFIG, batch_norm=False),
                          train=TrainConfig(batch_size=10, momentum=0.9)),
+    # Layer norm, leaky ReLU and dropout at a rate per model (masks uploaded per epoch).
+    "layer-norm-dropout": dict(seeds=[0, 1], config=dataclasses.replace(
+        CONFIG, norm="layer", activation="leaky_relu", dropout=(0.0, 0.3)),
+        train=TrainConfig(batch_size=10, momentum=0.9)),
+    "tanh-dropout-one-seed": dict(seeds=[0, 0], lam=[0.0, 0.01], config=dataclasses.replace(
+        CONFIG, activation="tanh", dropout=0.2), train=TrainConfig(batch_size=10)),
     # Every model diverges: training stops early at a record point.
     "all-diverge": dict(seeds=[0, 1], schedule=ConstantLR(eta=1e8, steps=24, cycle_length=6),
                         config=dataclasses.replace(CONFIG, batch_norm=False),
