@@ -28,6 +28,9 @@ from xpnet.atomic import atomic_write
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
 from xpnet.init import INITS, layer_weights
+from xpnet.per_model import broadcast as _per_model
+from xpnet.per_model import check as check_per_model
+from xpnet.per_model import fields_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,34 +104,7 @@ NetworkConfig.__init__ = _init_accepting_batch_norm
 
 def per_model_fields() -> tuple[str, ...]:
     """Names of the :class:`NetworkConfig` fields that take one value per model."""
-    return tuple(f.name for f in dataclasses.fields(NetworkConfig)
-                 if f.metadata.get("per_model"))
-
-
-#: What a per-model value must satisfy, and the sentence that says so.
-_PER_MODEL_RULES = {
-    "bn_eps": (lambda v: v > 0, "bn_eps must be positive"),
-    "dropout": (lambda v: (v >= 0) & (v < 1), "dropout must be in [0, 1)"),
-    "leaky_slope": (lambda v: v == v, "leaky_slope must be a finite number"),
-}
-
-
-def check_per_model(name: str, values: np.ndarray) -> None:
-    """Raise the one-sentence error for per-model ``values`` of field ``name`` that break
-    its rule (all must be finite)."""
-    rule, sentence = _PER_MODEL_RULES.get(name, (lambda v: v == v, f"{name} must be finite"))
-    if values.size == 0 or not np.all(np.isfinite(values) & rule(values)):
-        raise XpnetError(f"{sentence}, got {values.tolist()}.")
-
-
-def _per_model(value, M, name) -> np.ndarray:
-    """Broadcast a scalar or length-M sequence to a float64 host array ``(M,)``."""
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
-    if arr.size == 1:
-        arr = np.full(M, arr[0])
-    if arr.shape != (M,):
-        raise XpnetError(f"{name} must be a scalar or have one value per model ({M}).")
-    return arr
+    return fields_of(NetworkConfig)
 
 
 class Network:

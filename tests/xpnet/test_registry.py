@@ -231,3 +231,28 @@ def test_a_new_activation_is_one_registry_entry(softsign):
         h = h @ net.params[f"W{l}"] + net.params[f"b{l}"]
         h = h / (1 + np.abs(h)) if l < 3 else h
     np.testing.assert_allclose(net.forward(X, train=False)[0], h, rtol=1e-12)
+
+
+def test_the_numpy_step_takes_in_place_forms_where_an_entry_has_them(monkeypatch):
+    """relu's reference forward never runs in the NumPy step; an entry without in-place
+    forms (leaky_relu) runs its reference forward there."""
+    import dataclasses
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("reference form called")
+
+    def counted(s, **kwargs):
+        calls.append(s.shape)
+        return registry.activation("leaky_relu").forward(s, **kwargs)
+
+    X, Y = _problem()
+    monkeypatch.setitem(registry.ACTIVATIONS, "relu", dataclasses.replace(
+        registry.activation("relu"), forward=refuse, backward=refuse))
+    numpy_step.loss_and_data_gradients(_net("batch", "relu"), X, Y)
+    monkeypatch.setitem(registry.ACTIVATIONS, "counted", registry.Activation(
+        "counted", counted, registry.activation("leaky_relu").backward,
+        options=("leaky_slope",)))
+    numpy_step.loss_and_data_gradients(_net("batch", "counted"), X, Y)
+    assert calls == [(3, 10, 10), (3, 10, 8)]
