@@ -240,9 +240,10 @@ class Network:
         """What each hidden layer's units receive, for inputs ``X`` ``(n, d_in)``.
 
         Returns, per hidden layer ``l = 1 .. K-1``, ``(s, z)``: the dense output ``s``
-        (batch norm's input) and the ReLU input ``z`` (batch norm's output, or ``s``
-        without batch norm), each ``(M, n, d_l)``.  Train mode uses the batch statistics
-        of ``X``; the running averages are left as they are.
+        (the normalization's input) and the activation's input ``z`` (the
+        normalization's output, or ``s`` without one), each ``(M, n, d_l)``.  Train mode
+        uses the batch statistics of ``X`` (and no dropout); the running averages are
+        left as they are.
         """
         inputs: list[tuple] = []
         self._forward(X, train, False, inputs)
