@@ -67,3 +67,16 @@ def tanh_backward_numpy(dout, out):
     np.subtract(1.0, slope, out=slope)
     dout *= slope
     return dout
+
+
+def elu_forward(s, *, xp):
+    """ELU with alpha 1 (Clevert, Unterthiner and Hochreiter 2016): ``s`` where positive,
+    else ``exp(s) - 1``; the cache is ``(s, out)``, each ``(M, n, d)``."""
+    out = xp.where(s > 0.0, s, xp.expm1(xp.minimum(s, 0.0)))
+    return out, (s, out)
+
+
+def elu_backward(dout, cache, *, xp):
+    """``dout`` where ``s > 0``, else ``dout * exp(s)`` (``= dout * (out + 1)``)."""
+    s, out = cache
+    return xp.where(s > 0.0, dout, dout * (out + 1.0))

@@ -162,6 +162,7 @@ register_activation(Activation(
     "tanh", activations.tanh_forward, activations.tanh_backward,
     numpy_forward=activations.tanh_forward_numpy,
     numpy_backward=activations.tanh_backward_numpy))
+register_activation(Activation("elu", activations.elu_forward, activations.elu_backward))
 
 register_normalization(Normalization(
     "batch", norms.batch_forward, norms.batch_backward,

@@ -72,6 +72,7 @@ def test_batchnorm_eval_uses_running_stats(backend, dtype):
     ("relu", [0.0, 0.0, 2.0], [0.0, 0.0, 1.0]),
     ("leaky_relu", [-0.25, 0.0, 2.0], [0.25, 0.25, 1.0]),
     ("tanh", np.tanh([-1.0, 0.0, 2.0]), 1.0 - np.tanh([-1.0, 0.0, 2.0]) ** 2),
+    ("elu", [np.expm1(-1.0), 0.0, 2.0], [np.exp(-1.0), 1.0, 1.0]),
 ])
 def test_activation_pairs(name, out, grad, backend, dtype):
     entry = registry.activation(name)
