@@ -1,7 +1,7 @@
 """The DD2424 Assignment 3 study suite, built on :mod:`xpnet`.
 
 One module per study (``gradcheck``, ``overfit``, ``depth_bn``, ``lambda_search``,
-``init_sensitivity``, ``lr_bn``), each a thin declaration of its runs and a
+``lambda_halving``, ``init_sensitivity``, ``lr_bn``, ...), each a thin declaration of its runs and a
 ``run(ctx)``; :mod:`experiments.suite.context` holds the shared data, result store and
 cached training; :mod:`experiments.run` is the CLI.
 

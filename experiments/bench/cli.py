@@ -25,6 +25,9 @@ Run ``python -m experiments.bench --device cpu`` (or ``cuda``, ``torch``, ``torc
   for the GPU, so it cannot contain a device-to-host copy: see
   :mod:`experiments.bench.syncs`.
 
+* **halving** (``--halving``) -- instead of all of the above, a 27-lambda grid trained in
+  full and with successive halving in one process: wall-time and model-steps ratios and
+  the best model of each (:mod:`experiments.bench.halving`).
 * **scaling** (``--scaling 1,2``) -- instead of all of the above, the wall time of a
   slice of the real suite per number of Dask workers: :mod:`experiments.bench.scaling`.
 
@@ -106,6 +109,17 @@ def parse_args(argv=None):
                    help="instead: run a slice of the real study suite (--only "
                         "init_sensitivity,lr_bn --seeds 1) with --workers N, then M, ... and "
                         "print the wall-time ratios; needs --data-dir or $XPNET_DATA")
+    p.add_argument("--halving", action="store_true",
+                   help="instead: train a lambda grid in full and with successive halving "
+                        "(eta 3) in one run and print the time and model-steps ratios")
+    p.add_argument("--halving-lambdas", type=positive_int, default=27,
+                   help="with --halving: lambdas in the grid (default 27)")
+    p.add_argument("--halving-seeds", type=positive_int, default=1,
+                   help="with --halving: seeds per lambda (default 1)")
+    p.add_argument("--halving-n-s", type=positive_int, default=200,
+                   help="with --halving: steps per half-cycle, 2 cycles (default 200)")
+    p.add_argument("--halving-val", type=positive_int, default=2000,
+                   help="with --halving: validation images (default 2000)")
     p.add_argument("--check-syncs", action="store_true",
                    help="run only the host-sync check of the training step (cuda, torch "
                         "devices)")
@@ -219,9 +233,16 @@ def run(args):
         if args.json:
             write_json(args.json, result)
         return 0 if all(row["same_numbers"] for row in result["rows"]) else 1
-    backend = get_backend(args.device)
     if args.json is not None:
         _check_json_folder(args.json)
+    if args.halving:
+        from experiments.bench.halving import run_halving
+
+        result = run_halving(args)
+        if args.json:
+            write_json(args.json, result)
+        return 0
+    backend = get_backend(args.device)
     use_torch = not args.no_torch and not args.check_syncs and _torch_available()
     info = _machine_info(backend, use_torch)
     X_host, y_host, source = load_data(args)

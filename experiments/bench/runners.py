@@ -60,7 +60,7 @@ def race(runners: dict, repeats: int, epochs: int) -> dict:
 
 
 def make_net(backend, n_models):
-    config = NetworkConfig(d_in=D_IN, hidden=HIDDEN, n_classes=N_CLASSES, batch_norm=True)
+    config = NetworkConfig(d_in=D_IN, hidden=HIDDEN, n_classes=N_CLASSES, norm="batch")
     return Network.create(config, seeds=list(range(n_models)), lam=LAM, device=backend,
                           dtype=DTYPE)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from experiments.suite.args import UsageError
 
 #: Study modules in the order they run (and appear in the report).
-STUDY_NAMES = ("gradcheck", "overfit", "depth_bn", "lambda_search", "init_sensitivity",
-               "lr_bn", "lr_range", "bn_eps", "activations")
+STUDY_NAMES = ("gradcheck", "overfit", "depth_bn", "lambda_search", "lambda_halving",
+               "init_sensitivity", "lr_bn", "lr_range", "bn_eps", "activations")
 
 
 def load_study(name: str):

@@ -51,7 +51,7 @@ def check_config(env, spec: dict, callbacks) -> dict:
     X = np.asarray(env.data.X_train[:n, :d], dtype=np.float64)
     Y = one_hot(env.data.y_train[:n], env.data.n_classes)
     config = NetworkConfig(d_in=d, hidden=tuple(spec["hidden"]), n_classes=env.data.n_classes,
-                           batch_norm=spec["batch_norm"])
+                           norm="batch" if spec["batch_norm"] else None)
     net = Network.create(config, seeds=spec["seed"], lam=spec["lam"],
                          device=get_backend("cpu"), dtype="float64")
     errors = check_gradients(net, X, Y, threshold=spec["threshold"])

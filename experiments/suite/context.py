@@ -84,6 +84,15 @@ class RunHandle:
 
     @property
     def done(self) -> bool:
+        """Whether the run has finished (or failed): :meth:`result` then returns at once.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> ctx = sandbox(tempfile.mkdtemp())  # runs train as they are submitted
+        >>> ctx.submit_train("2-layer", seeds=ctx.seeds, hidden=(8,),
+        ...                  schedule=ctx.cyclical(1)).done
+        True
+        """
         return self._done.is_set()
 
     def started(self, futures: list, merge, start: float) -> None:
@@ -119,13 +128,44 @@ class RunHandle:
                                            stopped=self._stopped)
 
     def wait(self) -> None:
-        """Return once the run has finished, failed or not (its record is then saved)."""
+        """Return once the run has finished, failed or not (its record is then saved).
+
+        Returns None; unlike :meth:`result`, a failed run raises nothing here.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> ctx = sandbox(tempfile.mkdtemp())
+        >>> handle = ctx.submit_train("2-layer", seeds=ctx.seeds, hidden=(8,),
+        ...                           schedule=ctx.cyclical(1))
+        >>> handle.wait(); handle.done
+        True
+        """
         while not self._done.wait(0.2):  # short waits keep Ctrl-C responsive
             if ABORT.is_set():
                 raise KeyboardInterrupt
 
     def result(self) -> dict:
-        """The run's record; raises :class:`RunFailed` (or the store's error) if it failed."""
+        """The run's record, waiting for it to finish if it has not.
+
+        Returns:
+            The record as saved in ``results.json``: what the run function returned
+            (a training run: ``test_accuracy``, ``test_loss``, ``diverged_step``,
+            ``last_val_accuracy``, each ``(M,)`` with None for a diverged model;
+            ``history`` with ``steps``, ``epochs``, ``eta`` and ``metrics``, each metric
+            ``(n_points, M)``; ``n_models``), plus ``spec``, ``fingerprint``,
+            ``wall_s``, ``compute_s`` and ``finished_at``.
+
+        Raises:
+            RunFailed: the run raised (the message names the study and run).
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> ctx = sandbox(tempfile.mkdtemp())
+        >>> record = ctx.submit_train("2-layer", seeds=ctx.seeds, hidden=(8,),
+        ...                           schedule=ctx.cyclical(1)).result()
+        >>> record["n_models"], len(record["test_accuracy"]), sorted(record["history"])
+        (2, 2, ['diverged_step', 'epochs', 'eta', 'metrics', 'steps', 'stopped_step'])
+        """
         self.ctx.waits += 1
         if not self.done:
             with self.ctx.dispatcher.waiting():
@@ -171,43 +211,153 @@ class Context:
     # ------------------------------------------------------------------ data
     @property
     def quick(self) -> bool:
+        """Whether the suite runs with ``--quick`` (small data and schedules).
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> sandbox(tempfile.mkdtemp(), quick=True).quick
+        True
+        """
         return self.settings.quick
 
     @property
     def seeds(self) -> list[int]:
+        """The seeds of every setting: ``[0, ..., N - 1]`` for ``--seeds N`` (default 3).
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> sandbox(tempfile.mkdtemp(), seeds=3).seeds
+        [0, 1, 2]
+        """
         return list(range(self.settings.seeds))
 
     @property
     def env(self):
-        """This process's data and backend (:class:`experiments.suite.tasks.RunEnv`)."""
+        """This process's data and backend (:class:`experiments.suite.tasks.RunEnv`).
+
+        ``env.data`` is the host data set, ``env.split("train")`` (``"val"``,
+        ``"test"``) its split on the device, ``env.backend`` the array backend.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> env = sandbox(tempfile.mkdtemp()).env
+        >>> env.split("val").X.shape, env.backend.name
+        ((500, 3072), 'cpu')
+        """
         return tasks.env_for(self.data_settings)
 
     @property
     def data(self):
-        """The host :class:`xpnet.data.Dataset` (loaded once; smaller with --quick)."""
+        """The host :class:`xpnet.data.Dataset` (loaded once; smaller with --quick).
+
+        ``X_train``, ``X_val``, ``X_test`` are standardised float32 ``(n, 3072)``;
+        ``y_*`` int labels ``(n,)``; ``n_classes``; ``mean``, ``std`` the training
+        statistics.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> data = sandbox(tempfile.mkdtemp()).data
+        >>> data.X_train.shape, data.y_test.shape, data.n_classes
+        ((500, 3072), (200,), 10)
+        """
         return self.env.data
 
     def data_sizes(self) -> dict:
+        """The data's split sizes and a fingerprint of its training statistics.
+
+        Returns:
+            ``{"train": int, "val": int, "test": int, "train_stats": str}``: part of
+            every training spec, so other data means other runs.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> sizes = sandbox(tempfile.mkdtemp()).data_sizes()
+        >>> sizes["train"], sizes["val"], sizes["test"], len(sizes["train_stats"])
+        (500, 500, 200, 16)
+        """
         return self.env.data_sizes()
 
     def train_config(self, **changes) -> TrainConfig:
         """The reports' training settings (batch 100), with ``changes`` applied.
 
         Training metrics are measured on 10,000 training images (all of them with --quick).
+
+        Args:
+            **changes: fields of :class:`xpnet.TrainConfig` (``batch_size``,
+                ``momentum`` (a float, or a tuple of M), ``evals_per_cycle``,
+                ``train_eval_size``, ``divergence_loss``).
+
+        Returns:
+            A :class:`xpnet.TrainConfig`, for ``submit_train(train=...)``.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> config = sandbox(tempfile.mkdtemp()).train_config(momentum=0.9)
+        >>> config.batch_size, config.momentum
+        (100, 0.9)
         """
         settings = dict(batch_size=BATCH, train_eval_size=None if self.quick else 10000)
         return TrainConfig(**{**settings, **changes})
 
     def cyclical(self, cycles: int, n_train: int | None = None) -> CyclicalLR:
-        """The reports' schedule: eta 1e-5..1e-1, n_s = 5 epochs of batch 100."""
+        """The reports' schedule: eta 1e-5..1e-1, n_s = 5 epochs of batch 100.
+
+        Args:
+            cycles: the number of cycles (each ``2 * n_s`` update steps).
+            n_train: the training images an epoch has; default all of :attr:`data`'s.
+
+        Returns:
+            A :class:`xpnet.CyclicalLR`, for ``submit_train(schedule=...)``.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> ctx = sandbox(tempfile.mkdtemp())  # 500 training images: n_s = 25
+        >>> ctx.cyclical(2)
+        CyclicalLR(eta_min=1e-05, eta_max=0.1, n_s=25, cycles=2)
+        >>> ctx.cyclical(1, n_train=100).total_steps
+        10
+        """
         n = n_train or len(self.data.y_train)
         return CyclicalLR(1e-5, 1e-1, n_s=max(1, 5 * n // BATCH), cycles=cycles)
 
     # --------------------------------------------------------------- figures
-    def figure_path(self, name: str) -> tuple[Path, str]:
-        """Absolute path and report-relative link of figure ``<study>_<name>.png``."""
+    def figure_path_and_link(self, name: str) -> tuple[Path, str]:
+        """Where to save figure ``<study>_<name>.png``, and its link for the report.
+
+        Args:
+            name: the figure's name within the study (no extension).
+
+        Returns:
+            ``(path, link)``: the absolute :class:`~pathlib.Path` to save to (pass it to
+            an ``xpnet.plots`` function) and the report-relative link (put it in the
+            study's ``"figures"``).
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> ctx = sandbox(tempfile.mkdtemp(), study="demo")
+        >>> path, link = ctx.figure_path_and_link("curves")
+        >>> link, path == ctx.out_dir / link
+        ('figures/demo_curves.png', True)
+        """
         rel = f"figures/{self.study_name}_{name}.png"
         return self.out_dir / rel, rel
+
+    def figure_path(self, name: str) -> tuple[Path, str]:
+        """The older name of :meth:`figure_path_and_link`: returns the pair ``(path, link)``.
+
+        Args:
+            name: the figure's name within the study (no extension).
+
+        Returns:
+            ``(path, link)``: where to save the figure, and its link for the report.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> path, link = sandbox(tempfile.mkdtemp(), study="demo").figure_path("curves")
+        >>> path.name, link
+        ('demo_curves.png', 'figures/demo_curves.png')
+        """
+        return self.figure_path_and_link(name)
 
     # ------------------------------------------------------------------ runs
     def submit(self, key: str, spec: dict, fn, *, splittable: bool = False,
@@ -221,6 +371,25 @@ class Context:
         (see :class:`experiments.suite.executor.Backlog`).  ``steps`` is the training
         length, for the progress display; ``cost`` its estimated seconds
         (:func:`experiments.suite.spec.estimated_seconds`), for the order runs start in.
+
+        Args:
+            key: the run's name within the study (its key in ``results.json``).
+            spec: a JSON-able dict of everything that determines the result.
+            fn: ``fn(env, spec, callbacks) -> dict``, a top-level function; ``env`` is a
+                :class:`~experiments.suite.tasks.RunEnv`, ``callbacks`` the training
+                callbacks to pass on (progress).
+
+        Returns:
+            A :class:`RunHandle`; ``handle.result()`` is ``fn``'s dict with ``spec``,
+            ``fingerprint`` and times added.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> def count(env, spec, callbacks):
+        ...     return {"images": len(env.data.y_train) * spec["factor"]}
+        >>> ctx = sandbox(tempfile.mkdtemp())
+        >>> ctx.submit("count", {"factor": 2}, count).result()["images"]
+        1000
         """
         old = self.store.study(self.study_name)["runs"].get(key)
         if (old is not None and old.get("fingerprint") == fingerprint(spec)
@@ -240,36 +409,98 @@ class Context:
         """Submit a training run of M lockstep models.
 
         ``grid`` (a :class:`experiments.studies.kit.Grid`) gives the per-model values
-        it names (``seeds``, ``lam``, ``sigma``, ``eps``, ``momentum``); ``settings`` are
-        the rest of :meth:`train_spec`'s arguments.  ``fn`` replaces the run function
-        (:func:`experiments.suite.tasks.train_and_test`) with one of the same form that
-        also measures something (see ``tasks.fit_and_test``), and ``extra`` adds its own
-        JSON-able fields to the spec; such a run is never cut into model groups.
+        it names (``seeds``, ``lam``, ``sigma``, ``momentum`` and the network's per-model
+        fields: ``bn_eps`` or ``eps``, ``dropout``...); ``settings`` are the rest of
+        :meth:`train_spec`'s arguments (``norm="layer"``, ``optimizer=Adam(...)``, ...).
+        ``fn`` replaces the run function (:func:`experiments.suite.tasks.train_and_test`)
+        with one of the same form that also measures something (see
+        ``tasks.fit_and_test``), and ``extra`` adds its own JSON-able fields to the spec;
+        such a run is never cut into model groups, nor is one with ``halving`` (an
+        :class:`xpnet.Halving`: its rungs rank all the models together).
+
+        Args:
+            key: the run's name within the study (its key in ``results.json``).
+            grid: the models; without one, ``seeds=`` (and scalar or per-model ``lam``,
+                ``sigma``, ``bn_eps``, ``dropout``...) give them.
+            fn: ``fn(env, spec, callbacks) -> dict``, a top-level run function; default
+                :func:`~experiments.suite.tasks.train_and_test`.
+            extra: JSON-able fields added to the spec (for ``fn`` to read).
+            **settings: :meth:`train_spec`'s arguments: ``hidden`` (required),
+                ``norm``, ``activation``, ``dropout``, ``init``, ``optimizer``,
+                ``schedule``, ``train``, ``n_train``, ``halving``...
+
+        Returns:
+            A :class:`RunHandle`; its ``result()`` is the record (see
+            :meth:`RunHandle.result`).  A run stored with the same spec is reused.
+
+        >>> import tempfile
+        >>> from experiments.studies.kit import Grid
+        >>> from experiments.suite.sandbox import sandbox
+        >>> ctx = sandbox(tempfile.mkdtemp())
+        >>> grid = Grid(ctx.seeds, lam=(0.0, 0.01))
+        >>> handle = ctx.submit_train("2-layer", grid, hidden=(8,), schedule=ctx.cyclical(1))
+        >>> record = handle.result()
+        >>> record["spec"]["models"]["lam"], len(record["test_accuracy"])
+        ([0.0, 0.0, 0.01, 0.01], 4)
         """
         spec = {**self.train_spec(grid=grid, **settings), **(extra or {})}
         steps = specs.make_schedule(spec["schedule"], spec["models"]).total_steps
-        return self.submit(key, spec, fn or tasks.train_and_test, splittable=fn is None,
+        splittable = fn is None and "halving" not in spec
+        return self.submit(key, spec, fn or tasks.train_and_test, splittable=splittable,
                            steps=steps, cost=specs.estimated_seconds(spec))
 
-    def train_spec(self, *, grid=None, hidden, seeds=None, lam=0.005, sigma=None, eps=None,
-                   batch_norm: bool = True, init: str = "he", schedule=None,
-                   train: TrainConfig | None = None, n_train: int | None = None) -> dict:
+    def train_spec(self, *, grid=None, hidden, seeds=None, lam=0.005, sigma=None,
+                   schedule=None, train: TrainConfig | None = None, n_train: int | None = None,
+                   optimizer=None, halving=None, **network_fields) -> dict:
         """The spec of a training run on this study's data (see
         :func:`experiments.suite.spec.train_spec`); by default the reports' 2-cycle
-        schedule and training settings, lambda 0.005, He init, batch norm."""
+        schedule and training settings, lambda 0.005, He init, batch norm, SGD.
+
+        Args:
+            grid: a :class:`~experiments.studies.kit.Grid` whose ``seeds``, ``lam``,
+                ``sigma``, ``momentum`` and per-model network fields (``bn_eps`` or
+                ``eps``, ``dropout``...) are per-model values (they win over the
+                arguments of the same names).
+            hidden: the hidden layers' widths, e.g. ``(50, 50)`` (a 3-layer net).
+            seeds, lam, sigma: a scalar, or one value per model; ``sigma`` is the
+                std of ``init="normal"`` weights.
+            schedule: a schedule from :mod:`xpnet.schedules`; default ``cyclical(2)``.
+            train: a :class:`xpnet.TrainConfig`; default :meth:`train_config`.
+            n_train: train on the first ``n_train`` training images; default all.
+            optimizer: an option object of :mod:`xpnet.optim` (``SGD(...)``,
+                ``Adam(...)``, ``AdamW(...)``); it replaces ``train``'s.
+            halving: an :class:`xpnet.Halving` schedule that drops the losing models at
+                its rungs; the spec holds it only when given.
+            **network_fields: :class:`xpnet.NetworkConfig` fields: ``norm="layer"``,
+                ``activation="tanh"``, ``dropout=[0, 0.1, 0.3]``, ``bn_eps``, ``init``
+                (``"he"``, ``"xavier"`` or ``"normal"`` with ``sigma``)...
+
+        Returns:
+            A JSON-able dict: ``config``, ``train``, ``schedule``, ``models`` (every
+            per-model value as a list of M), ``n_train``, ``data``.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> spec = sandbox(tempfile.mkdtemp()).train_spec(hidden=(50,), seeds=[0, 1])
+        >>> spec["models"], spec["config"]["hidden"], spec["schedule"]["type"]
+        ({'seeds': [0, 1], 'lam': [0.005, 0.005], 'sigma': None}, (50,), 'CyclicalLR')
+        """
         per_model = grid.per_model() if grid is not None else {}
-        if grid is not None and "momentum" in per_model:
-            train = dataclasses.replace(train or self.train_config(),
-                                        momentum=tuple(per_model.pop("momentum")))
+        train = train or self.train_config()
+        if "momentum" in per_model:
+            train = dataclasses.replace(train, momentum=tuple(per_model.pop("momentum")))
+        if optimizer is not None:
+            train = dataclasses.replace(train, optimizer=optimizer)
+        network_fields = {**specs.network_options(network_fields),
+                          **specs.grid_options(per_model)}
         n_all = len(self.data.y_train)
         return specs.train_spec(
             data=self.data_sizes(), d_in=self.data.X_train.shape[1],
             n_classes=self.data.n_classes, hidden=hidden,
             seeds=per_model.get("seeds", seeds), lam=per_model.get("lam", lam),
-            sigma=per_model.get("sigma", sigma), eps=per_model.get("eps", eps),
-            batch_norm=batch_norm, init=init, schedule=schedule or self.cyclical(2),
-            train=train or self.train_config(),
-            n_train=n_all if n_train is None else min(n_train, n_all))
+            sigma=per_model.get("sigma", sigma), schedule=schedule or self.cyclical(2),
+            train=train, n_train=n_all if n_train is None else min(n_train, n_all),
+            halving=halving, **network_fields)
 
     def priority(self, cost: float) -> float:
         """The Dask priority of a run submitted now (higher starts first).
@@ -280,17 +511,67 @@ class Context:
         record) ahead of earlier ones.  Within a level, the longest run first: the
         shortest runs then fill the workers' last gaps, instead of one long run
         finishing alone while the other workers idle.
+
+        Args:
+            cost: the run's estimated seconds.
+
+        Returns:
+            The priority, a float.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> ctx = sandbox(tempfile.mkdtemp())
+        >>> ctx.priority(60.0) > ctx.priority(1.0)  # before any wait: longest first
+        True
+        >>> first = ctx.priority(1.0)
+        >>> _ = ctx.submit_train("2-layer", seeds=ctx.seeds, hidden=(8,),
+        ...                      schedule=ctx.cyclical(1)).result()
+        >>> ctx.priority(1.0) > first  # after a wait: a later link of a chain goes first
+        True
         """
         return CHAIN_LEVEL * (self.waits + self.chained) + min(cost, CHAIN_LEVEL / 2)
 
     def settle(self) -> None:
-        """Wait until every run this study handed on has finished (and is saved)."""
+        """Wait until every run this study handed on has finished (and is saved).
+
+        Returns None (failed runs raise nothing here; their handles' ``result()`` does).
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> ctx = sandbox(tempfile.mkdtemp())
+        >>> handle = ctx.submit_train("2-layer", seeds=ctx.seeds, hidden=(8,),
+        ...                           schedule=ctx.cyclical(1))
+        >>> ctx.settle(); handle.done
+        True
+        """
         with self.dispatcher.waiting():
             for handle in self._handles:
                 handle.wait()
 
     def store_run(self, key: str, spec: dict, record: dict, wall_s: float) -> dict:
-        """Save a finished run's record with its spec and times (thread-safe)."""
+        """Save a finished run's record with its spec and times (thread-safe).
+
+        Called by a :class:`RunHandle` when its run finishes; a study does not call it.
+
+        Args:
+            key: the run's key within the study.
+            spec: the run's spec (its fingerprint is stored with it).
+            record: what the run function returned.
+            wall_s: the run's wall time in seconds.
+
+        Returns:
+            The stored record: ``record`` as JSON-able values, with ``spec``,
+            ``fingerprint``, ``wall_s`` and ``finished_at``; ``results.json`` has it.
+
+        >>> import json, tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> ctx = sandbox(tempfile.mkdtemp(), study="demo")
+        >>> ctx.store_run("by-hand", {"n": 1}, {"value": float("nan")}, 0.5)["value"] is None
+        True
+        >>> saved = json.loads((ctx.out_dir / "results.json").read_text())
+        >>> saved["studies"]["demo"]["runs"]["by-hand"]["wall_s"]
+        0.5
+        """
         record = dict(to_jsonable(record))
         record.update(spec=to_jsonable(spec), fingerprint=fingerprint(spec),
                       wall_s=round(wall_s, 3), finished_at=now())

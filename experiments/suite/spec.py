@@ -4,14 +4,20 @@ A run's *spec* is a JSON-able dict holding everything that determines its result
 its fingerprint (:func:`experiments.suite.store.fingerprint`) decides whether a stored
 record can be reused, and any worker can compute it:
 
-- ``config``: :class:`xpnet.NetworkConfig` as a dict; ``train``: :class:`xpnet.TrainConfig`
-  fields; ``schedule``: ``{"type": class name, **fields}``; ``n_train``; ``data``: the
-  data's sizes and training statistics.
+- ``config``: :class:`xpnet.NetworkConfig` as a dict (``NetworkConfig.spec_dict``: fields
+  newer than the first format only when not at their defaults); ``train``:
+  :class:`xpnet.TrainConfig` fields, ``optimizer`` (``{"type": name, **fields}``) only
+  when not SGD; ``schedule``: ``{"type": class name, **fields}``; ``n_train``; ``data``:
+  the data's sizes and training statistics.
 - ``models``: every per-model value as a list of length M (``seeds``, ``lam``, ``sigma``,
-  and when used ``eps``, ``momentum``, and ``schedule``: the schedule's per-model fields,
-  which are then absent from ``spec["schedule"]``).  That is what lets a run of M lockstep
-  models be cut into groups (:func:`split_spec`) whose records merge back into the
-  record of the whole (:func:`merge_records`).
+  and when used the config's per-model fields (``eps`` for ``bn_eps``, ``dropout``...),
+  ``momentum``, and ``schedule`` / ``optimizer``: their per-model fields, which are then
+  absent from ``spec["schedule"]`` / ``spec["train"]["optimizer"]``).  That is what lets
+  a run of M lockstep models be cut into groups (:func:`split_spec`) whose records
+  merge back into the record of the whole (:func:`merge_records`).
+- ``halving`` (only in runs that use it, so other fingerprints are unchanged): the
+  :class:`xpnet.Halving` schedule's fields.  Such a run is never cut into model groups:
+  its rungs rank all its models together.
 
 :func:`train_spec` writes a spec; :func:`make_schedule` and :func:`make_train_config`
 read one.
@@ -23,7 +29,7 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import NetworkConfig, TrainConfig
+from xpnet import Halving, TrainConfig, network, optim, options
 from xpnet import schedules as _schedules
 from xpnet.errors import XpnetError
 from xpnet.training import record_steps
@@ -33,43 +39,100 @@ class SpecError(XpnetError):
     """Per-model values of one run that do not fit together."""
 
 
+#: Names the spec gives options that the first spec format named otherwise.
+SPEC_NAMES = {"bn_eps": "eps"}
+#: Keywords of the first format, and what they name now: ``eps`` is ``bn_eps`` and
+#: ``batch_norm=True/False`` is ``norm="batch"/None``.
+LEGACY = {"eps": "bn_eps", "batch_norm": "norm"}
+
+
+def network_options(given: dict) -> dict:
+    """``given`` keywords as :class:`xpnet.NetworkConfig` fields (legacy names mapped).
+
+    Raises a one-sentence :class:`SpecError` for a name that is no option.
+    """
+    names = [f.name for f in dataclasses.fields(network.NetworkConfig)
+             if f.name not in ("d_in", "n_classes")]
+    out = {}
+    for name, value in given.items():
+        if name == "batch_norm":
+            name, value = "norm", "batch" if value else None
+        name = LEGACY.get(name, name)
+        if name not in names:
+            raise SpecError(f"Unknown training option {name!r}; use one of: "
+                            f"{', '.join(names)}, or the legacy eps and batch_norm.")
+        out[name] = value
+    return out
+
+
+def grid_options(per_model: dict) -> dict:
+    """The per-model settings of a grid that are network options, by field name."""
+    names = set(options.per_model_names(network.NetworkConfig))
+    return network_options({k: v for k, v in per_model.items()
+                            if k in names or LEGACY.get(k) in names})
+
+
 def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sigma=None,
-               eps=None, batch_norm: bool = True, init: str = "he", schedule,
-               train: TrainConfig, n_train: int) -> dict:
+               schedule, train: TrainConfig, n_train: int, halving: Halving | None = None,
+               **network_fields) -> dict:
     """The spec of a training run (see :func:`experiments.suite.tasks.train_and_test`).
 
     ``data`` is the data's sizes and statistics (``RunEnv.data_sizes``), ``d_in`` and
-    ``n_classes`` its input and class counts, ``n_train`` the training images used.
+    ``n_classes`` its input and class counts, ``n_train`` the training images used;
+    ``network_fields`` are :class:`xpnet.NetworkConfig` fields (``norm="layer"``,
+    ``dropout=[0, 0.1]``, legacy ``batch_norm`` and ``eps``; see :func:`network_options`).
 
     Everything that determines the result; the dataclasses give every field, so a
     setting added to one of them later cannot be left out of the fingerprint.
-    ``seeds``, ``lam``, ``sigma`` and ``eps`` (batch norm's epsilon) are scalars or
-    one value per model, as are the schedule's per-model fields and
-    ``train.momentum``; every per-model value goes under ``spec["models"]``, where
-    :func:`split_spec` can cut it into model groups.
+    ``seeds``, ``lam``, ``sigma`` and the config's per-model fields (``bn_eps`` as
+    ``eps``, ``dropout``...) are scalars or one value per model, as are the schedule's
+    and the optimizer's per-model fields and ``train.momentum``; every per-model value
+    goes under ``spec["models"]``, where :func:`split_spec` can cut it into model groups.
     """
-    config = NetworkConfig(d_in=d_in, hidden=tuple(hidden), n_classes=n_classes,
-                           batch_norm=batch_norm, init=init)
+    fields = network_options(network_fields)
+    per_model_names = options.per_model_names(network.NetworkConfig)
+    given = {name: fields.pop(name) for name in per_model_names if name in fields}
+    given = {name: v for name, v in given.items() if v is not None}  # None: the default
+    config = network.NetworkConfig(d_in=d_in, hidden=tuple(hidden), n_classes=n_classes,
+                                   **fields)
+    field_of = {f.name: f for f in dataclasses.fields(config)}
     sched = {"type": type(schedule).__name__, **dataclasses.asdict(schedule)}
-    train_fields = dataclasses.asdict(train)
+    train_fields = {f.name: getattr(train, f.name) for f in dataclasses.fields(train)}
+    optimizer = train_fields.pop("optimizer")
     per_model = {"seeds": seeds, "lam": lam, "sigma": sigma}
-    if eps is not None:  # absent unless used: older runs keep their fingerprints
-        per_model["eps"] = eps
+    for name, value in given.items():  # absent unless used: older runs keep their fingerprints
+        per_model[SPEC_NAMES.get(name, name)] = options.check_field(field_of[name], value)
     if isinstance(train.momentum, tuple):
         per_model["momentum"] = train_fields.pop("momentum")
     sizes = [np.size(v) for v in per_model.values() if v is not None]
-    M = max(sizes + [schedule.n_models or 1])
+    opt_models = optimizer.n_models if optimizer is not None else None
+    M = max(sizes + [schedule.n_models or 1, opt_models or 1])
     if any(size not in (1, M) for size in sizes):
         raise SpecError(f"Per-model values of one run must all have {M} entries.")
     models = {k: None if v is None else np.broadcast_to(np.asarray(v), (M,)).tolist()
               for k, v in per_model.items()}
+    for what, n in (("schedule", schedule.n_models), ("optimizer", opt_models)):
+        if n is not None and n != M:
+            raise SpecError(f"The {what} has values for {n} models; the run has {M}.")
     if schedule.n_models is not None:
-        if schedule.n_models != M:
-            raise SpecError(f"The schedule has values for {schedule.n_models} models; "
-                             f"the run has {M}.")
         models["schedule"] = {k: list(sched.pop(k)) for k in schedule.per_model_fields()}
-    return {"config": dataclasses.asdict(config), "train": train_fields,
+    if optimizer is not None:  # None is SGD with train["momentum"], as before optimizers
+        opt = {f.name: getattr(optimizer, f.name) for f in dataclasses.fields(optimizer)}
+        if optimizer.n_models is not None:
+            models["optimizer"] = {k: list(opt.pop(k)) for k in optimizer.per_model_fields()}
+        train_fields["optimizer"] = {"type": type(optimizer).__name__, **opt}
+    spec = {"config": config.spec_dict(), "train": train_fields,
             "schedule": sched, "models": models, "n_train": n_train, "data": data}
+    if halving is not None:  # absent unless used: other runs keep their fingerprints
+        halving.check_models(M)
+        spec["halving"] = dataclasses.asdict(halving)
+    return spec
+
+
+def make_halving(spec: dict) -> Halving | None:
+    """The run's :class:`xpnet.Halving` schedule, or None for a run without halving."""
+    fields = spec.get("halving")
+    return None if fields is None else Halving(**_tuples(fields))
 
 
 def _tuples(fields: dict) -> dict:
@@ -88,11 +151,28 @@ def make_schedule(spec: dict, models: dict | None = None):
 
 
 def make_train_config(spec: dict) -> TrainConfig:
-    """The run's :class:`TrainConfig`, per-model momentum included."""
+    """The run's :class:`TrainConfig`, per-model momentum and the optimizer included."""
     fields = dict(spec["train"])
-    if spec["models"].get("momentum") is not None:
-        fields["momentum"] = spec["models"]["momentum"]
+    models = spec["models"]
+    if models.get("momentum") is not None:
+        fields["momentum"] = models["momentum"]
+    optimizer = fields.pop("optimizer", None)
+    if optimizer is not None:
+        fields["optimizer"] = optim.from_dict({**optimizer, **(models.get("optimizer") or {})})
     return TrainConfig(**_tuples(fields))
+
+
+def make_config(spec: dict):
+    """The run's :class:`xpnet.NetworkConfig` (the first format's ``batch_norm`` read too)."""
+    return network.NetworkConfig.from_dict(spec["config"])
+
+
+def network_per_model(spec: dict) -> dict:
+    """The config's per-model fields the run gives per model: ``{field name: [M values]}``."""
+    models = spec["models"]
+    return {name: models[SPEC_NAMES.get(name, name)]
+            for name in options.per_model_names(network.NetworkConfig)
+            if models.get(SPEC_NAMES.get(name, name)) is not None}
 
 
 #: Seconds per unit of :func:`estimated_seconds`' three terms, fitted to the suite's 22
@@ -122,10 +202,25 @@ def estimated_seconds(spec: dict) -> float:
                                train_fields["evals_per_cycle"])) + 1  # and step 0
     eval_rows = (min(train_fields["train_eval_size"] or spec["n_train"], spec["n_train"])
                  + spec["data"]["val"])
-    M = n_models(spec)
+    M = n_models(spec) * halving_fraction(spec, steps, schedule.cycle_length)
     return (COST_PER_TRAIN_MAC * M * steps * train_fields["batch_size"] * macs
             + COST_PER_LAYER_STEP * steps * (len(dims) - 1)
             + COST_PER_EVAL_MAC * M * records * eval_rows * macs)
+
+
+def halving_fraction(spec: dict, steps: int, cycle_length: int) -> float:
+    """The share of ``M * steps`` model-steps a halving run takes if no model diverges
+    (1.0 without halving)."""
+    halving = make_halving(spec)
+    if halving is None:
+        return 1.0
+    record_at = record_steps(steps, cycle_length, spec["train"]["evals_per_cycle"])
+    rungs = halving.rung_steps(record_at, max(1, spec["n_train"] // spec["train"]["batch_size"]))
+    active, done, taken = n_models(spec), 0, 0
+    for rung in [*rungs, steps]:
+        taken += active * (rung - done)
+        active, done = halving.n_keep(active) * halving.group_size, rung
+    return taken / (n_models(spec) * steps)
 
 
 def n_models(spec: dict) -> int:

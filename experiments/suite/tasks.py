@@ -22,8 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from experiments.suite.progress import PROGRESS_TOPIC, ProgressEvents, dask_worker
-from experiments.suite.spec import make_schedule, make_train_config
-from xpnet import Network, NetworkConfig, to_numpy
+from experiments.suite.spec import (
+    make_config,
+    make_halving,
+    make_schedule,
+    make_train_config,
+    network_per_model,
+)
+from xpnet import Network, to_numpy
 from xpnet.codec import to_jsonable
 from xpnet.errors import DataError, XpnetError
 from xpnet.training import DeviceSplit, train
@@ -236,9 +242,9 @@ def _portable(exc: Exception) -> Exception:
 def make_net(env: RunEnv, spec: dict) -> Network:
     """The run's freshly initialised Network of M models (float32, on ``env``'s backend)."""
     models = spec["models"]
-    return Network.create(NetworkConfig(**spec["config"]), seeds=models["seeds"],
-                          lam=models["lam"], sigma=models.get("sigma"),
-                          bn_eps=models.get("eps"), device=env.backend)
+    return Network.create(make_config(spec), seeds=models["seeds"], lam=models["lam"],
+                          sigma=models.get("sigma"), device=env.backend,
+                          **network_per_model(spec))
 
 
 def train_and_test(env: RunEnv, spec: dict, callbacks) -> dict:
@@ -247,6 +253,12 @@ def train_and_test(env: RunEnv, spec: dict, callbacks) -> dict:
     Returns ``history`` (metrics ``(n_points, M)``), ``test_accuracy``/``test_loss``
     ``(M,)`` (NaN for diverged models), ``diverged_step`` ``(M,)``,
     ``last_val_accuracy`` ``(M,)`` (the last finite value) and ``n_models``.
+
+    With ``spec["halving"]`` the record still has one entry per model the run started
+    with: the test figures of the models a rung dropped are NaN (only the survivors
+    reach the test set), their ``last_val_accuracy`` is the one at their rung, and the
+    history holds ``dropped_step``, ``dropped_reason`` and ``survivors``;
+    ``model_steps`` counts the steps all models took together (M x steps without).
     """
     return fit_and_test(env, spec, make_net(env, spec), callbacks)
 
@@ -255,14 +267,17 @@ def fit_and_test(env: RunEnv, spec: dict, net: Network, callbacks) -> dict:
     """:func:`train_and_test` for a net already made by :func:`make_net` (callbacks may
     hold it, say to probe its activations at the record points)."""
     train_data = env.split("train").head(spec["n_train"])
+    M = net.n_models
     history = train(net, make_schedule(spec["schedule"], spec["models"]), train_data,
                     env.split("val"), make_train_config(spec), progress=False,
-                    callbacks=callbacks)
+                    callbacks=callbacks, halving=make_halving(spec))
     test = env.split("test")
     result = net.evaluate(test.X, test.y, test.Y)
+    survivors = np.arange(M) if history.survivors is None else history.survivors
+    acc, loss = np.full(M, np.nan), np.full(M, np.nan)
+    acc[survivors] = to_numpy(result["accuracy"]).astype(np.float64)
+    loss[survivors] = to_numpy(result["loss"]).astype(np.float64)
     dead = history.diverged
-    acc = to_numpy(result["accuracy"]).astype(np.float64)
-    loss = to_numpy(result["loss"]).astype(np.float64)
     acc[dead] = np.nan
     loss[dead] = np.nan
     record = history.to_dict()
@@ -271,4 +286,14 @@ def fit_and_test(env: RunEnv, spec: dict, net: Network, callbacks) -> dict:
     return {"history": record, "test_accuracy": acc, "test_loss": loss,
             "diverged_step": history.diverged_step,
             "last_val_accuracy": history.last_finite("val_accuracy"),
-            "n_models": net.n_models}
+            "n_models": M, **({} if history.survivors is None
+                              else {"model_steps": model_steps(history)})}
+
+
+def model_steps(history) -> int:
+    """Training steps summed over the models: each model's steps up to where it was
+    dropped (or the run stopped)."""
+    stop = history.stopped_step
+    dropped = history.dropped_step if history.dropped_step is not None else np.full(
+        history.diverged_step.shape, -1)
+    return int(np.where(dropped >= 0, dropped, stop).sum())

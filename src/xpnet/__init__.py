@@ -5,8 +5,9 @@ with a leading model axis so that M models (a lambda search, several seeds) trai
 lockstep as one batched computation.
 
 The short API is :class:`Classifier` (fit / predict / score on NumPy arrays) with
-:func:`load_cifar10` and the schedules; ``Network``, ``train``, ``DeviceSplit`` and the
-callbacks are the lower layer it is built on.  Importing xpnet imports neither Dask,
+:func:`load_cifar10`, the schedules and the optimizers' options (``SGD``, ``Adam``,
+``AdamW``); ``Network``, ``train``, ``DeviceSplit`` and the callbacks are the lower
+layer it is built on.  Importing xpnet imports neither Dask,
 matplotlib nor tqdm.
 """
 
@@ -14,14 +15,17 @@ from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.classifier import Classifier
 from xpnet.data import Dataset, Split, load_cifar10
 from xpnet.errors import XpnetError
+from xpnet.halving import Halving
 from xpnet.network import Network, NetworkConfig, one_hot
+from xpnet.optim import SGD, Adam, AdamW
 from xpnet.schedules import ConstantLR, CyclicalLR, StepDecayLR
 from xpnet.training import Callback, DeviceSplit, History, ProgressBar, TrainConfig, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "Callback", "Classifier", "ConstantLR", "CyclicalLR", "Dataset", "DeviceSplit",
-    "History", "Network", "NetworkConfig", "ProgressBar", "Split", "StepDecayLR", "TrainConfig",
+    "SGD", "Adam", "AdamW", "Backend", "Callback", "Classifier", "ConstantLR", "CyclicalLR",
+    "Dataset", "DeviceSplit", "Halving", "History", "Network", "NetworkConfig", "ProgressBar",
+    "Split", "StepDecayLR", "TrainConfig",
     "XpnetError", "get_backend", "load_cifar10", "one_hot", "to_numpy", "train", "__version__",
 ]

@@ -23,11 +23,13 @@ def relu_backward(dout, out, *, xp):
 
 
 def relu_forward_numpy(s):
+    """In place: ``s`` becomes ``max(s, 0)``, also the cache."""
     np.maximum(s, 0.0, out=s)
     return s, s
 
 
 def relu_backward_numpy(dout, out):
+    """In place: ``dout`` zeroed where the unit was inactive."""
     dout *= out > 0.0
     return dout
 
@@ -58,11 +60,13 @@ def tanh_backward(dout, out, *, xp):
 
 
 def tanh_forward_numpy(s):
+    """In place: ``s`` becomes ``tanh(s)``, also the cache."""
     np.tanh(s, out=s)
     return s, s
 
 
 def tanh_backward_numpy(dout, out):
+    """In place: ``dout`` times ``1 - out**2``."""
     slope = np.square(out)
     np.subtract(1.0, slope, out=slope)
     dout *= slope

@@ -21,25 +21,51 @@ come from the data at :meth:`Classifier.fit`.  The lower layer (``Network``, ``t
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 
 import numpy as np
 
+from xpnet import inputs, network, optim, options
 from xpnet.atomic import atomic_write
 from xpnet.backend import to_numpy
 from xpnet.errors import CheckpointError, XpnetError
-from xpnet.init import INITS
-from xpnet.network import Network, NetworkConfig
+from xpnet.network import Network
 from xpnet.schedules import CyclicalLR
 from xpnet.training import DeviceSplit, History, TrainConfig, train
 
-#: Constructor arguments that take one value for all models or one per model.
-PER_MODEL = ("lam", "seeds", "sigma", "bn_eps", "momentum")
+#: Classifier's own keywords and their defaults; the network's come from the fields of
+#: :class:`~xpnet.network.NetworkConfig` (:func:`network_keywords`), never listed here.
+OWN = {"lam": 0.005, "seeds": 0, "sigma": None, "momentum": 0.0, "optimizer": None,
+       "batch_size": 100, "n_classes": None, "evals_per_cycle": 10,
+       "train_eval_size": 10000, "device": "cpu", "dtype": "float32"}
 
-#: Constructor arguments a checkpoint stores beside the network (which holds the rest).
-_SAVED = ("sigma", "momentum", "batch_size", "n_classes", "evals_per_cycle",
+#: Own keywords that take one value for all models or one per model.
+OWN_PER_MODEL = ("lam", "seeds", "sigma", "momentum")
+
+#: Own keywords a checkpoint stores beside the network (which holds the network's).
+_SAVED = ("sigma", "momentum", "optimizer", "batch_size", "n_classes", "evals_per_cycle",
           "train_eval_size", "dtype")
+
+
+def network_keywords() -> dict:
+    """The network options ``Classifier`` takes, with their defaults: every field of
+    ``NetworkConfig`` but the sizes, which come from the data (and ``hidden``)."""
+    return {f.name: f.default for f in dataclasses.fields(network.NetworkConfig)
+            if f.name not in ("d_in", "hidden", "n_classes")}
+
+
+def keywords() -> list[str]:
+    """Every constructor argument, in order: what ``get_params`` returns."""
+    return ["hidden", *network_keywords(), *OWN]
+
+
+def per_model_keywords() -> tuple[str, ...]:
+    """Constructor arguments that take one value for all models or one per model."""
+    return (*OWN_PER_MODEL, *options.per_model_names(network.NetworkConfig))
+
 
 #: Samples per forward pass in predict / predict_proba.
 CHUNK = 10000
@@ -53,16 +79,20 @@ def default_schedule() -> CyclicalLR:
 class Classifier:
     """M fully connected softmax classifiers with optional batch norm, trained in lockstep.
 
+    The keywords are this class's own (below) and every field of
+    :class:`~xpnet.network.NetworkConfig` but the sizes (``norm``, ``activation``,
+    ``dropout``, ``init``, ``bn_momentum``, ``bn_eps``, ...: see its docstring), derived
+    from it; its per-model fields take one value or one per model here too.  The legacy
+    ``batch_norm=True/False`` means ``norm="batch"/None``.
+
     Args:
         hidden: widths of the hidden layers (``()``: a linear classifier).
-        batch_norm: batch norm between each hidden layer's affine map and its ReLU.
-        init: ``"he"``, ``"xavier"`` or ``"normal"`` (then ``sigma`` is the weights' std).
         lam: L2 strength (:mod:`xpnet.l2`); per model.
         seeds: initial weights and batch orders of model m come from ``seeds[m]``; per model.
         sigma: weight std for ``init="normal"``; per model.
-        bn_eps: batch norm's epsilon; per model.
-        bn_momentum: weight of the old running average in batch norm (one for all).
         momentum: SGD momentum in [0, 1); per model.
+        optimizer: options from :mod:`xpnet.optim` (``Adam()``, ``AdamW(...)``); None: SGD
+            with ``momentum``.
         batch_size: samples per step; an epoch is ``n_train // batch_size`` steps.
         n_classes: C; by default one more than the largest label seen by :meth:`fit`.
         evals_per_cycle, train_eval_size: record points per schedule cycle, and how many
@@ -72,50 +102,65 @@ class Classifier:
 
     After :meth:`fit` (or :meth:`load`): ``network_`` (the lower-layer ``Network``),
     ``history_`` (the ``History`` of the last fit; None after load), ``n_models``,
-    ``n_features_in_`` and ``n_classes_``.
+    ``n_features_in_`` and ``n_classes_``; after fit, ``survivors_``: the indices of the
+    fitted models among those fit started with (all of them unless ``halving`` dropped some).
     """
 
-    def __init__(self, hidden=(50, 50), *, batch_norm: bool = True, init: str = "he",
-                 lam=0.005, seeds=0, sigma=None, bn_eps=1e-5, bn_momentum: float = 0.9,
-                 momentum=0.0, batch_size: int = 100, n_classes: int | None = None,
-                 evals_per_cycle: int = 10, train_eval_size: int | None = 10000,
-                 device="cpu", dtype: str = "float32"):
-        if init not in INITS:
-            raise XpnetError(f"Unknown init {init!r}; use one of: {', '.join(INITS)}.")
-        if dtype not in ("float32", "float64"):
-            raise XpnetError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
-        if not (_is_number(bn_momentum) and 0 <= bn_momentum <= 1):
-            raise XpnetError(f"bn_momentum must be in [0, 1], got {bn_momentum!r}.")
-        self.hidden = _widths(hidden)
-        self.batch_norm = bool(batch_norm)
-        self.init = init
-        self.lam = _per_model_value("lam", lam)
-        self.seeds = _per_model_value("seeds", seeds, whole=True)
-        self.sigma = None if sigma is None else _per_model_value("sigma", sigma)
-        self.bn_eps = _per_model_value("bn_eps", bn_eps)
-        self.bn_momentum = float(bn_momentum)
-        self.momentum = _per_model_value("momentum", momentum)
-        self.batch_size = _whole("batch_size", batch_size, 1)
-        self.n_classes = None if n_classes is None else _whole("n_classes", n_classes, 2)
-        self.evals_per_cycle = _whole("evals_per_cycle", evals_per_cycle, 1)
-        self.train_eval_size = (None if train_eval_size is None
-                                else _whole("train_eval_size", train_eval_size, 1))
-        self.device = device
-        self.dtype = dtype
+    def __init__(self, hidden=(50, 50), **kwargs):
+        unknown = set(kwargs) - set(keywords()) - {"batch_norm"}
+        if unknown:
+            raise XpnetError(f"Classifier got an unknown keyword {sorted(unknown)[0]!r}; "
+                             f"use one of: {', '.join(keywords())}.")
+        if "batch_norm" in kwargs:  # the keyword before norm existed
+            kwargs["norm"] = "batch" if kwargs.pop("batch_norm") else None
+        given = {**network_keywords(), **OWN, **kwargs}
+        if given["dtype"] not in ("float32", "float64"):
+            raise XpnetError(f"dtype must be 'float32' or 'float64', got {given['dtype']!r}.")
+        self.hidden = inputs.widths(hidden)
+        # The network's options, checked (and per-model tuples normalised) by the config.
+        probe = network.NetworkConfig(d_in=1, hidden=self.hidden, n_classes=2,
+                                      **{k: given[k] for k in network_keywords()})
+        for name in network_keywords():
+            setattr(self, name, getattr(probe, name))
+        self.lam = inputs.per_model_value("lam", given["lam"])
+        self.seeds = inputs.per_model_value("seeds", given["seeds"], whole=True)
+        sigma = given["sigma"]
+        self.sigma = None if sigma is None else inputs.per_model_value("sigma", sigma)
+        self.momentum = inputs.per_model_value("momentum", given["momentum"])
+        self.batch_size = inputs.whole("batch_size", given["batch_size"], 1)
+        n_classes, size = given["n_classes"], given["train_eval_size"]
+        self.n_classes = None if n_classes is None else inputs.whole("n_classes", n_classes, 2)
+        self.evals_per_cycle = inputs.whole("evals_per_cycle", given["evals_per_cycle"], 1)
+        self.train_eval_size = (None if size is None
+                                else inputs.whole("train_eval_size", size, 1))
+        self.optimizer = given["optimizer"]
+        self._train_config()  # checks the optimizer with the momentum
+        self.device = given["device"]
+        self.dtype = given["dtype"]
         self.network_: Network | None = None
         self.history_: History | None = None
-        _models_from({name: getattr(self, name) for name in PER_MODEL})  # lengths agree
+        self._model_count()  # lengths agree
 
     def get_params(self) -> dict:
         """The constructor arguments, as given (per-model sequences as tuples)."""
-        names = ("hidden", "batch_norm", "init", "lam", "seeds", "sigma", "bn_eps",
-                 "bn_momentum", "momentum", "batch_size", "n_classes", "evals_per_cycle",
-                 "train_eval_size", "device", "dtype")
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in keywords()}
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(batch_size=self.batch_size, momentum=self.momentum,
+                           evals_per_cycle=self.evals_per_cycle,
+                           train_eval_size=self.train_eval_size, optimizer=self.optimizer)
+
+    def _model_count(self, schedule=None) -> int:
+        """M from the per-model values (and ``schedule``'s); checks that they agree."""
+        values = {name: getattr(self, name) for name in per_model_keywords()}
+        opt = self.optimizer
+        for name in () if opt is None else opt.per_model_fields():
+            values[name] = getattr(opt, name)
+        return inputs.models_from({**values, "the schedule": getattr(schedule, "n_models", None)})
 
     # ------------------------------------------------------------------ training
     def fit(self, train_data, schedule=None, *, val=None, progress: bool = False,
-            callbacks=()) -> History:
+            callbacks=(), halving=None) -> History:
         """Initialise the M models and train them; returns the run's ``History``.
 
         Args:
@@ -126,12 +171,17 @@ class Classifier:
             val: an optional ``(X, y)`` pair whose metrics are recorded during training.
             progress: show a progress bar over the steps.
             callbacks: :class:`~xpnet.training.Callback` objects for ``train``.
+            halving: a :class:`~xpnet.halving.Halving` schedule (needs ``val`` to rank by
+                validation accuracy): the losing models leave the network at its rungs,
+                so afterwards ``n_models`` is the survivors' count, ``predict`` and
+                ``score`` answer for them only, and ``survivors_`` holds their indices
+                among the M models fit started with (``history.metrics`` keeps all M).
 
         Returns:
             the ``History``: ``history.metrics["val_accuracy"]`` is ``(n_points, M)``, ...
         """
-        X, y = _pair(train_data, None, "The training data")
-        val_pair = None if val is None else _pair(val, None, "val")
+        X, y = inputs.pair(train_data, None, "The training data")
+        val_pair = None if val is None else inputs.pair(val, None, "val")
         schedule = default_schedule() if schedule is None else schedule
         if not hasattr(schedule, "rates"):
             raise XpnetError("The schedule must be one from xpnet.schedules (CyclicalLR, "
@@ -141,12 +191,11 @@ class Classifier:
         train_split = DeviceSplit.from_host(net.backend, X, y, C, self.dtype)
         val_split = None if val_pair is None else DeviceSplit.from_host(
             net.backend, *val_pair, C, self.dtype)
-        train_config = TrainConfig(batch_size=self.batch_size, momentum=self.momentum,
-                                   evals_per_cycle=self.evals_per_cycle,
-                                   train_eval_size=self.train_eval_size)
-        history = train(net, schedule, train_split, val_split, train_config,
-                        callbacks=callbacks, progress=progress)
+        history = train(net, schedule, train_split, val_split, self._train_config(),
+                        callbacks=callbacks, progress=progress, halving=halving)
         self.network_, self.history_ = net, history
+        self.survivors_ = (np.arange(net.n_models) if history.survivors is None
+                           else history.survivors)
         return history
 
     def _class_count(self, X, y, val_pair) -> int:
@@ -155,7 +204,7 @@ class Classifier:
         n_classes = self.n_classes if self.n_classes is not None else max(
             2, 1 + max(int(y_.max()) for _, y_ in splits.values()))
         for name, (X_, y_) in splits.items():
-            _check_labels(y_, n_classes, name)
+            inputs.check_labels(y_, n_classes, name)
             if X_.shape[1] != X.shape[1]:
                 raise XpnetError(f"val has {X_.shape[1]} features but the training data "
                                  f"has {X.shape[1]}.")
@@ -163,15 +212,15 @@ class Classifier:
 
     def _new_network(self, d_in: int, n_classes: int, schedule) -> Network:
         """M freshly initialised models, M from the per-model values and the schedule."""
-        per_model = {name: getattr(self, name) for name in PER_MODEL}
-        M = _models_from({**per_model, "the schedule": getattr(schedule, "n_models", None)})
-        config = NetworkConfig(
-            d_in=d_in, hidden=self.hidden, n_classes=n_classes, batch_norm=self.batch_norm,
-            init=self.init, bn_momentum=self.bn_momentum,
-            **({} if isinstance(self.bn_eps, tuple) else {"bn_eps": self.bn_eps}))
+        M = self._model_count(schedule)
+        shared = {name: getattr(self, name) for name in network_keywords()}
+        per_model = {name: shared.pop(name) for name in list(shared)
+                     if isinstance(shared[name], tuple)}
+        config = network.NetworkConfig(d_in=d_in, hidden=self.hidden, n_classes=n_classes,
+                                       **shared)
         return Network.create(config, n_models=M, seeds=self.seeds, lam=self.lam,
-                              sigma=self.sigma, bn_eps=self.bn_eps, device=self.device,
-                              dtype=self.dtype)
+                              sigma=self.sigma, device=self.device, dtype=self.dtype,
+                              **per_model)
 
     # ---------------------------------------------------------------- inference
     def predict(self, X) -> np.ndarray:
@@ -195,9 +244,9 @@ class Classifier:
 
     def score(self, data, y=None) -> np.ndarray:
         """Accuracy of each model, float64 ``(M,)``, on an ``(X, y)`` pair (or on ``X, y``)."""
-        X, y = _pair(data, y, "The data to score")
+        X, y = inputs.pair(data, y, "The data to score")
         self._fitted()
-        _check_labels(y, self.n_classes_, "The data to score")
+        inputs.check_labels(y, self.n_classes_, "The data to score")
         return np.mean(self.predict(X) == y[None, :], axis=1, dtype=np.float64)
 
     # -------------------------------------------------------------- checkpoints
@@ -209,6 +258,7 @@ class Classifier:
         """
         state = self._fitted().state_dict()
         settings = {name: getattr(self, name) for name in _SAVED}
+        settings["optimizer"] = optim.to_dict(self.optimizer)
         state["classifier"] = np.array(json.dumps(settings))
         with atomic_write(path) as f:
             np.savez(f, **state)
@@ -228,12 +278,16 @@ class Classifier:
         except ValueError:
             raise CheckpointError(f"{path} has damaged classifier settings; pass a file "
                                   "written by Classifier.save.") from None
+        if settings.get("optimizer") is not None:
+            settings["optimizer"] = optim.from_dict(settings["optimizer"])
         c = net.config
-        clf = cls(hidden=c.hidden, batch_norm=c.batch_norm, init=c.init,
-                  bn_momentum=c.bn_momentum, lam=tuple(net.lam_host.tolist()),
-                  seeds=0 if net.seeds is None else tuple(net.seeds),
-                  bn_eps=tuple(net.bn_eps_host.tolist()), device=device,
-                  **{k: v for k, v in settings.items() if k in _SAVED})
+        stored = {name: getattr(c, name) for name in network_keywords()}
+        for name, values in net.per_model_host.items():  # one value per model, or one for all
+            stored[name] = float(values[0]) if np.all(values == values[0]) else tuple(
+                values.tolist())
+        clf = cls(hidden=c.hidden, lam=tuple(net.lam_host.tolist()),
+                  seeds=0 if net.seeds is None else tuple(net.seeds), device=device,
+                  **stored, **{k: v for k, v in settings.items() if k in _SAVED})
         clf.network_ = net
         return clf
 
@@ -243,7 +297,7 @@ class Classifier:
         """M, the number of models (fitted: the network's; else from the hyper-parameters)."""
         if self.network_ is not None:
             return self.network_.n_models
-        return _models_from({name: getattr(self, name) for name in PER_MODEL})
+        return self._model_count()
 
     @property
     def n_features_in_(self) -> int:
@@ -261,7 +315,7 @@ class Classifier:
 
     def _inputs(self, X) -> np.ndarray:
         """``X`` as a checked host array ``(n, d)`` with the fitted feature count."""
-        X = _features(X, "X")
+        X = inputs.features(X, "X")
         if X.shape[1] != self.n_features_in_:
             raise XpnetError(f"X has {X.shape[1]} features but the classifier was fitted "
                              f"on {self.n_features_in_}.")
@@ -269,100 +323,20 @@ class Classifier:
 
     def __repr__(self) -> str:
         state = "fitted" if self.network_ is not None else "not fitted"
-        return (f"Classifier(hidden={self.hidden}, batch_norm={self.batch_norm}, "
+        return (f"Classifier(hidden={self.hidden}, norm={self.norm!r}, "
                 f"lam={self.lam}, seeds={self.seeds}, device={self.device!r}, "
                 f"n_models={self.n_models}, {state})")
 
 
-# ---------------------------------------------------------------------- input checks
-def _is_number(value) -> bool:
-    """Whether ``value`` is one real number (not a bool, a string or a sequence)."""
-    return np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
+def _signature() -> inspect.Signature:
+    """``Classifier.__init__``'s signature, derived like its keywords (for ``help`` and
+    tools that read signatures)."""
+    P = inspect.Parameter
+    params = [P("self", P.POSITIONAL_OR_KEYWORD),
+              P("hidden", P.POSITIONAL_OR_KEYWORD, default=(50, 50))]
+    params += [P(name, P.KEYWORD_ONLY, default=default)
+               for name, default in {**network_keywords(), **OWN}.items()]
+    return inspect.Signature(params)
 
 
-def _numbers(value) -> np.ndarray | None:
-    """``value`` as float64 ``()`` or ``(k,)``; None unless a number or a flat sequence of them."""
-    arr = np.asarray(value, dtype=object)  # a ragged sequence stays 1-D instead of failing
-    if arr.ndim > 1 or not all(_is_number(v) for v in arr.reshape(-1)):
-        return None
-    return arr.astype(np.float64)
-
-
-def _widths(hidden) -> tuple[int, ...]:
-    """Hidden widths as a tuple of positive ints (one int: one hidden layer)."""
-    arr = _numbers(hidden)
-    if arr is None or not np.all((arr == np.round(arr)) & (arr >= 1)):
-        raise XpnetError(f"hidden must be a sequence of positive whole widths such as "
-                         f"(50, 50), got {hidden!r}.")
-    return tuple(int(h) for h in arr.reshape(-1).tolist())
-
-
-def _whole(name: str, value, minimum: int) -> int:
-    """``value`` as an int, which must be a whole number at least ``minimum``."""
-    if not (_is_number(value) and value == np.round(value) and value >= minimum):
-        raise XpnetError(f"{name} must be a whole number of at least {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _per_model_value(name: str, value, whole: bool = False):
-    """A scalar stays a scalar (float, or int if ``whole``); a sequence becomes a tuple."""
-    arr = _numbers(value)
-    if arr is None or arr.size == 0:
-        raise XpnetError(f"{name} must be a number or a sequence of one number per model, "
-                         f"got {value!r}.")
-    if whole and not np.all((arr == np.round(arr)) & (arr >= 0)):
-        raise XpnetError(f"{name} must be non-negative whole numbers, got {value!r}.")
-    cast = int if whole else float
-    return cast(arr) if arr.ndim == 0 else tuple(cast(v) for v in arr.tolist())
-
-
-def _models_from(values: dict) -> int:
-    """M from per-model values (tuples count, scalars and None do not); checks they agree."""
-    lengths = {name: (len(v) if isinstance(v, tuple) else v) for name, v in values.items()
-               if isinstance(v, tuple) or (name == "the schedule" and v is not None)}
-    if len(set(lengths.values())) > 1:
-        described = " and ".join(f"{name} has {n}" for name, n in lengths.items())
-        raise XpnetError(f"The per-model values disagree on the number of models ({described}); "
-                         "give one value per model or one for all.")
-    return next(iter(lengths.values()), 1)
-
-
-def _pair(data, y, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Checked host arrays ``X`` ``(n, d)`` and ``y`` ``(n,)`` from a pair, or from ``X, y``."""
-    if y is None:
-        if not (isinstance(data, (tuple, list)) and len(data) == 2):
-            raise XpnetError(f"{what} must be an (X, y) pair such as data.train or (X, y), "
-                             f"got {type(data).__name__}.")
-        data, y = data
-    X = _features(data, f"{what}'s X")
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise XpnetError(f"{what}'s y must be one class label per sample, shape (n,), "
-                         f"got shape {y.shape}.")
-    if y.shape[0] != X.shape[0]:
-        raise XpnetError(f"{what} has {X.shape[0]} samples in X but {y.shape[0]} labels in y.")
-    if y.dtype.kind not in "iuf" or not np.all(y == np.round(y)):
-        raise XpnetError(f"{what}'s y must hold whole-number class labels 0, 1, 2, ..., "
-                         f"got dtype {y.dtype}.")
-    return X, y.astype(np.int64)
-
-
-def _features(X, what: str) -> np.ndarray:
-    """``X`` as a host array ``(n, d)`` of finite numbers, n and d at least 1."""
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise XpnetError(f"{what} must be a 2-D array (n_samples, n_features) with at least "
-                         f"one sample, got shape {X.shape}.")
-    if X.dtype.kind not in "biuf":
-        raise XpnetError(f"{what} must hold numbers, got dtype {X.dtype}.")
-    if X.dtype.kind == "f" and not np.isfinite(X).all():
-        raise XpnetError(f"{what} holds NaN or infinite values; remove or replace them first.")
-    return X
-
-
-def _check_labels(y: np.ndarray, n_classes: int, what: str) -> None:
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= n_classes:
-        bad = lo if lo < 0 else hi
-        raise XpnetError(f"{what}'s y holds the label {bad}, outside the classes 0 to "
-                         f"{n_classes - 1}.")
+Classifier.__init__.__signature__ = _signature()

@@ -8,7 +8,7 @@ dense layer followed by a normalization has no bias (its ``beta`` plays that rol
 batch norm a bias there would have zero gradient); other dense layers have ``b{l}``
 ``(M, 1, d_l)``.  Normalized layers have the entry's parameters (``gamma{l}``,
 ``beta{l}``) and buffers (batch norm's running averages ``mean{l}``, ``var{l}``), all
-``(M, 1, d_l)``.  Config fields marked ``per_model`` (``leaky_slope``, ``dropout``,
+``(M, 1, d_l)``.  Config fields marked per model (``leaky_slope``, ``dropout``,
 ``bn_eps``) may differ between the M models: ``Network.per_model[name]`` ``(M,)``.
 
 Cost of model m = mean cross-entropy + the L2 term of :mod:`xpnet.l2`.
@@ -17,54 +17,82 @@ Cost of model m = mean cross-entropy + the L2 term of :mod:`xpnet.l2`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 
 import numpy as np
 
-from xpnet import l2, layers, registry
+from xpnet import l2, layers, options, registry
 from xpnet.atomic import atomic_write
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
-from xpnet.init import INITS, layer_weights
-from xpnet.per_model import broadcast as _per_model
-from xpnet.per_model import check as check_per_model
-from xpnet.per_model import fields_of
+from xpnet.init import layer_weights
+
+
+def _positive(a):
+    return a > 0
+
+
+def _unit_interval(a):
+    return (a >= 0) & (a <= 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
-    """Architecture of a network: ``d_in -> hidden[0] -> ... -> n_classes``."""
+    """Architecture of a network: ``d_in -> hidden[0] -> ... -> n_classes``.
+
+    The one home of the model options: ``Classifier``'s keywords, the suite's spec and
+    fingerprints, and saved files are derived from these fields (see :mod:`xpnet.options`).
+    Fields marked per model (``leaky_slope``, ``dropout``, ``bn_eps``) take one number or
+    one per model (``Network.create`` also takes them per model, by name).
+
+    Attributes:
+        norm: the normalization after each hidden layer's affine map, a name in
+            :data:`xpnet.registry.NORMALIZATIONS` (``"batch"``, ``"layer"``) or None.
+        activation: the hidden layers' activation, a name in
+            :data:`xpnet.registry.ACTIVATIONS` (``"relu"``, ``"leaky_relu"``, ``"tanh"``,
+            ``"elu"``).
+        leaky_slope: the negative slope of ``"leaky_relu"``.
+        dropout: inverted-dropout rate of the hidden layers in training, in [0, 1).
+        init: ``"he"``, ``"xavier"`` or ``"normal"`` (then ``sigma`` is the weights' std).
+        bn_momentum: weight of the old running average in batch norm.
+        bn_eps: the normalization's epsilon (batch norm's, layer norm's).
+    """
 
     d_in: int = 3072
     hidden: tuple[int, ...] = (50, 50)
     n_classes: int = 10
-    norm: str | None = "batch"            # registry name: "batch", "layer" or None
-    activation: str = "relu"              # registry name: "relu", "leaky_relu", "tanh"
-    leaky_slope: float = dataclasses.field(default=0.01, metadata={"per_model": True})
-    dropout: float = dataclasses.field(default=0.0, metadata={"per_model": True})
+    norm: str | None = "batch"
+    activation: str = "relu"
+    leaky_slope: float = options.per_model(0.01, "of at least 0", lambda a: a >= 0)
+    dropout: float = options.per_model(0.0, "in [0, 1)", lambda a: (a >= 0) & (a < 1))
     init: str = "he"
-    bn_momentum: float = 0.9
-    bn_eps: float = dataclasses.field(default=1e-5, metadata={"per_model": True})
+    bn_momentum: float = options.shared(0.9, "in [0, 1]", _unit_interval)
+    bn_eps: float = options.per_model(1e-5, "above 0", _positive)
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if self.d_in < 1 or self.n_classes < 2 or any(h < 1 for h in self.hidden):
             raise XpnetError("Layer sizes must be positive and n_classes at least 2.")
-        if self.init not in INITS:
-            raise XpnetError(f"Unknown init {self.init!r}; use one of: {', '.join(INITS)}.")
-        registry.normalization(self.norm)
-        registry.activation(self.activation)
-        for name in per_model_fields():
-            value = getattr(self, name)
-            check_per_model(name, np.asarray(value, dtype=np.float64).reshape(-1))
-            object.__setattr__(self, name, float(value) if np.ndim(value) == 0
-                               else tuple(float(v) for v in value))
+        options.check_fields(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetworkConfig:
+        """The config a dict of fields describes; a legacy ``batch_norm`` bool names ``norm``
+        (True: ``"batch"``, False: None), and missing fields take their defaults."""
+        d = dict(d)
+        if "batch_norm" in d:
+            legacy = d.pop("batch_norm")
+            d.setdefault("norm", "batch" if legacy else None)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise XpnetError(f"Unknown network option {sorted(unknown)[0]!r}; use the fields "
+                             "of xpnet.NetworkConfig.")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def batch_norm(self) -> bool:
-        """Whether hidden layers use batch norm (``norm == "batch"``), for old readers."""
+        """Whether the hidden layers use batch norm (``norm == "batch"``)."""
         return self.norm == "batch"
 
     @property
@@ -87,24 +115,34 @@ class NetworkConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def spec_dict(self) -> dict:
+        """The fingerprinted form: :meth:`to_dict` as the suite's first spec format wrote it.
 
-_fields_init = NetworkConfig.__init__
+        ``norm`` ``"batch"`` / None is written as ``batch_norm`` True / False, and a field
+        the first format did not have is left out while it holds its default, so the
+        fingerprints of runs stored before it existed stay what they were.
+        """
+        d = self.to_dict()
+        if d["norm"] in ("batch", None):
+            d["batch_norm"] = d.pop("norm") == "batch"
+        for f in dataclasses.fields(self):
+            if f.name not in _FIRST_SPEC and f.name in d and d[f.name] == f.default:
+                del d[f.name]
+        return d
 
 
-@functools.wraps(_fields_init)
-def _init_accepting_batch_norm(self, *args, batch_norm: bool | None = None, **kwargs):
-    # The legacy keyword of configs before the registry: True -> "batch", False -> None.
-    if batch_norm is not None:
-        kwargs["norm"] = "batch" if batch_norm else None
-    _fields_init(self, *args, **kwargs)
+#: The fields of the first spec format (what it always wrote, ``batch_norm`` for ``norm``).
+_FIRST_SPEC = ("d_in", "hidden", "n_classes", "init", "bn_momentum", "bn_eps")
 
 
-NetworkConfig.__init__ = _init_accepting_batch_norm
-
-
-def per_model_fields() -> tuple[str, ...]:
-    """Names of the :class:`NetworkConfig` fields that take one value per model."""
-    return fields_of(NetworkConfig)
+def _per_model(value, M, name) -> np.ndarray:
+    """Broadcast a scalar or length-M sequence to a float64 host array ``(M,)``."""
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.size == 1:
+        arr = np.full(M, arr[0])
+    if arr.shape != (M,):
+        raise XpnetError(f"{name} must be a scalar or have one value per model ({M}).")
+    return arr
 
 
 class Network:
@@ -112,14 +150,14 @@ class Network:
 
     Build one with :meth:`Network.create`.  ``params`` and ``buffers`` are dicts of
     device arrays named as in the module docstring; ``lam`` is the device ``(M,)``
-    array of L2 strengths.  Each per-model config field (:func:`per_model_fields`) is
-    a host float64 ``(M,)`` array ``per_model_host[name]`` and a device one
-    ``per_model[name]`` (the config's value unless given per model); ``bn_eps`` and
-    ``bn_eps_host`` are batch norm's.
+    array of L2 strengths and ``bn_eps`` the device ``(M,)`` array of batch norm's
+    epsilon (``config.bn_eps`` unless given per model).
     """
 
     def __init__(self, config: NetworkConfig, params: dict, buffers: dict, lam,
-                 backend: Backend, seeds=None, bn_eps=None, per_model: dict | None = None):
+                 backend: Backend, seeds=None, per_model: dict | None = None):
+        """``per_model`` maps per-model fields of the config (``bn_eps``, ``dropout``...)
+        to one value or one per model; a field it leaves out takes the config's value."""
         self.config = config
         self.params = params
         self.buffers = buffers
@@ -129,20 +167,16 @@ class Network:
         self.n_models = int(self.lam_host.shape[0])
         self.dtype = params["W1"].dtype
         self.lam = backend.asarray(self.lam_host, dtype=self.dtype)
-        given = {"bn_eps": bn_eps, **(per_model or {})}
-        self.per_model_host = {}
-        for name in per_model_fields():
-            value = getattr(config, name) if given.get(name) is None else given[name]
-            self.per_model_host[name] = _per_model(to_numpy(value) if hasattr(value, "shape")
-                                                   else value, self.n_models, name)
-        self.per_model = {k: backend.asarray(v, dtype=self.dtype)
-                          for k, v in self.per_model_host.items()}
-        self.bn_eps_host, self.bn_eps = self.per_model_host["bn_eps"], self.per_model["bn_eps"]
+        given = per_model or {}
+        #: Every per-model field as host float64 ``(M,)`` and as a device ``(M,)`` array.
+        self.per_model_host = {
+            name: _per_model(getattr(config, name) if given.get(name) is None
+                             else to_numpy(given[name]), self.n_models, name)
+            for name in options.per_model_names(type(config))}
+        self.per_model = {name: backend.asarray(v, dtype=self.dtype)
+                          for name, v in self.per_model_host.items()}
         self.norm_entry = registry.normalization(config.norm)
         self.activation_entry = registry.activation(config.activation)
-        #: Dropout's scale of a kept unit, ``1 / (1 - p)`` ``(M, 1, 1)``.
-        self.dropout_scale = backend.asarray(
-            (1.0 / (1.0 - self.per_model_host["dropout"]))[:, None, None], dtype=self.dtype)
         self._entry_options = {}
         self.seeds = None if seeds is None else [int(s) for s in np.asarray(seeds).reshape(-1)]
 
@@ -158,31 +192,45 @@ class Network:
                 else getattr(self.config, name) for name in entry.options}
         return self._entry_options[key]
 
+    @property
+    def dropout_scale(self):
+        """Dropout's scale of a kept unit, ``1 / (1 - p)`` ``(M, 1, 1)`` on the device."""
+        return 1.0 / (1.0 - self.per_model["dropout"][:, None, None])
+
+    @property
+    def bn_eps_host(self) -> np.ndarray:
+        return self.per_model_host["bn_eps"]
+
+    @property
+    def bn_eps(self):
+        return self.per_model["bn_eps"]
+
     # ----------------------------------------------------------------- creation
     @classmethod
     def create(cls, config: NetworkConfig, *, n_models: int | None = None, seeds=0,
-               lam=0.0, sigma=None, device: str | Backend = "cpu", dtype: str = "float32",
-               **per_model) -> Network:
+               lam=0.0, sigma=None, device: str | Backend = "cpu",
+               dtype: str = "float32", **per_model) -> Network:
         """Initialise M models.
 
         Args:
             seeds: int or ``(M,)``; model m's weights come from ``default_rng(seeds[m])``.
             lam: L2 strength, scalar or ``(M,)``.
             sigma: weight std for ``init="normal"``, scalar or ``(M,)``.
-            per_model: overrides of per-model config fields by name, scalar or ``(M,)``
-                (``bn_eps=[1e-5, 1e-3]``, ``dropout=[0, 0.1, 0.3]``); None keeps the
-                config's value.
+            per_model: the config's per-model fields by name (``bn_eps=...``,
+                ``dropout=[0, 0.1, 0.3]``), scalar or ``(M,)``; default the config's.
             n_models: M; by default the length of the longest of seeds, lam, sigma and
-                the per-model values (the config's included).
+                the per-model values.
         """
         backend = device if isinstance(device, Backend) else get_backend(device)
-        unknown = sorted(set(per_model) - set(per_model_fields()))
+        names = options.per_model_names(type(config))
+        unknown = set(per_model) - set(names)
         if unknown:
-            raise XpnetError(f"Unknown per-model option {unknown[0]!r}; use one of: "
-                             f"{', '.join(per_model_fields())}.")
-        per_model = {name: getattr(config, name) if per_model.get(name) is None
-                     else per_model[name] for name in per_model_fields()}
-        lengths = [np.size(v) for v in (seeds, lam, sigma, *per_model.values()) if v is not None]
+            raise XpnetError(f"Network.create got an unknown option {sorted(unknown)[0]!r}; "
+                             f"the per-model options are {', '.join(names)}.")
+        given = {name: v for name, v in per_model.items() if v is not None}
+        defaults = [getattr(config, name) for name in names if name not in given]
+        lengths = [np.size(v) for v in (seeds, lam, sigma, *given.values(), *defaults)
+                   if v is not None]
         M = int(n_models or max(lengths))
         seeds_arr = np.asarray(seeds, dtype=np.int64).reshape(-1)
         if seeds_arr.size == 1:
@@ -193,9 +241,9 @@ class Network:
         if np.any(lam_arr < 0) or not np.all(np.isfinite(lam_arr)):
             raise XpnetError("lam must be finite and non-negative.")
         sigma_arr = None if sigma is None else _per_model(sigma, M, "sigma")
-        per_model_arr = {name: _per_model(v, M, name) for name, v in per_model.items()}
-        for name, values in per_model_arr.items():
-            check_per_model(name, values)
+        fields = {f.name: f for f in dataclasses.fields(config)}
+        values = {name: _per_model(options.check_field(fields[name], v), M, name)
+                  for name, v in given.items()}
         if config.init == "normal" and sigma_arr is None:
             raise XpnetError("init='normal' needs sigma, for example sigma=1e-3.")
 
@@ -215,8 +263,42 @@ class Network:
                     for name, value in initial.items():
                         store[f"{name}{l}"] = backend.asarray(np.full((M, 1, d_out), value),
                                                               dtype=dt)
-        return cls(config, params, buffers, lam_arr, backend, seeds_arr,
-                   per_model=per_model_arr)
+        return cls(config, params, buffers, lam_arr, backend, seeds_arr, values)
+
+    # ------------------------------------------------------------- model axis
+    def take_models(self, keep) -> None:
+        """Keep only models ``keep`` (host int64 ``(k,)``, in the order given), in place.
+
+        Every per-model array shrinks along its leading model axis with ``xp.take`` on a
+        device index array (no host round trip of the parameters): ``params``,
+        ``buffers``, ``lam``, ``bn_eps``, every ``per_model`` entry, and the host copies
+        and ``seeds``.  Used by successive halving (:mod:`xpnet.halving`); afterwards
+        ``n_models == len(keep)`` and model j is the former model ``keep[j]``.
+        """
+        keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+        if keep.size == 0 or keep.min() < 0 or keep.max() >= self.n_models:
+            raise XpnetError(f"take_models needs indices of the {self.n_models} models, "
+                             f"got {keep.tolist()}.")
+        idx = self.backend.asarray(keep)
+        xp = self.xp
+        for store in (self.params, self.buffers):
+            for name, value in store.items():
+                store[name] = xp.take(value, idx, axis=0)
+        own = vars(self)  # attributes, not read-only aliases of the per-model tables
+        for attr in ("lam_host", "bn_eps_host", "lam", "bn_eps"):
+            if attr in own:
+                own[attr] = (own[attr][keep] if attr.endswith("_host")
+                             else xp.take(own[attr], idx, axis=0))
+        for attr in ("per_model_host", "per_model"):  # per-model option tables, if any
+            table = own.get(attr)
+            if isinstance(table, dict):
+                for name, value in table.items():
+                    table[name] = (value[keep] if isinstance(value, np.ndarray)
+                                   else xp.take(value, idx, axis=0))
+        if self.seeds is not None:
+            self.seeds = [self.seeds[int(i)] for i in keep]
+        self.n_models = int(keep.size)
+        self._entry_options = {}  # built from the per-model arrays just compacted
 
     # ------------------------------------------------------------------ forward
     def forward(self, X, *, train: bool = True, update_stats: bool = True, masks=None):
@@ -372,9 +454,7 @@ class Network:
         state = {f"param/{k}": to_numpy(v) for k, v in self.params.items()}
         state.update({f"buffer/{k}": to_numpy(v) for k, v in self.buffers.items()})
         state["lam"] = self.lam_host
-        state["bn_eps"] = self.bn_eps_host
-        state.update({f"per_model/{k}": v for k, v in self.per_model_host.items()
-                      if k != "bn_eps"})
+        state.update(self.per_model_host)  # "bn_eps", "dropout", ...: float64 (M,)
         meta = {"config": self.config.to_dict(), "seeds": self.seeds, "format": 1}
         state["meta"] = np.array(json.dumps(meta))
         return state
@@ -392,8 +472,8 @@ class Network:
             with np.load(os.fspath(path), allow_pickle=False) as f:
                 state = {k: f[k] for k in f.files}
             meta = json.loads(str(state.pop("meta")))
-            config = NetworkConfig(**meta["config"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            config = NetworkConfig.from_dict(meta["config"])
+        except (OSError, ValueError, KeyError, TypeError, XpnetError) as exc:
             reason = str(exc).split(". ")[0].rstrip(".")  # the message stays one sentence
             raise CheckpointError(
                 f"{path} is not a readable xpnet checkpoint ({reason}); pass a file written "
@@ -406,10 +486,8 @@ class Network:
                 params[name] = backend.asarray(value, dtype=dt)
             elif kind == "buffer":
                 buffers[name] = backend.asarray(value, dtype=dt)
-        per_model = {k.partition("/")[2]: v for k, v in state.items()
-                     if k.startswith("per_model/")}
         net = cls(config, params, buffers, state["lam"], backend, meta.get("seeds"),
-                  state.get("bn_eps"), per_model=per_model)
+                  {name: state.get(name) for name in options.per_model_names(type(config))})
         expected = cls.create(config, n_models=net.n_models, device="cpu", dtype="float64")
         for name, value in expected.params.items():
             if name not in params or tuple(params[name].shape) != tuple(value.shape):

@@ -1,4 +1,4 @@
-"""The training loop: mini-batch SGD over a schedule, for M models in lockstep.
+"""The training loop: mini-batch SGD or Adam over a schedule, for M models in lockstep.
 
 Read top to bottom: move the data to the device once; per epoch send over the batch
 order (drawn on the host, one epoch ahead, in a background thread); per step gather
@@ -15,12 +15,13 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import dropout, l2
+from xpnet import dropout
 from xpnet.backend import to_numpy
 from xpnet.codec import to_float_array, to_jsonable
 from xpnet.errors import XpnetError
+from xpnet.halving import Halving
 from xpnet.network import Network, one_hot
-from xpnet.optim import SGD
+from xpnet.optim import OPTIMIZERS, SGD, Adam, AdamW
 from xpnet.schedules import resolve as resolve_schedule
 
 METRICS = ("loss", "cost", "accuracy")
@@ -33,7 +34,7 @@ class TrainConfig:
     Attributes:
         batch_size: samples per step; an epoch is ``N // batch_size`` steps.
         momentum: SGD momentum in [0, 1) (``torch.optim.SGD`` semantics), one value or
-            one per model.
+            one per model: shorthand for ``optimizer=SGD(momentum)``.
         evals_per_cycle: record points per schedule cycle (plus one before training).
         train_eval_size: training metrics use the first this-many training samples
             (None: all); keeps recording cheap on 45,000 images.
@@ -41,6 +42,9 @@ class TrainConfig:
             diverged at that step and stops updating.  A cross-entropy of 1e4 means the
             true class scores 1e4 below the best one: such a model is not training, even
             if float32 has not overflowed yet (say, weights drawn with sigma = 10).
+        optimizer: the options of :mod:`xpnet.optim` (``Adam(...)``, ``AdamW(...)``);
+            None is SGD with ``momentum``.  ``SGD(momentum=m)`` is stored as
+            ``momentum=m`` with None here, so both spellings are one config.
     """
 
     batch_size: int = 100
@@ -48,13 +52,24 @@ class TrainConfig:
     evals_per_cycle: int = 10
     train_eval_size: int | None = 10000
     divergence_loss: float = 1e4
+    optimizer: SGD | Adam | AdamW | None = None
 
     def __post_init__(self):
-        mom = np.asarray(self.momentum, dtype=np.float64).reshape(-1)
-        if mom.size == 0 or not np.all((mom >= 0) & (mom < 1)):
-            raise XpnetError(f"momentum must be in [0, 1), got {self.momentum!r}.")
-        object.__setattr__(self, "momentum",
-                           float(mom[0]) if np.ndim(self.momentum) == 0 else tuple(mom.tolist()))
+        opt = self.optimizer
+        if opt is not None and type(opt) not in OPTIMIZERS.values():
+            raise XpnetError(f"optimizer must be one of xpnet.optim's {', '.join(OPTIMIZERS)} "
+                             f"(say Adam()), got {type(opt).__name__}.")
+        momentum = SGD(self.momentum).momentum  # checked: a float or one per model
+        if type(opt) is SGD:
+            if momentum != 0.0 and momentum != opt.momentum:
+                raise XpnetError("Give SGD's momentum once, as momentum= or as "
+                                 "optimizer=SGD(momentum=...).")
+            momentum, opt = opt.momentum, None
+        elif opt is not None and momentum != 0.0:
+            raise XpnetError(f"momentum is SGD's option; {type(opt).__name__} takes beta1 "
+                             "instead, so leave momentum at 0.")
+        object.__setattr__(self, "momentum", momentum)
+        object.__setattr__(self, "optimizer", opt)
         for name in ("batch_size", "evals_per_cycle"):
             if int(getattr(self, name)) < 1:
                 raise XpnetError(f"{name} must be at least 1, got {getattr(self, name)!r}.")
@@ -62,6 +77,11 @@ class TrainConfig:
             raise XpnetError("train_eval_size must be None or at least 1.")
         if not self.divergence_loss > 0:
             raise XpnetError("divergence_loss must be positive.")
+
+    @property
+    def resolved_optimizer(self) -> SGD | Adam | AdamW:
+        """The optimizer's options: ``optimizer``, or ``SGD(momentum)`` when it is None."""
+        return SGD(self.momentum) if self.optimizer is None else self.optimizer
 
 
 @dataclasses.dataclass
@@ -73,6 +93,13 @@ class History:
     ``(n_points, M)`` for keys like ``"train_loss"`` or ``"val_accuracy"`` (NaN once a
     model has diverged).  ``diverged_step`` is ``(M,)``, -1 for models that never
     diverged; ``stopped_step`` is where training ended (early once every model diverged).
+
+    With successive halving (:mod:`xpnet.halving`) the columns stay those of the M
+    models the run started with: a dropped model's curve is NaN after its rung.
+    ``dropped_step`` ``(M,)`` is the rung's step (-1: never dropped), ``dropped_reason``
+    one line per model ("" if never dropped) and ``survivors`` the original indices of
+    the models still in the network at the end (model j of the net is ``survivors[j]``).
+    All three are None for a run without halving.
     """
 
     steps: list = dataclasses.field(default_factory=list)
@@ -81,6 +108,9 @@ class History:
     metrics: dict = dataclasses.field(default_factory=dict)
     diverged_step: np.ndarray | None = None
     stopped_step: int | None = None
+    dropped_step: np.ndarray | None = None
+    dropped_reason: list | None = None
+    survivors: np.ndarray | None = None
 
     def record(self, step, epoch, eta, values: dict) -> None:
         self.steps.append(int(step))
@@ -107,15 +137,25 @@ class History:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN written as None)."""
-        return to_jsonable({"steps": self.steps, "epochs": self.epochs, "eta": self.eta,
-                            "metrics": self.metrics, "diverged_step": self.diverged_step,
-                            "stopped_step": self.stopped_step})
+        out = {"steps": self.steps, "epochs": self.epochs, "eta": self.eta,
+               "metrics": self.metrics, "diverged_step": self.diverged_step,
+               "stopped_step": self.stopped_step}
+        if self.dropped_step is not None:  # halving runs only: other records keep their form
+            out.update(dropped_step=self.dropped_step, dropped_reason=self.dropped_reason,
+                       survivors=self.survivors)
+        return to_jsonable(out)
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
+        def ints(key):
+            return None if d.get(key) is None else np.asarray(d[key], dtype=np.int64)
+
         return cls(list(d["steps"]), list(d["epochs"]), list(d["eta"]),
                    {k: to_float_array(v) for k, v in d["metrics"].items()},
-                   np.asarray(d["diverged_step"], dtype=np.int64), d.get("stopped_step"))
+                   np.asarray(d["diverged_step"], dtype=np.int64), d.get("stopped_step"),
+                   ints("dropped_step"),
+                   None if d.get("dropped_reason") is None else list(d["dropped_reason"]),
+                   ints("survivors"))
 
 
 class Callback:
@@ -133,6 +173,10 @@ class Callback:
     def on_step_end(self, step: int) -> None: ...
 
     def on_record(self, step: int, history: History) -> None: ...
+
+    def on_models_dropped(self, step: int, survivors) -> None:
+        """After a halving rung: ``survivors`` are the original indices of the models
+        still training (host int64); the network now holds just them."""
 
     def on_train_end(self, history: History) -> None: ...
 
@@ -226,7 +270,8 @@ def record_steps(total: int, cycle_length: int, evals_per_cycle: int) -> set[int
 
 def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit | None = None,
           config: TrainConfig | None = None, *, shuffle_seeds=None, callbacks=(),
-          progress: bool = True, desc: str = "train") -> History:
+          progress: bool = True, desc: str = "train", halving: Halving | None = None
+          ) -> History:
     """Train ``net`` (all its M models) in place and return its :class:`History`.
 
     Args:
@@ -237,51 +282,62 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         config: a :class:`TrainConfig` (batch size, momentum, record points, ...).
         shuffle_seeds: per-model seeds for batch orders; default ``net.seeds``.
         callbacks: :class:`Callback` objects; ``progress=True`` adds a :class:`ProgressBar`.
+        halving: a :class:`~xpnet.halving.Halving` schedule: at its rungs the losing
+            models leave ``net`` (which ends with ``len(history.survivors)`` models).
     """
     config = config or TrainConfig()
     xp = net.xp
-    M = net.n_models
+    M = M0 = net.n_models
     N = train_data.size
     B = config.batch_size
     steps_per_epoch = N // B
     if steps_per_epoch < 1:
         raise XpnetError(f"batch_size {B} is larger than the {N} training samples.")
     schedule = resolve_schedule(schedule, steps_per_epoch)
-    rates = per_model_rates(schedule, M)
+    rates_all = rates = per_model_rates(schedule, M)
     total = rates.shape[0]
     record_at = record_steps(total, schedule.cycle_length, config.evals_per_cycle)
-    seeds = shuffle_seeds if shuffle_seeds is not None else (net.seeds or [0])
+    rungs = [] if halving is None else halving.rung_steps(record_at, steps_per_epoch)
+    if halving is not None:
+        halving.check_models(M)
+        if halving.metric.startswith("val_") and val_data is None:
+            raise XpnetError(f"Halving by {halving.metric} needs validation data; pass "
+                             "val_data or rank by a train_ metric.")
+    seeds = list(shuffle_seeds if shuffle_seeds is not None else (net.seeds or [0]))
     train_eval = train_data if config.train_eval_size is None else train_data.head(
         config.train_eval_size)
     callbacks = [*callbacks, *([ProgressBar(desc)] if progress else [])]
     drop_rates = dropout.rates(net)  # None when no model drops units: no masks at all
 
-    def epoch_inputs(epoch):
+    def epoch_inputs(seeds, drop_rates, epoch):
         """Host batch order and dropout keep-masks ``(steps, M, B, D)`` (or None)."""
-        keep = None if drop_rates is None else dropout.keep_masks(
+        kept = None if drop_rates is None else dropout.keep_masks(
             seeds, drop_rates, (steps_per_epoch, B, sum(net.config.hidden)), epoch)
-        return batch_orders(seeds, N, epoch), keep
+        return batch_orders(seeds, N, epoch), kept
 
-    # A writable copy: a read-only broadcast view would become a read-only device array
-    # where the library shares host memory (PyTorch on the CPU warns about it).
-    momentum = np.broadcast_to(np.asarray(config.momentum, dtype=np.float64), (M,)).copy()
-    if np.all(momentum == momentum[0]):
-        momentum = float(momentum[0])
-    else:
-        momentum = net.backend.asarray(momentum[:, None, None], dtype=net.dtype)
-    optimizer = SGD(net.params, momentum, decay=net.decay,
-                    decay_names=[name for name in net.params if l2.is_penalised(name)])
+    optimizer = config.resolved_optimizer.build(net)
     alive = xp.ones((M,), dtype=xp.bool, device=net.backend.device)
     diverged_step = xp.full((M,), -1, dtype=xp.int64, device=net.backend.device)
     history = History()
+    ids = np.arange(M0)  # the original index of each model still in the net
+    diverged_all = np.full(M0, -1, dtype=np.int64)
+    if halving is not None:
+        history.dropped_step = np.full(M0, -1, dtype=np.int64)
+        history.dropped_reason = [""] * M0
+    diverged_now = np.full(M0, -1, dtype=np.int64)  # host copy, from the last record
 
     def record(step) -> bool:
         """Record metrics; True when every model has diverged (nothing left to train)."""
+        nonlocal diverged_now
         values = _measure(net, train_eval, val_data)
-        dead = to_numpy(diverged_step) >= 0
-        for v in values.values():
+        diverged_now = to_numpy(diverged_step)
+        dead = diverged_now >= 0
+        full = {}
+        for key, v in values.items():
             v[dead] = np.nan
-        history.record(step, step / steps_per_epoch, rates[min(step, total - 1)], values)
+            full[key] = np.full(M0, np.nan)
+            full[key][ids] = v
+        history.record(step, step / steps_per_epoch, rates_all[min(step, total - 1)], full)
         for cb in callbacks:
             cb.on_record(step, history)
         return bool(dead.all())
@@ -291,15 +347,15 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
     record(0)
     history.stopped_step = total
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ahead:
-        next_inputs = ahead.submit(epoch_inputs, 0)
+        next_inputs = ahead.submit(epoch_inputs, seeds, drop_rates, 0)
         for t in range(total):
             epoch, j = divmod(t, steps_per_epoch)
             if j == 0:
-                order, keep = next_inputs.result()
+                order, kept = next_inputs.result()
                 order = net.backend.asarray(order)
-                if keep is not None:  # one upload per epoch, as booleans
-                    keep = net.backend.asarray(keep)
-                next_inputs = ahead.submit(epoch_inputs, epoch + 1)
+                if kept is not None:  # one upload per epoch, as booleans
+                    kept = net.backend.asarray(kept)
+                next_inputs = ahead.submit(epoch_inputs, seeds, drop_rates, epoch + 1)
                 if rates.ndim == 2:  # one small upload per epoch: this epoch's (steps, M)
                     eta_table = net.backend.asarray(
                         rates[t:t + steps_per_epoch, :, None, None], dtype=net.dtype)
@@ -308,12 +364,12 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             idx = order[..., j * B:(j + 1) * B]
             Xb = gather(xp, train_data.X, idx, M)
             Yb = gather(xp, train_data.Y, idx, M)
-            # eta is zero for stopped models; without momentum it is folded into the
-            # backward pass (see xpnet.backprop.loss_and_data_gradients).
+            # eta is zero for stopped models; for SGD without momentum it is folded into
+            # the backward pass (see xpnet.backprop.loss_and_data_gradients).
             live = xp.astype(alive, net.dtype)[:, None, None]
             eta = (eta_table[j, ...] if rates.ndim == 2 else float(rates[t])) * live
-            masks = None if keep is None else dropout.device_masks(net, keep[j, ...])
-            if optimizer.velocity is not None:
+            masks = None if kept is None else dropout.device_masks(net, kept[j, ...])
+            if not optimizer.prescaled:
                 loss, grads = net.loss_and_data_gradients(Xb, Yb, masks=masks)
                 optimizer.step(net.params, grads, eta)
             else:
@@ -331,8 +387,48 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             if t + 1 in record_at and record(t + 1):
                 history.stopped_step = t + 1  # every model diverged: stop paying for it
                 break
+            if t + 1 not in rungs:
+                continue
+            # A halving rung, at a record point: the metric is already on the host.
+            scores = history.metrics[halving.metric][-1, ids]
+            keep = halving.select(scores)
+            if keep.size == M:
+                continue
+            rung = rungs.index(t + 1) + 1
+            for pos in np.setdiff1d(np.arange(M), keep):
+                history.dropped_step[ids[pos]] = t + 1
+                history.dropped_reason[ids[pos]] = halving.reason(scores, int(pos), rung, t + 1)
+                diverged_all[ids[pos]] = diverged_now[pos]
+            index = net.backend.asarray(keep)
+            net.take_models(keep)
+            optimizer.take_models(keep)
+            alive = xp.take(alive, index, axis=0)
+            diverged_step = xp.take(diverged_step, index, axis=0)
+            if rates.ndim == 2:
+                rates = rates[:, keep]
+                eta_table = xp.take(eta_table, index, axis=1)
+            if order.ndim == 2:
+                order = xp.take(order, index, axis=0)
+            if kept is not None:  # this epoch's masks of the kept models
+                kept = xp.take(kept, index, axis=1)
+            renew = drop_rates is not None
+            drop_rates = dropout.rates(net)  # the kept models' rates
+            if drop_rates is None:
+                kept = None
+            if len(seeds) == M:  # per-model batch orders and masks: the kept ones'
+                seeds = [seeds[i] for i in keep]
+                renew = True
+            if renew:  # the next epoch's orders and masks, for the kept models
+                next_inputs.cancel()
+                next_inputs = ahead.submit(epoch_inputs, seeds, drop_rates, epoch + 1)
+            ids, M = ids[keep], int(keep.size)
+            for cb in callbacks:
+                cb.on_models_dropped(t + 1, ids.copy())
         next_inputs.cancel()
-    history.diverged_step = to_numpy(diverged_step).astype(np.int64)
+    diverged_all[ids] = to_numpy(diverged_step).astype(np.int64)
+    history.diverged_step = diverged_all
+    if halving is not None:
+        history.survivors = ids.copy()
     for cb in callbacks:
         cb.on_train_end(history)
     return history

@@ -45,8 +45,8 @@ def splits(tiny_data):
 def fit(splits, *, steps=STEPS, eta=0.8, momentum=0.8, batch_norm=False, init="he", seeds=0,
         lam=0.0, sigma=None):
     be, (tr, va) = splits
-    config = NetworkConfig(d_in=3072, hidden=(50,), n_classes=10, batch_norm=batch_norm,
-                           init=init)
+    config = NetworkConfig(d_in=3072, hidden=(50,), n_classes=10,
+                           norm="batch" if batch_norm else None, init=init)
     net = Network.create(config, seeds=seeds, lam=lam, sigma=sigma, device=be)
     with np.errstate(all="ignore"):  # a diverging model overflows by design
         history = train(net, ConstantLR(eta, steps=steps, cycle_length=5), tr, va,

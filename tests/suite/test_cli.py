@@ -239,8 +239,8 @@ def test_list_names_every_study():
     proc = cli("--list")
     assert proc.returncode == 0
     names = [line.split()[0] for line in proc.stdout.splitlines()]
-    assert names == ["gradcheck", "overfit", "depth_bn", "lambda_search", "init_sensitivity",
-                     "lr_bn", "lr_range", "bn_eps", "activations"]
+    assert names == ["gradcheck", "overfit", "depth_bn", "lambda_search", "lambda_halving",
+                     "init_sensitivity", "lr_bn", "lr_range", "bn_eps", "activations"]
 
 
 # ------------------------------------------------------------ in-process parts

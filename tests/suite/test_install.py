@@ -147,6 +147,8 @@ def test_the_environment_sees_the_running_environments_packages_and_no_others(ve
     ["python", "-m", "experiments.bench", "--help"],
     ["xpnet-run", "--list"],
     ["xpnet-bench", "--help"],
+    ["python", "-m", "experiments.results", "--help"],
+    ["xpnet-results", "--help"],
 ])
 def test_commands_work_outside_the_checkout(venv, tmp_path, command):
     done = _run([venv / "bin" / command[0], *command[1:]], tmp_path)

@@ -84,7 +84,7 @@ def _tiny_splits(n=200, seed=0):
 
 def test_a_run_whose_models_all_diverged_stops_early():
     tr = _tiny_splits()
-    config = NetworkConfig(d_in=20, hidden=(16,), n_classes=4, batch_norm=False,
+    config = NetworkConfig(d_in=20, hidden=(16,), n_classes=4, norm=None,
                            init="normal")
     net = Network.create(config, seeds=[0, 1], sigma=10.0)
     with np.errstate(all="ignore"):
@@ -98,7 +98,7 @@ def test_a_run_whose_models_all_diverged_stops_early():
 
 def test_a_run_with_a_healthy_model_trains_to_the_end():
     tr = _tiny_splits()
-    config = NetworkConfig(d_in=20, hidden=(16,), n_classes=4, batch_norm=False,
+    config = NetworkConfig(d_in=20, hidden=(16,), n_classes=4, norm=None,
                            init="normal")
     net = Network.create(config, seeds=[0, 1], sigma=[0.01, 10.0])
     with np.errstate(all="ignore"):

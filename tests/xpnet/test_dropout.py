@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from xpnet import dropout
+from xpnet import Halving, dropout
 from xpnet.backend import get_backend, to_numpy
 from xpnet.network import Network, NetworkConfig
 from xpnet.schedules import CyclicalLR
@@ -22,13 +22,13 @@ def _data(backend, n=60, d=10, classes=4, seed=0):
     return DeviceSplit.from_host(backend, X, y, classes, "float64")
 
 
-def _train(backend, *, seeds, rate, config=CONFIG, callbacks=(), momentum=0.0):
+def _train(backend, *, seeds, rate, config=CONFIG, callbacks=(), momentum=0.0, halving=None):
     backend = get_backend(backend) if isinstance(backend, str) else backend
     data = _data(backend)
     net = Network.create(config, seeds=seeds, lam=0.005, dropout=rate, device=backend,
                          dtype="float64")
     history = train(net, SCHEDULE, data, data, TrainConfig(batch_size=10, momentum=momentum),
-                    callbacks=callbacks, progress=False)
+                    callbacks=callbacks, progress=False, halving=halving)
     return net, history
 
 
@@ -124,3 +124,18 @@ def test_one_seed_gives_the_same_dropout_run_on_every_library(fast_backend, conf
     # Model 0 (rate 0) trains as without dropout; model 1's masks changed its run.
     np.testing.assert_allclose(ref.params["W1"][0], no_dropout.params["W1"][0], rtol=1e-12)
     assert not np.allclose(ref.params["W1"][1], no_dropout.params["W1"][1])
+
+
+@pytest.mark.parametrize("seeds", [[0, 1, 2, 3], [5, 5, 5, 5]], ids=["own-seeds", "one-seed"])
+def test_halving_survivors_with_dropout_train_as_alone(seeds):
+    """Rungs mid-epoch (step 3) and at an epoch's end (step 6): the epoch's masks, the
+    rates and the next epoch's draws follow the kept models."""
+    rates = [0.1, 0.3, 0.0, 0.5]
+    net, history = _train("cpu", seeds=seeds, rate=rates, momentum=0.9,
+                          halving=Halving(rungs=(3, 6), eta=2, min_models=1))
+    assert net.n_models == 1 and len(history.survivors) == 1
+    m = int(history.survivors[0])
+    alone, _ = _train("cpu", seeds=seeds[m], rate=rates[m], momentum=0.9)
+    for name, value in alone.params.items():
+        np.testing.assert_allclose(net.params[name][0], value[0], rtol=1e-10, atol=1e-13,
+                                   err_msg=name)

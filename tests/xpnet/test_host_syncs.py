@@ -6,9 +6,9 @@ tensors, whose library is the one a GPU user would run) with every way a device 
 can reach the host instrumented by :mod:`xpnet.syncs` (the one counter, which the bench
 uses too): a door opened inside a step is a sync in the step (on a GPU, a stall).  Each
 scenario also reruns on the CPU in float64 and must give the same numbers, so the paths
-it covers (momentum, per-model momentum and rates, M > 1 models on their own batch
-orders, divergence, the lockstep sweep, layer norm, the activations, dropout) are
-proven on a non-CPU device, not only sync-free.
+it covers (momentum, per-model momentum and rates, Adam and AdamW, M > 1 models on their
+own batch orders, divergence, the lockstep sweep, layer norm, the activations, dropout)
+are proven on a non-CPU device, not only sync-free.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import xpnet.backend
 from tests.conftest import TEST_DEVICES, matrix_backend
 from xpnet.backend import get_backend, to_numpy
 from xpnet.network import Network, NetworkConfig
+from xpnet.optim import Adam, AdamW
 from xpnet.schedules import ConstantLR, CyclicalLR
 from xpnet.sweep import train_lockstep
 from xpnet.syncs import SyncCounter, counting
@@ -75,9 +76,14 @@ SCENARIOS = {
                                     train=TrainConfig(batch_size=10)),
     "per-model-momentum": dict(seeds=[0, 1], train=TrainConfig(batch_size=10,
                                                                momentum=(0.0, 0.9))),
+    "adam": dict(seeds=[0, 1], lam=[0.0, 0.01],
+                 train=TrainConfig(batch_size=10, optimizer=Adam(beta1=0.8))),
+    "adamw-per-model-decay-and-rates": dict(
+        seeds=[0, 1], schedule=PerModelRates((1e-3, 1e-2), 12, 6),
+        train=TrainConfig(batch_size=10, optimizer=AdamW(weight_decay=(0.0, 0.1)))),
     # Model 1's rate is absurd: it diverges (and stops updating) while model 0 trains.
     "one-diverges": dict(seeds=[0, 1], schedule=PerModelRates((0.05, 1e8), 12, 6),
-                         config=dataclasses.replace(CONFIG, batch_norm=False),
+                         config=dataclasses.replace(CONFIG, norm=None),
                          train=TrainConfig(batch_size=10, momentum=0.9)),
     # Layer norm, leaky ReLU and dropout at a rate per model (masks uploaded per epoch).
     "layer-norm-dropout": dict(seeds=[0, 1], config=dataclasses.replace(
@@ -87,7 +93,7 @@ SCENARIOS = {
         CONFIG, activation="tanh", dropout=0.2), train=TrainConfig(batch_size=10)),
     # Every model diverges: training stops early at a record point.
     "all-diverge": dict(seeds=[0, 1], schedule=ConstantLR(eta=1e8, steps=24, cycle_length=6),
-                        config=dataclasses.replace(CONFIG, batch_norm=False),
+                        config=dataclasses.replace(CONFIG, norm=None),
                         train=TrainConfig(batch_size=10)),
 }
 

@@ -20,7 +20,8 @@ def test_training_steps_equal_w_minus_eta_grad(momentum, batch_norm):
     rng = np.random.default_rng(0)
     n, d, steps, eta = 24, 8, 3, 0.05
     X, y = rng.standard_normal((n, d)), rng.integers(0, 3, n)
-    config = NetworkConfig(d_in=d, hidden=(6, 5), n_classes=3, batch_norm=batch_norm)
+    config = NetworkConfig(d_in=d, hidden=(6, 5), n_classes=3,
+                           norm="batch" if batch_norm else None)
     net, ref = (Network.create(config, seeds=[1, 2], lam=[0.01, 0.3], dtype="float64")
                 for _ in range(2))
     velocity = {k: np.zeros_like(v) for k, v in ref.params.items()}

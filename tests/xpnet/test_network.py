@@ -38,7 +38,8 @@ def _gradient_cases():
 def test_gradients_match_numerical_to_1e6(device, K, batch_norm, lam):
     """On every backend, the step that backend trains with (numpy_step on the CPU)."""
     X, _, Y = _problem()
-    net = Network.create(NetworkConfig(d_in=20, hidden=HIDDEN[K], batch_norm=batch_norm),
+    config = NetworkConfig(d_in=20, hidden=HIDDEN[K], norm="batch" if batch_norm else None)
+    net = Network.create(config,
                          seeds=K, lam=lam, dtype="float64", device=matrix_backend(device))
     report = check_gradients(net, X, Y)
     assert {r.name for r in report} == set(net.params)
@@ -94,7 +95,8 @@ def test_numpy_and_array_api_strict_agree_to_1e12(batch_norm):
     results = {}
     for device in ("cpu", "strict"):
         be = get_backend(device)
-        net = Network.create(NetworkConfig(d_in=30, hidden=(20, 15), batch_norm=batch_norm),
+        config = NetworkConfig(d_in=30, hidden=(20, 15), norm="batch" if batch_norm else None)
+        net = Network.create(config,
                              seeds=[1, 2], lam=[0.0, 0.01], device=be, dtype="float64")
         loss, cost, grads = net.loss_and_gradients(be.asarray(X), be.asarray(Y))
         results[device] = (to_numpy(loss), to_numpy(cost),

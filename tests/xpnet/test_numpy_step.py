@@ -20,7 +20,8 @@ def test_numpy_step_matches_generic_step(hidden, batch_norm, per_model_input, sc
     X = rng.standard_normal((M, n, d) if per_model_input else (n, d))
     Y = one_hot(rng.integers(0, 5, n), 5)
     scale = -rng.uniform(0.01, 0.1, (M, 1, 1)) if scaled else None
-    config = NetworkConfig(d_in=d, hidden=hidden, n_classes=5, batch_norm=batch_norm)
+    config = NetworkConfig(d_in=d, hidden=hidden, n_classes=5,
+                           norm="batch" if batch_norm else None)
     nets = [Network.create(config, seeds=[1, 2, 3], lam=0.01, dtype="float64")
             for _ in range(2)]
     fast_loss, fast = numpy_step.loss_and_data_gradients(nets[0], X, Y, scale=scale)

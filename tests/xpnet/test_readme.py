@@ -54,3 +54,15 @@ def test_the_library_section_runs_as_written(workdir, monkeypatch, capsys):
     assert np.asarray(namespace["labels"]).shape == (3, 1020)
     assert np.asarray(namespace["probs"]).shape == (3, 1020, 10)
     assert (workdir / "three-lambdas.npz").is_file()
+
+
+def test_the_halving_section_runs_as_written(workdir, monkeypatch, capsys):
+    blocks = python_blocks("Successive halving")
+    assert len(blocks) == 1 and "Halving" in blocks[0]
+    monkeypatch.chdir(workdir)
+    namespace: dict = {"__name__": "__readme__"}
+    exec(compile(blocks[0], "README.md (halving block)", "exec"), namespace)
+    clf, history = namespace["clf"], namespace["history"]
+    assert clf.n_models == 1 and history.metrics["val_accuracy"].shape[1] == 27
+    assert np.sum(history.dropped_step >= 0) == 26
+    assert capsys.readouterr().out.count("\n") >= 2

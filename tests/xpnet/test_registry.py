@@ -146,12 +146,11 @@ def test_leaky_relu_slope_is_per_model():
 
 
 @pytest.mark.parametrize("bad, words", [
-    (dict(norm="group"), "Unknown norm 'group'"),
-    (dict(activation="gelu"), "Unknown activation 'gelu'"),
-    (dict(dropout=1.0), "dropout must be in [0, 1)"),
-    (dict(dropout=(0.1, -0.1)), "dropout must be in [0, 1)"),
-    (dict(bn_eps=0.0), "bn_eps must be positive"),
-    (dict(leaky_slope=float("nan")), "leaky_slope must be a finite number"),
+    (dict(norm="group"), "Unknown norm 'group'; use one of: 'batch', 'layer'"),
+    (dict(activation="gelu"), "Unknown activation 'gelu'; use one of: 'relu', 'leaky_relu'"),
+    (dict(dropout=1.0), "dropout must be a number in [0, 1)"),
+    (dict(dropout=(0.1, -0.1)), "dropout must be a number in [0, 1)"),
+    (dict(leaky_slope=float("nan")), "leaky_slope must be a number of at least 0"),
 ])
 def test_config_refuses_unknown_names_and_bad_values_in_one_sentence(bad, words):
     with pytest.raises(XpnetError) as info:
@@ -159,16 +158,17 @@ def test_config_refuses_unknown_names_and_bad_values_in_one_sentence(bad, words)
     assert words in str(info.value) and str(info.value).count(". ") == 0
 
 
-def test_create_refuses_an_unknown_per_model_option_and_bad_overrides():
-    with pytest.raises(XpnetError, match="Unknown per-model option 'dropuot'"):
-        Network.create(NetworkConfig(d_in=4, hidden=(3,)), dropuot=0.1)
-    with pytest.raises(XpnetError, match=r"dropout must be in \[0, 1\)"):
+def test_a_registered_entry_is_a_name_the_config_accepts(softsign):
+    assert NetworkConfig(activation="softsign").activation == "softsign"
+    del registry.ACTIVATIONS["softsign"]
+    with pytest.raises(XpnetError, match="Unknown activation 'softsign'"):
+        NetworkConfig(activation="softsign")
+    registry.register_activation(softsign)
+
+
+def test_create_refuses_bad_dropout_overrides():
+    with pytest.raises(XpnetError, match=r"dropout must be a number in \[0, 1\)"):
         Network.create(NetworkConfig(d_in=4, hidden=(3,)), dropout=[0.1, 1.5])
-
-
-def test_legacy_batch_norm_keyword_maps_to_norm():
-    assert NetworkConfig(batch_norm=False).norm is None
-    assert NetworkConfig(batch_norm=True, norm=None).norm == "batch"
 
 
 def test_per_model_options_survive_save_and_load(tmp_path):

@@ -89,7 +89,7 @@ def test_per_model_rates_and_momentum_in_lockstep_equal_one_by_one_training():
     X = rng.standard_normal((n, d))
     y = rng.integers(0, C, n)
     data = DeviceSplit.from_host(be, X, y, C, "float64")
-    config = NetworkConfig(d_in=d, hidden=(8, 6), n_classes=C, batch_norm=True)
+    config = NetworkConfig(d_in=d, hidden=(8, 6), n_classes=C, norm="batch")
     seeds, lam = [0, 1, 2], [0.0, 0.01, 0.001]
     eta_min, eta_max, momentum = (1e-4, 1e-3, 1e-2), (0.05, 0.2, 0.1), (0.0, 0.5, 0.9)
     train_config = dict(batch_size=15, evals_per_cycle=2)

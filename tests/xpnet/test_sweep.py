@@ -65,7 +65,7 @@ def test_train_lockstep_trains_one_network_with_one_model_per_lambda():
     train = DeviceSplit.from_host(backend, X[:150], y[:150], 2, "float32")
     val = DeviceSplit.from_host(backend, X[150:], y[150:], 2, "float32")
     lams = log_uniform_grid(-4, 1, 4)
-    config = NetworkConfig(d_in=12, hidden=(8,), n_classes=2, batch_norm=False)
+    config = NetworkConfig(d_in=12, hidden=(8,), n_classes=2, norm=None)
     net, history = train_lockstep(config, CyclicalLR(1e-3, 1e-1, n_s=45, cycles=2), train, val,
                                   TrainConfig(batch_size=10), seeds=0, lam=lams, backend=backend,
                                   progress=False)

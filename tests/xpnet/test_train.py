@@ -6,7 +6,7 @@ import pytest
 from xpnet.backend import get_backend, to_numpy
 from xpnet.errors import XpnetError
 from xpnet.network import Network, NetworkConfig
-from xpnet.optim import SGD
+from xpnet.optim import SGDUpdate as SGD
 from xpnet.schedules import ConstantLR, CyclicalLR, StepDecayLR
 from xpnet.training import DeviceSplit, History, TrainConfig, batch_orders, train
 
@@ -99,7 +99,7 @@ def test_divergent_model_stops_and_others_go_on():
     X, y = _blobs(seed=1)
     be = get_backend("cpu")
     tr = DeviceSplit.from_host(be, X, y, 4, "float32")
-    net = Network.create(NetworkConfig(d_in=20, hidden=(16, 16), n_classes=4, batch_norm=False,
+    net = Network.create(NetworkConfig(d_in=20, hidden=(16, 16), n_classes=4, norm=None,
                                        init="normal"), sigma=[0.1, 10.0], seeds=0, device=be)
     hist = train(net, ConstantLR(eta=0.5, steps=60, cycle_length=20), tr, tr,
                  TrainConfig(batch_size=20, evals_per_cycle=4), progress=False)
@@ -115,14 +115,14 @@ def test_exploding_rate_diverges_at_a_step_with_last_finite_figures():
     X, y = _blobs(seed=4)
     be = get_backend("cpu")
     tr = DeviceSplit.from_host(be, X, y, 4, "float32")
-    net = Network.create(NetworkConfig(d_in=20, hidden=(16, 16), n_classes=4, batch_norm=False),
+    net = Network.create(NetworkConfig(d_in=20, hidden=(16, 16), n_classes=4, norm=None),
                          seeds=[0, 0], device=be)
     # Two copies of one net; a step-decay schedule cannot give them different rates, so
     # run them separately and compare: a sane rate trains, a huge one blows up.
     sane = train(net, ConstantLR(eta=0.05, steps=40, cycle_length=10), tr, tr,
                  TrainConfig(batch_size=20), progress=False)
     assert list(sane.diverged_step) == [-1, -1]
-    net = Network.create(NetworkConfig(d_in=20, hidden=(16, 16), n_classes=4, batch_norm=False),
+    net = Network.create(NetworkConfig(d_in=20, hidden=(16, 16), n_classes=4, norm=None),
                          seeds=0, device=be)
     wild = train(net, ConstantLR(eta=1e3, steps=40, cycle_length=10), tr, tr,
                  TrainConfig(batch_size=20, momentum=0.9), progress=False)

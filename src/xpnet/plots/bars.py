@@ -24,6 +24,20 @@ class BarPanel:
     and seed the value (NaN if diverged), whether it diverged, and the last finite
     value before it did (drawn as a hatched bar when all seeds of a cell diverged).
     ``chance``: a dotted reference line at that value (in percent), or None.
+
+    Args:
+        title: the subplot's title.
+        ylabel: its y-axis label.
+        groups: the G group labels on x.
+        series: ``{name: (values, diverged, last)}``, each ``(G, k)`` (see above).
+        xlabel: its x-axis label.
+        chance: see above.
+
+    >>> panel = BarPanel("3-layer", "test accuracy (%)", ["BN", "no BN"],
+    ...                  {"sigma 0.1": ([[53.0, 52.6], [51.9, 52.2]], [[0, 0], [0, 0]],
+    ...                                 [[53.0, 52.6], [51.9, 52.2]])}, chance=10.0)
+    >>> panel.groups, panel.chance
+    (['BN', 'no BN'], 10.0)
     """
 
     title: str
@@ -90,6 +104,25 @@ def plot_bars(path, title: str, panels: list[BarPanel], *, caption: str = "", nc
     value, labelled "diverged" inside the axes; a diverged seed of a cell that
     otherwise trained is an ``x`` at its last finite value.  One legend, across the
     top of the last panel (leave headroom with ``ymax``).
+
+    Args:
+        path: where to write the PNG.
+        title: the figure's title.
+        panels: :class:`BarPanel` objects, one subplot each (sharing y).
+        caption: text under the panels.
+        ncols: panels per row (default: all in one row).
+        panel_height: inches per row.
+        ymax: the top of the y axis (default automatic).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    >>> import tempfile
+    >>> values = [[53.0, 52.6], [float("nan"), float("nan")]]  # (2 groups, 2 seeds)
+    >>> panel = BarPanel("3-layer", "test accuracy (%)", ["eta 0.03", "eta 0.8"],
+    ...                  {"no BN": (values, [[0, 0], [1, 1]], [[53.0, 52.6], [11.0, 9.8]])})
+    >>> plot_bars(Path(tempfile.mkdtemp()) / "bars.png", "Rates", [panel], ymax=70).name
+    'bars.png'
     """
     fig, axes = page_figure(len(panels), ncols, panel_height, sharey=True)
     any_x = any_hatch = False

@@ -35,6 +35,15 @@ class Ref:
     Horizontal at y = ``value`` (``axis="y"``) or vertical at x = ``value`` (``axis="x"``);
     by default dark grey and dotted.  Where a list of refs is asked for, a ``(value,
     label)`` pair stands for ``Ref(value, label)``.
+
+    Args:
+        value: where the line is, in data units.
+        label: its legend entry (None: none).
+        color, style, width: matplotlib's colour, line style and width.
+        axis: ``"y"`` (a horizontal line at y = value) or ``"x"`` (vertical).
+
+    >>> Ref(10.0, "chance (10 %)")
+    Ref(value=10.0, label='chance (10 %)', color='0.35', style=':', width=1.2, axis='y')
     """
 
     value: float
@@ -46,7 +55,21 @@ class Ref:
 
 
 def draw_refs(ax, refs) -> None:
-    """Draw :class:`Ref` lines (or ``(value, label)`` pairs) on ``ax``, in order."""
+    """Draw :class:`Ref` lines (or ``(value, label)`` pairs) on ``ax``, in order.
+
+    Args:
+        ax: a matplotlib Axes.
+        refs: :class:`Ref` objects or ``(value, label)`` pairs.
+
+    Returns:
+        None.
+
+    >>> fig, (ax,) = page_figure(1)
+    >>> draw_refs(ax, [(10.0, "chance"), Ref(2.5, "chosen", axis="x")])
+    >>> [line.get_label() for line in ax.lines]
+    ['chance', 'chosen']
+    >>> plt.close(fig)
+    """
     for ref in refs:
         ref = ref if isinstance(ref, Ref) else Ref(*ref)
         line = ax.axhline if ref.axis == "y" else ax.axvline
@@ -54,7 +77,18 @@ def draw_refs(ax, refs) -> None:
 
 
 def spread(values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NaN-ignoring median, min and max over the last axis of ``(n, k)``; ``(n,)`` each."""
+    """NaN-ignoring median, min and max over the last axis (the k models of each point).
+
+    Args:
+        values: ``(n, k)`` (or ``(n,)``: one model, returned three times).
+
+    Returns:
+        ``(median, min, max)``, each ``(n,)``; NaN where a row is all NaN.
+
+    >>> mid, lo, hi = spread([[1.0, 2.0, 9.0], [4.0, float("nan"), 6.0]])
+    >>> mid, lo, hi
+    (array([2., 5.]), array([1., 4.]), array([9., 6.]))
+    """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim == 1:
         return v, v, v
@@ -64,7 +98,20 @@ def spread(values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def spread_caption(n_models: int, what: str = "seeds") -> str:
-    """The caption sentence for a band over ``n_models`` (a :class:`Curve`'s default)."""
+    """The caption sentence for a band over ``n_models`` (a :class:`Curve`'s default).
+
+    Args:
+        n_models: the models each band spans (1: one run per line).
+        what: what they are called in the sentence.
+
+    Returns:
+        The sentence.
+
+    >>> spread_caption(3)[:39]
+    'Line: median of 3 seeds; band: their mi'
+    >>> spread_caption(1)
+    'One run per line.'
+    """
     if n_models <= 1:
         return "One run per line."
     return (f"Line: median of {n_models} {what}; band: their min-max range. Where the "
@@ -73,7 +120,23 @@ def spread_caption(n_models: int, what: str = "seeds") -> str:
 
 def page_figure(n_panels: int, ncols: int | None = None, panel_height: float = 3.0,
                 sharex=False, sharey=False, width: float = PAGE_WIDTH):
-    """A page-wide figure of ``n_panels`` subplots; returns ``(fig, axes)`` (a list)."""
+    """A page-wide figure of ``n_panels`` subplots (extra grid cells are hidden).
+
+    Args:
+        n_panels: the number of subplots.
+        ncols: subplots per row (default: all in one row).
+        panel_height: inches per row.
+        sharex, sharey: as in ``matplotlib.pyplot.subplots``.
+        width: the figure's width in inches (default :data:`PAGE_WIDTH`).
+
+    Returns:
+        ``(fig, axes)``: the Figure and a list of ``n_panels`` Axes, row by row.
+
+    >>> fig, axes = page_figure(3, ncols=2)
+    >>> len(axes), float(fig.get_figwidth())
+    (3, 9.0)
+    >>> plt.close(fig)
+    """
     ncols = min(ncols or n_panels, n_panels)
     nrows = math.ceil(n_panels / ncols)
     fig, grid = plt.subplots(nrows, ncols, figsize=(width, panel_height * nrows + 0.9),
@@ -86,7 +149,22 @@ def page_figure(n_panels: int, ncols: int | None = None, panel_height: float = 3
 
 
 def add_caption(fig, title: str, caption: str = "") -> None:
-    """The figure's title on top and ``caption`` (wrapped to the width) underneath."""
+    """The figure's title on top and ``caption`` (wrapped to the width) underneath.
+
+    Args:
+        fig: a matplotlib Figure.
+        title: the title.
+        caption: text under the panels ("" for none).
+
+    Returns:
+        None.
+
+    >>> fig, _ = page_figure(1)
+    >>> add_caption(fig, "Loss", "Median of 3 seeds.")
+    >>> fig.get_suptitle()
+    'Loss'
+    >>> plt.close(fig)
+    """
     fig.suptitle(title)
     if caption:
         chars = int(fig.get_figwidth() * 13)  # small-font characters per inch, about
@@ -94,7 +172,21 @@ def add_caption(fig, title: str, caption: str = "") -> None:
 
 
 def save_figure(fig, path) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically and close it."""
+    """Write ``fig`` as PNG to ``path`` atomically (folders made as needed) and close it.
+
+    Args:
+        fig: a matplotlib Figure.
+        path: where to write the PNG.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    >>> import tempfile
+    >>> fig, (ax,) = page_figure(1)
+    >>> _ = ax.plot([0, 1], [1, 0])
+    >>> save_figure(fig, Path(tempfile.mkdtemp()) / "line.png").stat().st_size > 0
+    True
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -106,6 +198,21 @@ def save_figure(fig, path) -> Path:
 
 
 def save_page(fig, path, title: str, caption: str = "") -> Path:
-    """Finish a figure: its title and caption (:func:`add_caption`), then :func:`save_figure`."""
+    """Finish a figure: its title and caption (:func:`add_caption`), then :func:`save_figure`.
+
+    Args:
+        fig: a matplotlib Figure.
+        path: where to write the PNG.
+        title, caption: as in :func:`add_caption`.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    >>> import tempfile
+    >>> fig, (ax,) = page_figure(1)
+    >>> _ = ax.plot([0, 1], [1, 0])
+    >>> save_page(fig, Path(tempfile.mkdtemp()) / "line.png", "A line", "Falls.").name
+    'line.png'
+    """
     add_caption(fig, title, caption)
     return save_figure(fig, path)

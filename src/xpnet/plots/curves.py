@@ -33,6 +33,20 @@ class Curve:
     ``width`` (default 1.6; 1.3 for ``"each"``) and ``marker`` keep a line visible where
     another overlaps it; the marker is drawn every tenth of the way at size 4, or at
     every point for ``"each"`` (lines of a few points, such as one per layer).
+
+    Args:
+        label: the legend entry.
+        x: ``(n,)`` x values (update steps, epochs, ...).
+        values: ``(n,)`` or ``(n, k)``: k models' values at each x (NaN: none).
+        linestyle: matplotlib's line style (``"-"``, ``"--"``, ...).
+        color: a colour; None takes the panel's next :data:`~xpnet.plots.base.PALETTE` one.
+        seeds: ``"band"``, ``"thin"`` or ``"each"`` (see the module's docstring).
+        width, marker: line width and marker (see above).
+        diverged: ``(k,)`` divergence steps, -1 for never (``seeds="each"``).
+
+    >>> curve = Curve("BN", x=[0, 50, 100], values=[[2.3, 2.2], [1.6, 1.8], [1.2, 1.4]])
+    >>> curve.seeds, curve.linestyle
+    ('band', '-')
     """
 
     label: str
@@ -58,6 +72,19 @@ class Panel:
     chance level); ``spans`` are shaded x ranges ``(lo, hi, label, color)`` under the
     curves; ``ylim`` fixes the y range (else automatic, or shared by :func:`plot_panels`);
     ``xticks`` is ``(positions, labels)`` or None (automatic).
+
+    Args:
+        title: the subplot's title.
+        ylabel: its y-axis label.
+        curves: :class:`Curve` objects.
+        xlabel: its x-axis label (default ``"update step"``).
+        logy, logx: log scales.
+        refs, ylim, spans, xticks: see above.
+
+    >>> panel = Panel("loss", "cross-entropy", [Curve("BN", [0, 1], [2.3, 1.9])],
+    ...               refs=[(2.303, "chance")])
+    >>> panel.xlabel, len(panel.curves)
+    ('update step', 1)
     """
 
     title: str
@@ -73,7 +100,23 @@ class Panel:
 
 
 def draw_curve(ax, curve: Curve, color) -> None:
-    """Draw one :class:`Curve` in ``color`` as its ``seeds`` says."""
+    """Draw one :class:`Curve` in ``color`` as its ``seeds`` says.
+
+    Args:
+        ax: a matplotlib Axes.
+        curve: the :class:`Curve`.
+        color: its colour.
+
+    Returns:
+        None.
+
+    >>> from xpnet.plots.base import page_figure, plt
+    >>> fig, (ax,) = page_figure(1)
+    >>> draw_curve(ax, Curve("BN", [0, 1, 2], [[3, 2], [2, 1], [1, 1]]), "#0072B2")
+    >>> [line.get_label() for line in ax.lines], len(ax.collections)  # line and band
+    (['BN'], 1)
+    >>> plt.close(fig)
+    """
     x = np.asarray(curve.x, dtype=np.float64)
     v = np.asarray(curve.values, dtype=np.float64)
     if curve.seeds == "each":
@@ -144,6 +187,30 @@ def plot_panels(path, title: str, panels: list[Panel], *, caption: str = "",
     Curves without a colour take :data:`~xpnet.plots.base.PALETTE` colours in order.
     ``legend`` puts one legend in that panel (default: one in every panel that has
     labelled lines).  With ``sharex`` only the bottom row gets x labels.
+
+    Args:
+        path: where to write the PNG (e.g. the first item of
+            ``ctx.figure_path_and_link(name)``).
+        title: the figure's title.
+        panels: :class:`Panel` objects, one subplot each.
+        caption: text under the panels.
+        ncols: subplots per row (default: all in one row).
+        panel_height: inches per row.
+        sharex, sharey: shared axes, as in ``matplotlib.pyplot.subplots``.
+        legend: the index of the one panel that gets a legend (default: every panel).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    >>> import tempfile
+    >>> steps = [0, 50, 100]
+    >>> loss = Panel("loss", "cross-entropy", [
+    ...     Curve("training", steps, [[2.3, 2.3], [1.7, 1.8], [1.4, 1.5]]),
+    ...     Curve("validation", steps, [[2.3, 2.3], [1.9, 2.0], [1.8, 1.8]], "--")])
+    >>> path = plot_panels(Path(tempfile.mkdtemp()) / "loss.png", "Loss", [loss],
+    ...                    caption="Median of 2 seeds; band: their range.")
+    >>> path.name, path.stat().st_size > 0
+    ('loss.png', True)
     """
     fig, axes = page_figure(len(panels), ncols, panel_height, sharex, sharey)
     for i, (ax, panel) in enumerate(zip(axes, panels, strict=True)):

@@ -14,9 +14,27 @@ def plot_heatmaps(path, title: str, panels: list, *, caption: str = "", cbar_lab
     """Side-by-side heat maps sharing one colour scale.
 
     Args:
+        path: where to write the PNG.
+        title: the figure's title.
         panels: ``(title, matrix (rows, n), x (n,), row_labels, xlabel)`` tuples; colours
             are ``log10(matrix)``, from ``vmin`` to ``vmax`` (default: whole decades
             around the finite values).
+        caption: text under the panels.
+        cbar_label: the colour bar's label.
+        ylabel: the first panel's y-axis label.
+        panel_height: inches.
+        vmin, vmax: the colour scale's ends, in log10 units.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    >>> import tempfile
+    >>> var = [[1e-2, 1e-1, 1.0], [1e-4, 1e-3, 1e-2]]  # (2 layers, 3 points)
+    >>> path = plot_heatmaps(Path(tempfile.mkdtemp()) / "var.png", "Variance",
+    ...                      [("BN", var, [0, 50, 100], ["layer 1", "layer 2"], "step")],
+    ...                      cbar_label="log10 variance")
+    >>> path.name
+    'var.png'
     """
     logs = [np.log10(np.maximum(np.asarray(m, dtype=np.float64), 1e-30)) for _, m, *_ in panels]
     finite = np.concatenate([v[np.isfinite(v)] for v in logs])

@@ -17,6 +17,27 @@ def plot_xy(path, title: str, xlabel: str, ylabel: str, series: dict, *, caption
     A 2-D ``y`` draws its median with a min-max error bar.  ``marks`` are
     ``(x, y, label)`` points to single out (e.g. the chosen value): a star and a
     vertical line; ``refs`` are horizontal :class:`Ref` lines or ``(y, label)`` pairs.
+
+    Args:
+        path: where to write the PNG.
+        title: the figure's title.
+        xlabel, ylabel: the axis labels.
+        series: ``{label: (x, y)}`` as above: each series' x values go here (there is
+            no ``x=`` argument).
+        caption: text under the plot.
+        marks, refs: see above.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    >>> import tempfile
+    >>> lams = [1e-4, 1e-3, 1e-2]
+    >>> accs = [[50.1, 50.3], [51.0, 51.4], [49.2, 49.0]]  # (3 lambdas, 2 seeds)
+    >>> path = plot_xy(Path(tempfile.mkdtemp()) / "search.png", "Lambda search",
+    ...                "lambda", "validation accuracy (%)", {"coarse": (lams, accs)},
+    ...                marks=[(1e-3, 51.2, "best")])
+    >>> path.name
+    'search.png'
     """
     fig, (ax,) = page_figure(1, panel_height=3.6, width=0.8 * PAGE_WIDTH)
     for k, (label, (xs, ys)) in enumerate(series.items()):
@@ -43,6 +64,13 @@ class DotPanel:
     """One subplot of :func:`plot_dot_rows`: ``series = {name: (n_rows,) values}``.
 
     NaN means "no such entry in this row" (nothing is drawn).
+
+    Args:
+        title: the subplot's title.
+        series: ``{name: values (n_rows,)}``; a name keeps its marker across panels.
+
+    >>> DotPanel("BN", {"max error": [1e-9, 3e-8], "mean error": [1e-10, float("nan")]}).title
+    'BN'
     """
 
     title: str
@@ -61,6 +89,27 @@ def plot_dot_rows(path, title: str, rows: list[str], panels: list[DotPanel], xla
     entries of a row never hide each other.  ``refs`` are vertical ``(x, label)``
     lines (targets), dashed in :data:`DOT_REF_COLORS`; values below ``floor`` (exact
     zeros) are drawn at ``floor``.  The height grows with the rows, the width stays a page's.
+
+    Args:
+        path: where to write the PNG.
+        title: the figure's title.
+        rows: the row labels, top to bottom (``n_rows``).
+        panels: :class:`DotPanel` objects, one subplot each.
+        xlabel: the x-axis label (under the bottom row of panels).
+        caption: text under the panels.
+        refs: ``(x, label)`` vertical lines.
+        ncols: panels per row.
+        floor: the smallest x drawn.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    >>> import tempfile
+    >>> panels = [DotPanel("BN", {"max": [1e-9, 3e-8]}), DotPanel("no BN", {"max": [2e-9, 0.0]})]
+    >>> path = plot_dot_rows(Path(tempfile.mkdtemp()) / "errors.png", "Gradient errors",
+    ...                      ["W1", "W2"], panels, "relative error", refs=[(1e-6, "target")])
+    >>> path.name
+    'errors.png'
     """
     n = len(rows)
     fig, axes = page_figure(len(panels), ncols, panel_height=max(2.8, 0.6 + 0.3 * n),
