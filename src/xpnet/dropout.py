@@ -22,9 +22,10 @@ _STREAM = 11
 
 
 def rates(net) -> np.ndarray | None:
-    """The per-model dropout rates ``(M,)`` of ``net``, or None when all are zero."""
+    """The per-model dropout rates ``(M,)`` of ``net``, or None when all are zero (or the
+    net has no hidden layer)."""
     p = net.per_model_host["dropout"]
-    return p if np.any(p > 0) else None
+    return p if np.any(p > 0) and net.config.hidden else None
 
 
 def keep_masks(seeds, p: np.ndarray, shape: tuple[int, ...], epoch: int) -> np.ndarray:
