@@ -20,6 +20,8 @@ import numpy as np
 
 from xpnet import layers
 
+_sum = np.add.reduce  # ndarray.sum without its Python wrapper (small arrays, many calls)
+
 
 def batch_forward(s, params, buffers, *, train, xp, bn_eps, bn_momentum):
     """Batch norm of ``s`` ``(M, n, d)``; returns ``(out, cache, new_buffers)``.
@@ -44,10 +46,10 @@ def batch_forward_numpy(s, params, buffers, *, train, bn_eps, bn_momentum):
     if not train:
         raise ValueError("the NumPy form of batch norm is train mode only")
     inv_n = 1.0 / s.shape[-2]
-    mean = s.sum(axis=-2, keepdims=True)
+    mean = _sum(s, axis=-2, keepdims=True)
     mean *= inv_n
     s -= mean
-    var = np.square(s).sum(axis=-2, keepdims=True)
+    var = _sum(np.square(s), axis=-2, keepdims=True)
     var *= inv_n
     inv_std = var + bn_eps
     np.sqrt(inv_std, out=inv_std)
@@ -68,8 +70,8 @@ def batch_backward_numpy(dout, cache):
     """:func:`batch_backward`, overwriting ``dout`` with ``ds``."""
     s_hat, inv_std, gamma = cache
     inv_n = 1.0 / dout.shape[-2]
-    dbeta = dout.sum(axis=-2, keepdims=True)
-    dgamma = (dout * s_hat).sum(axis=-2, keepdims=True)
+    dbeta = _sum(dout, axis=-2, keepdims=True)
+    dgamma = _sum(dout * s_hat, axis=-2, keepdims=True)
     dout -= s_hat * (dgamma * inv_n)
     dout -= dbeta * inv_n
     dout *= gamma * inv_std

@@ -20,6 +20,10 @@ import functools
 
 import numpy as np
 
+# The ufunc reductions themselves: what ndarray.sum / .max call, without their Python
+# wrappers (a step makes a dozen such calls on small arrays, where the wrapper shows).
+_sum, _max = np.add.reduce, np.maximum.reduce
+
 
 def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None, masks=None):
     """Loss ``(M,)`` and gradients of the loss alone (no L2 term) for ``net.params``.
@@ -68,11 +72,11 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
         h = s
 
     scores = s
-    scores -= scores.max(axis=-1, keepdims=True)
+    scores -= _max(scores, axis=-1, keepdims=True)
     exp = np.exp(scores)
-    sum_exp = exp.sum(axis=-1, keepdims=True)
+    sum_exp = _sum(exp, axis=-1, keepdims=True)
     # Rows of Y sum to one: -sum(Y * log_softmax) = sum(log sum_exp) - sum(Y * shifted).
-    loss = (np.log(sum_exp).sum(axis=(-2, -1)) - (Y * scores).sum(axis=(-2, -1))) * inv_n
+    loss = (_sum(np.log(sum_exp), axis=(-2, -1)) - _sum(Y * scores, axis=(-2, -1))) * inv_n
     dout = exp
     dout /= sum_exp
     dout -= Y
@@ -90,11 +94,11 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
                 for k, grad in param_grads.items():
                     grads[f"{k}{l}"] = grad
         x = inputs[l - 1]
-        grads[f"W{l}"] = np.matmul(np.swapaxes(x, -1, -2), dout)
+        grads[f"W{l}"] = np.matmul(x.swapaxes(-1, -2), dout)
         if f"b{l}" in p:
-            grads[f"b{l}"] = dout.sum(axis=-2, keepdims=True)
+            grads[f"b{l}"] = _sum(dout, axis=-2, keepdims=True)
         if l > 1:
-            dout = np.matmul(dout, np.swapaxes(p[f"W{l}"], -1, -2))
+            dout = np.matmul(dout, p[f"W{l}"].swapaxes(-1, -2))
     return loss, grads
 
 
