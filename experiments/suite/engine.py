@@ -188,6 +188,8 @@ class Suite:
             except OutputError:  # the folder cannot be written: the suite stops
                 raise
             except Exception as exc:  # the study's code or one of its runs
+                if failures.is_output_problem(exc, self.out):  # a full disk: the suite stops
+                    raise
                 failure = failures.from_exception(name, module, exc, self.out)
             if failure is not None:
                 ctx.settle()  # its other runs finish and are saved: they fail alone

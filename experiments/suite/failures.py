@@ -15,6 +15,7 @@ too) goes to ``OUT/errors/NAME.txt``.  A ``run(ctx)`` that returns no dict with 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import traceback
 from pathlib import Path
@@ -74,6 +75,23 @@ def from_exception(study: str, module, exc: Exception, out: Path) -> StudyFailur
     line = (f"study {study} failed: {what}{where}; full traceback in "
             f"{errors_file(out, study)}")
     return StudyFailure(study, line, text)
+
+
+#: Errors of a disk, not of a study's code.
+DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def is_output_problem(exc: Exception, out: Path) -> bool:
+    """Whether ``exc``, raised by a study, is the output folder's fault (a full disk while
+    it saved a figure, say), which ends the suite as such, not the study's."""
+    if not isinstance(exc, OSError):
+        return False
+    if exc.errno in DISK_ERRNOS:
+        return True
+    try:
+        return Path(exc.filename).resolve().is_relative_to(Path(out).resolve())
+    except (TypeError, OSError, ValueError):  # no filename
+        return False
 
 
 def bad_result(study: str, module, result) -> StudyFailure | None:

@@ -57,10 +57,7 @@ class FolderLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
-                raise OutputError(
-                    f"The output folder {self.folder} is not writable "
-                    f"({exc.strerror or type(exc).__name__}); pass --out with a folder you "
-                    "can write to.") from None
+                raise self._not_writable(exc) from None
             try:
                 if fcntl is not None:
                     try:
@@ -74,8 +71,12 @@ class FolderLock:
                 raise
             os.close(fd)  # removed or replaced meanwhile: lock the file there now
         self._fd = fd
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}\ncommand {self.command}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()}\ncommand {self.command}\n".encode())
+        except OSError as exc:  # a full disk, say
+            self.release()
+            raise self._not_writable(exc) from None
         return self
 
     def release(self) -> None:
@@ -94,6 +95,11 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+    def _not_writable(self, exc: OSError) -> OutputError:
+        return OutputError(f"The output folder {self.folder} is not writable "
+                           f"({exc.strerror or type(exc).__name__}); pass --out with a "
+                           "folder you can write to.")
 
     def _refusal(self, fd: int) -> str:
         pid, command = holder(fd)
