@@ -153,6 +153,7 @@ def execute(fn, spec: dict, settings: DataSettings, run: str, publish=None) -> d
                         "CIFAR-10 at that path on every worker machine, or pass --download."
                         ) from None
     start = time.perf_counter()
+    error = None
     try:
         with np.errstate(all="ignore"):  # a diverging model overflows by design
             record = fn(env, spec, [ProgressEvents(run, publish)])
@@ -160,7 +161,9 @@ def execute(fn, spec: dict, settings: DataSettings, run: str, publish=None) -> d
     except Exception as exc:
         if worker is None:
             raise
-        raise _portable(exc, getattr(fn, "filename", None)) from None
+        error = _portable(exc, getattr(fn, "filename", None))
+    if error is not None:  # raised here, it has no __context__ for Dask to send along
+        raise error
     record = to_jsonable(record)
     record["compute_s"] = round(time.perf_counter() - start, 3)
     device = env.backend.describe()
@@ -224,23 +227,31 @@ def probe_device(device: str) -> dict:
 class RunError(Exception):
     """A run raised on a worker: ``str()`` gives the original type, message and failing
     line; ``kind`` and ``detail`` are the type's name and the message, ``frames`` the
-    worker's ``(file, line, function)`` (outermost first) and ``text`` its traceback."""
+    worker's ``(file, line, function)`` (outermost first) and ``text`` its traceback.
+
+    Everything is in ``args``, so any pickler that rebuilds an exception from its
+    ``args`` (Dask's tblib does) rebuilds this one whole.
+    """
 
     def __init__(self, kind: str, detail: str, frames=(), text: str = ""):
-        self.kind, self.detail, self.text = kind, detail, text
-        self.frames = [tuple(f) for f in frames]
+        super().__init__(kind, detail, [tuple(f) for f in frames], text)
+
+    kind = property(lambda self: self.args[0])
+    detail = property(lambda self: self.args[1])
+    frames = property(lambda self: self.args[2])
+    text = property(lambda self: self.args[3])
+
+    def __str__(self) -> str:
         where = (f" (at {Path(self.frames[-1][0]).name}:{self.frames[-1][1]} in "
                  f"{self.frames[-1][2]})" if self.frames else "")
-        super().__init__(f"{kind}: {detail}{where}")
-
-    def __reduce__(self):
-        return RunError, (self.kind, self.detail, self.frames, self.text)
+        return f"{self.kind}: {self.detail}{where}"
 
 
 #: The file name cloudpickle gives the code of a function it pickled by value.
 DYNAMIC_CODE = "<dynamic-code>"
-#: At most this many frames and characters of a worker's traceback reach the client.
-MAX_FRAMES, MAX_TRACEBACK_CHARS = 200, 100_000
+#: At most this many frames, and characters of a worker's message and traceback, reach
+#: the client (Dask sends an exception whose ``str()`` is longer than 10,000 as text).
+MAX_FRAMES, MAX_DETAIL_CHARS, MAX_TRACEBACK_CHARS = 200, 2_000, 100_000
 
 
 def _portable(exc: Exception, source: str | None = None) -> Exception:
@@ -266,7 +277,7 @@ def _portable(exc: Exception, source: str | None = None) -> Exception:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if source:
         text = text.replace(f'File "{DYNAMIC_CODE}"', f'File "{source}"')
-    return RunError(type(exc).__name__, str(exc), frames[-MAX_FRAMES:],
+    return RunError(type(exc).__name__, str(exc)[:MAX_DETAIL_CHARS], frames[-MAX_FRAMES:],
                     text[-MAX_TRACEBACK_CHARS:])
 
 
