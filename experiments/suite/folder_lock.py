@@ -23,6 +23,8 @@ else:  # Windows: no advisory locks
 
 #: The lock file, inside the output folder.
 LOCK_NAME = ".lock"
+#: A holder's command line longer than this is cut in the refusal.
+MAX_COMMAND = 300
 
 
 class FolderInUse(OutputError):
@@ -41,10 +43,6 @@ class FolderLock:
         self.path = self.folder / LOCK_NAME
         self.command = command
         self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def acquire(self) -> FolderLock:
         """Take the lock at once or raise :class:`FolderInUse`; the folder must exist.
@@ -104,6 +102,8 @@ class FolderLock:
     def _refusal(self, fd: int) -> str:
         pid, command = holder(fd)
         who = "another process"
+        if len(command) > MAX_COMMAND:
+            command = command[:MAX_COMMAND] + "..."
         if pid is not None:
             who = f"process {pid}" + (f" ({command})" if command else "")
         return (f"The output folder {self.folder} is in use by {who}; wait until it "

@@ -8,11 +8,12 @@ then waits for a file that the test creates only once it has seen what it came t
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 
-from experiments.suite.folder_lock import LOCK_NAME
+from experiments.suite.folder_lock import LOCK_NAME, FolderInUse, FolderLock
 from tests.processes import kill_session, load, run_cli, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: no folder lock")
@@ -145,3 +146,15 @@ def test_after_a_sigkill_of_the_holder_the_next_invocation_resumes(procs, tiny_d
     assert again.returncode == 0, again.stderr
     assert "blocker: 1 run (0 trained, 1 reused)" in again.stdout
     assert not (out / LOCK_NAME).exists()
+
+
+def test_the_lock_names_its_holder_and_is_free_once_released(tmp_path, one_sentence):
+    """Two locks in one process conflict as two processes' do (flock is per open file)."""
+    with FolderLock(tmp_path, "python -m experiments.run --out x"):
+        with pytest.raises(FolderInUse) as info:
+            FolderLock(tmp_path).acquire()
+        one_sentence(str(info.value), str(tmp_path), f"in use by process {os.getpid()} (",
+                     "another --out")
+    assert not (tmp_path / LOCK_NAME).exists()
+    with FolderLock(tmp_path):  # free again
+        assert (tmp_path / LOCK_NAME).read_text().startswith(f"pid {os.getpid()}\n")
