@@ -26,7 +26,8 @@ TITLES = {"install": "install wheels (ci/wheels)", "data": "data",
           "quick-cpu": "--quick suite on cpu", "quick-cuda": "--quick suite on cuda",
           "quick-compare": "--quick suite: cuda vs cpu",
           "depth-bn": "depth_bn at full scale on cuda, 3 seeds",
-          "bench-cuda": "bench on cuda", "bench-torch-cuda": "bench on torch:cuda"}
+          "bench-cuda": "bench on cuda", "bench-torch-cuda": "bench on torch:cuda",
+          "wide-cuda": "wide first layer on cuda (--wide 8,64)"}
 
 
 def _tail(path: Path, n: int = 1) -> list[str]:
@@ -107,8 +108,18 @@ def _depth_result(out: Path) -> str:
     return ", ".join(f"{run} {a:.1f} %" for (_, run), a in sorted(acc.items()))
 
 
+def _wide_result(out: Path) -> str:
+    data = _json(out / "wide-cuda.json")
+    if not data:
+        return (_tail(out / "wide-cuda.log") or ["no output"])[0][:100]
+    return ", ".join(f"k={r['k']}: wide/broadcast {r['wide_over_broadcast']:.2f}x, "
+                     f"wide/stacked {r['wide_over_stacked']:.2f}x" for r in data["wide"])
+
+
 def result_of(out: Path, name: str) -> str:
     log = out / f"{name}.log"
+    if name == "wide-cuda":
+        return _wide_result(out)
     if name.startswith("tests-"):
         return _pytest_result(log)
     if name.startswith("bench-"):

@@ -112,6 +112,7 @@ class CountedArray:
 
     __slots__ = ("_a", "_ns")
     __hash__ = None  # == returns an array
+    __array_ufunc__ = None  # NumPy operators defer to ours: no uncounted escape via __array__
 
     def __init__(self, array, ns):
         self._a = array

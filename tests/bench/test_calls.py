@@ -40,6 +40,7 @@ def test_counter_counts_a_known_expression_exactly():
     np.testing.assert_array_equal(to_numpy(mask), ~(base + 1.0 > 2.0))
     assert n_rows == 2
     b * 2.0  # disarmed again: not counted
+    np.ones(2) + b  # NumPy defers to the counted array (no uncounted escape)
     assert sum(seen.values()) == 9
 
 
@@ -58,6 +59,8 @@ def test_counting_namespace_trains_like_numpy():
     for backend in (numpy_generic, counted):
         net = make_net(backend, 2)
         train_steps(net, _split(backend), 2, batch_size=100)
+        if backend is counted:  # nothing left the counting namespace uncounted
+            assert all(isinstance(v, calls.CountedArray) for v in net.params.values())
         params.append({k: to_numpy(v) for k, v in net.params.items()})
     for name, value in params[0].items():
         np.testing.assert_array_equal(params[1][name], value, err_msg=name)

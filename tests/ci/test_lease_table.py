@@ -32,7 +32,9 @@ def test_compare_allows_rounding_and_catches_a_different_run(tmp_path):
 
 def test_table_has_a_row_per_part_whatever_happened(tmp_path):
     (tmp_path / "parts.tsv").write_text("tests-cuda\tok\t61\nbench-cuda\tTIMEOUT\t80\n"
-                                        "depth-bn\tFAIL(1)\t3\n")
+                                        "depth-bn\tFAIL(1)\t3\nwide-cuda\tok\t9\n")
+    (tmp_path / "wide-cuda.json").write_text(json.dumps({"wide": [
+        {"k": 8, "wide_over_broadcast": 0.5, "wide_over_stacked": 0.25}]}))
     (tmp_path / "tests-cuda.log").write_text("....\n=== 120 passed, 3 skipped in 50.1s ===\n")
     (tmp_path / "bench-cuda.log").write_text("device cuda | ...\n")
     bench = {"config": {"n_samples": 45000, "batch_size": 100},
@@ -46,5 +48,6 @@ def test_table_has_a_row_per_part_whatever_happened(tmp_path):
     assert "120 passed, 3 skipped in 50.1s" in rows["tests: core rows on cuda (CuPy)"]
     assert "TIMEOUT" in rows["bench on cuda"] and "calls/step 3-layer 113" in text
     assert "FAIL(1)" in rows["depth_bn at full scale on cuda, 3 seeds"]
+    assert "k=8: wide/broadcast 0.50x, wide/stacked 0.25x" in text
     # M x steps per second: 8 models x 450 steps in 4 s.
     assert any(line.split()[:5] == ["cuda", "8", "4", "900", "3"] for line in text.splitlines())
