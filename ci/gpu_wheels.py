@@ -5,12 +5,14 @@ a line); ``ci/gpu-image.txt`` names what the lease does not install (the image h
 the lease does not use it).  ``python3 ci/gpu_wheels.py check DIR`` checks the wheels in
 DIR (ci/fetch-gpu-wheels runs it): one wheel per pinned line, of that version, and every
 requirement of every wheel (on the GPU machine's Python and platform) pinned or named in
-the image list, since the lease installs with ``--no-deps``.  tests/ci/test_gpu_wheels.py
-checks the lists against pyproject.toml.
+the image list, since the lease installs with ``--no-deps``; ``python3 ci/gpu_wheels.py
+python`` prints the GPU machine's Python version (``XPNET_GPU_PYTHON`` overrides it).
+tests/ci/test_gpu_wheels.py checks the lists against pyproject.toml.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import zipfile
@@ -24,9 +26,10 @@ except ImportError:  # a bare Python with pip: pip's own copy
 CI = Path(__file__).resolve().parent
 WHEELS_LIST = CI / "gpu-wheels.txt"
 IMAGE_LIST = CI / "gpu-image.txt"
-#: The GPU machine's interpreter and platform, for the wheels' environment markers.
-GPU_PYTHON = "3.12"
-GPU_ENVIRONMENT = {"python_version": GPU_PYTHON, "python_full_version": f"{GPU_PYTHON}.3",
+#: The GPU machine's interpreter (its image has Python 3.12.3) and platform, for the
+#: wheels' tags (ci/fetch-gpu-wheels asks here) and environment markers.
+GPU_PYTHON = os.environ.get("XPNET_GPU_PYTHON", "3.12")
+GPU_ENVIRONMENT = {"python_version": GPU_PYTHON, "python_full_version": f"{GPU_PYTHON}.0",
                    "sys_platform": "linux", "platform_system": "Linux",
                    "platform_machine": "x86_64", "os_name": "posix",
                    "implementation_name": "cpython",
@@ -100,8 +103,11 @@ def check(folder: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["python"]:
+        print(GPU_PYTHON)
+        return 0
     if len(argv) != 2 or argv[0] != "check":
-        print("usage: python3 ci/gpu_wheels.py check DIR", file=sys.stderr)
+        print("usage: python3 ci/gpu_wheels.py check DIR | python", file=sys.stderr)
         return 2
     problems = check(Path(argv[1]))
     for line in problems:

@@ -30,6 +30,7 @@ fewer (a fused expression), so it is the lever the code controls, not a profile.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import types
 
@@ -77,20 +78,16 @@ class CallCounter(Callback):
         self.armed = False
         self.per_step.append(self.current)
 
+    @contextlib.contextmanager
     def counting(self):
-        """A context in which every call counts (outside training): ``with c.counting():``."""
-        counter = self
-
-        class _Armed:
-            def __enter__(self):
-                counter.current = collections.Counter()
-                counter.armed = True
-                return counter.current
-
-            def __exit__(self, *exc):
-                counter.armed = False
-
-        return _Armed()
+        """Count every call inside ``with counter.counting() as seen:`` (outside training);
+        ``seen`` is the :class:`collections.Counter` of the calls by name."""
+        self.current = collections.Counter()
+        self.armed = True
+        try:
+            yield self.current
+        finally:
+            self.armed = False
 
 
 # ------------------------------------------------------------------ the array wrapper
