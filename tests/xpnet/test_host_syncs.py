@@ -28,9 +28,10 @@ from xpnet.sweep import train_lockstep
 from xpnet.syncs import SyncCounter, counting
 from xpnet.training import DeviceSplit, TrainConfig, train
 
-# Matrix names (see conftest.py) of the devices the step is counted on: torch-cuda too
-# where the GPU job names it.
-DEVICES = ("strict-device1", "torch", *[d for d in TEST_DEVICES if d == "torch-cuda"])
+# Matrix names (see conftest.py) of the devices the step is counted on: cuda and
+# torch-cuda too where the GPU job names them.
+DEVICES = ("strict-device1", "torch",
+           *[d for d in TEST_DEVICES if d in ("cuda", "torch-cuda")])
 
 
 @pytest.fixture(params=DEVICES)
@@ -174,6 +175,9 @@ def test_the_counter_sees_every_host_door(device, counter):
         x[0].item(), x.tolist(), x.cpu(), x.numpy()
     counter.on_step_end(0)
     doors = [door for _, door in counter.inside]
-    copy = {"strict": ("to_device",), "torch": ("item", "tolist", "cpu", "numpy")}
+    if device.name == "cuda":
+        x[0].item(), x.tolist()
+    copy = {"strict": ("to_device",), "torch": ("item", "tolist", "cpu", "numpy"),
+            "cuda": ("get", "item", "tolist")}
     for door in ("__float__", "__int__", "__bool__", "to_numpy", *copy[device.name]):
         assert door in doors
