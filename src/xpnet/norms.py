@@ -107,3 +107,38 @@ def layer_backward(dout, cache, *, xp):
     mean_gs = xp.sum(g * s_hat, axis=-1, keepdims=True) * inv_d
     ds = inv_std * (g - mean_g - s_hat * mean_gs)
     return ds, {"gamma": dgamma, "beta": dbeta}
+
+
+def layer_forward_numpy(s, params, buffers, *, train, bn_eps):
+    """:func:`layer_forward`, in place: ``s`` becomes ``s_hat``."""
+    inv_d = 1.0 / s.shape[-1]
+    mean = _sum(s, axis=-1, keepdims=True)
+    mean *= inv_d
+    s -= mean
+    inv_std = _sum(np.square(s), axis=-1, keepdims=True)
+    inv_std *= inv_d
+    inv_std += bn_eps
+    np.sqrt(inv_std, out=inv_std)
+    np.reciprocal(inv_std, out=inv_std)
+    s *= inv_std
+    gamma = params["gamma"]
+    out = s * gamma
+    out += params["beta"]
+    return out, (s, gamma, inv_std), {}
+
+
+def layer_backward_numpy(dout, cache):
+    """:func:`layer_backward`, overwriting ``dout`` with ``ds``."""
+    s_hat, gamma, inv_std = cache
+    dbeta = _sum(dout, axis=-2, keepdims=True)
+    dgamma = _sum(dout * s_hat, axis=-2, keepdims=True)
+    inv_d = 1.0 / dout.shape[-1]
+    dout *= gamma
+    mean_g = _sum(dout, axis=-1, keepdims=True)
+    mean_g *= inv_d
+    mean_gs = _sum(dout * s_hat, axis=-1, keepdims=True)
+    mean_gs *= inv_d
+    dout -= mean_g
+    dout -= s_hat * mean_gs
+    dout *= inv_std
+    return dout, {"gamma": dgamma, "beta": dbeta}

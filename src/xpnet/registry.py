@@ -169,5 +169,6 @@ register_normalization(Normalization(
     buffers={"mean": 0.0, "var": 1.0}, options=("bn_eps", "bn_momentum"),
     numpy_forward=norms.batch_forward_numpy, numpy_backward=norms.batch_backward_numpy))
 register_normalization(Normalization(
-    "layer", norms.layer_forward, norms.layer_backward, options=("bn_eps",)))
+    "layer", norms.layer_forward, norms.layer_backward, options=("bn_eps",),
+    numpy_forward=norms.layer_forward_numpy, numpy_backward=norms.layer_backward_numpy))
 
