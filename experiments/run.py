@@ -3,14 +3,17 @@
 Writes ``OUT/results.json`` (every number, saved after every finished run),
 ``OUT/figures/*.png`` and ``OUT/report.md``.  Running again with the same ``--out``
 resumes: finished studies and finished runs are not recomputed unless ``--force``.
+One invocation at a time writes a folder: a second one on a folder in use exits at once
+with status 2, having written nothing (see :mod:`experiments.suite.folder_lock`).
 Errors a user can fix end in one sentence on stderr and exit status 2; Ctrl-C (or
 SIGTERM) keeps what has finished and exits with 130.
 
 Runs execute on every usable core by default (as many as the memory allows): a local
 Dask cluster of single-threaded worker processes (``--workers N``; ``--workers 1``
 trains in this process without Dask), or an existing cluster (``--scheduler
-tcp://HOST:PORT`` or ``tls://HOST:PORT``).  Studies run concurrently; a run that fails
-fails its study alone, and the suite exits non-zero.
+tcp://HOST:PORT`` or ``tls://HOST:PORT``).  Studies run concurrently; a study that
+fails (its code or one of its runs raised) fails alone, in one line that names its file
+and line, with the traceback in ``OUT/errors/STUDY.txt``, and the suite exits 1.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from experiments.studies import STUDY_NAMES, load_study, load_study_file
 from experiments.suite import tasks
 from experiments.suite.args import Parser, UsageError, positive_int
 from experiments.suite.context import ABORT
-from experiments.suite.engine import Suite
+from experiments.suite.engine import Suite, command_line
 from experiments.suite.executor import make_executor
+from experiments.suite.folder_lock import FolderLock
 from experiments.suite.store import check_writable
 from xpnet.backend import USER_DEVICES, get_backend
 from xpnet.errors import XpnetError
@@ -58,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=positive_int, default=3, metavar="N",
                    help="seeds per setting, trained together on the model axis (default 3)")
     p.add_argument("--force", action="store_true", help="recompute finished studies and runs")
+    p.add_argument("--traceback", action="store_true",
+                   help="when a study fails, print its full traceback too (also "
+                        "XPNET_TRACEBACK=1); it is always saved in OUT/errors/STUDY.txt")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress display (recommended when logging to a file)")
     p.add_argument("--workers", type=positive_int, metavar="N",
@@ -98,7 +105,7 @@ def _raise_interrupt(signum, frame):
 def main(argv=None) -> int:
     out = None
     made = None  # the outermost folder this invocation creates for --out, if any
-    executor = None
+    executor = lock = None
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _raise_interrupt)
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -114,11 +121,13 @@ def main(argv=None) -> int:
             # This machine trains: vet its device before starting workers on it.  With
             # --scheduler the device is the workers' business (probed on them below).
             get_backend(args.device)
+        made = _first_missing(out)
+        # One writer per folder: held from before anything is written until the end.
+        lock = FolderLock(out, command_line(argv)).acquire() if _make_folder(out) else None
+        check_writable(out)
         executor = make_executor(args.device, args.workers, args.scheduler,
                                  data_bytes=tasks.data_bytes(args.quick))
         probed = executor.probe(tasks.probe_device, args.device)
-        made = _first_missing(out)
-        check_writable(out)
         return Suite(args, studies, out, probed, executor,
                      functools.partial(write_report, order=[*STUDY_NAMES, *studies]),
                      argv).run()
@@ -140,7 +149,9 @@ def main(argv=None) -> int:
         if executor is not None:
             executor.close()
         if made is not None:
-            _remove_if_empty(out, made)
+            _remove_if_empty(out, made, lock)
+        if lock is not None:
+            lock.release()
 
 
 def _first_missing(out: Path) -> Path | None:
@@ -157,12 +168,24 @@ def _first_missing(out: Path) -> Path | None:
     return missing
 
 
-def _remove_if_empty(out: Path, made: Path) -> None:
+def _make_folder(out: Path) -> bool:
+    """Create ``out`` (and its parents); False where that fails (then
+    :func:`check_writable` says why)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return out.is_dir()
+
+
+def _remove_if_empty(out: Path, made: Path, lock: FolderLock | None) -> None:
     """After a failed start, remove the folders this invocation made for ``out`` (up to
-    ``made``) if they hold nothing."""
+    ``made``) if they hold nothing but the lock (released then)."""
     try:
         if (out / "results.json").exists():
             return
+        if lock is not None:
+            lock.release()
         figures = out / "figures"
         if figures.is_dir() and not any(figures.iterdir()):
             figures.rmdir()

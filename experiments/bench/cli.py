@@ -20,6 +20,12 @@ Run ``python -m experiments.bench --device cpu`` (or ``cuda``, ``torch``, ``torc
 * **sweep** (``--sweep``, on by default on cuda) -- M models in lockstep on the model
   axis: model-epochs per second, the speed-up over training the M models one after
   another, and the ratio to a matmul-only step with the model axis;
+* **calls per step** -- array-library calls (kernel launches on a GPU) per training step
+  of the generic step, counted on the CPU for the 3-layer and 9-layer nets at M = 1 and
+  64, and per M in the sweep: :mod:`experiments.bench.calls`;
+* **wide first layer** (``--wide 8,64``) -- instead of all of the above, the first
+  layer's forward product and weight gradient for k models sharing a batch as one wide
+  product against the batched form, on this device: :mod:`experiments.bench.wide`;
 * **peak GPU memory** held by CuPy's pool (and PyTorch's allocator), "n/a" off CUDA;
 * **host-sync check** (cuda, torch devices) -- proof that the training step never waits
   for the GPU, so it cannot contain a device-to-host copy: see
@@ -52,6 +58,7 @@ import sys
 import numpy as np
 
 from experiments import BLAS_THREAD_VARS
+from experiments.bench.calls import NETS, calls_line, calls_per_step
 from experiments.bench.runners import (
     D_IN,
     DTYPE,
@@ -120,6 +127,10 @@ def parse_args(argv=None):
                    help="with --halving: steps per half-cycle, 2 cycles (default 200)")
     p.add_argument("--halving-val", type=positive_int, default=2000,
                    help="with --halving: validation images (default 2000)")
+    p.add_argument("--wide", type=positive_int_list, default=None, metavar="K,K",
+                   help="instead: time the first layer's forward product and weight gradient "
+                        "for K models sharing a batch as one wide product against the "
+                        "batched form (e.g. 8,64)")
     p.add_argument("--check-syncs", action="store_true",
                    help="run only the host-sync check of the training step (cuda, torch "
                         "devices)")
@@ -243,6 +254,14 @@ def run(args):
             write_json(args.json, result)
         return 0
     backend = get_backend(args.device)
+    if args.wide:
+        from experiments.bench.wide import measure_wide, wide_lines
+
+        rows = measure_wide(backend, args.wide, repeats=max(args.repeats, 5))
+        print(f"device {backend.flag}\n" + "\n".join(wide_lines(rows)), flush=True)
+        if args.json:
+            write_json(args.json, {"device": backend.flag, "wide": rows})
+        return 0
     use_torch = not args.no_torch and not args.check_syncs and _torch_available()
     info = _machine_info(backend, use_torch)
     X_host, y_host, source = load_data(args)
@@ -320,12 +339,18 @@ def run(args):
              f"ours/torch {_fmt_ratio(single['ours_over_torch'])}"
              if t_torch is not None else "torch eager n/a"), flush=True)
 
+    counts = [calls_per_step(net, M, batch_size=B) for net in NETS for M in (1, 64)]
+    result["calls_per_step"] = {net: {str(c.n_models): c.total for c in counts if c.net == net}
+                                for net in NETS}
+    print(calls_line(counts), flush=True)
+
     # (b) lockstep sweep
     sweep = []
     if args.sweep:
         print(f"lockstep sweep (M models on the model axis, one seed and batch order each):\n"
               f"{'M':>5} {'s/epoch':>9} {'model-epochs/s':>15} {'vs one-after-another':>21} "
-              f"{'matmul-only s/epoch':>20} {'ours/matmul':>12} {'GPU peak (ours)':>16}",
+              f"{'matmul-only s/epoch':>20} {'ours/matmul':>12} {'GPU peak (ours)':>16} "
+              f"{'calls/step':>11}",
               flush=True)
         for M in args.models:
             pool_reset(backend)
@@ -336,13 +361,16 @@ def run(args):
             t_m, t_mm_m = times["ours"], times["matmul"]
             del runners
             peak = own_peak_bytes(backend, ours(backend, M))
+            calls = calls_per_step("3-layer", M, batch_size=B).total
             row = {"models": M, "s_per_epoch": t_m, "model_epochs_per_s": M / t_m,
                    "speedup_vs_sequential": M * t_ours / t_m, "matmul_s_per_epoch": t_mm_m,
-                   "ours_over_matmul": t_m / t_mm_m, "peak_bytes": peak}
+                   "ours_over_matmul": t_m / t_mm_m, "peak_bytes": peak,
+                   "calls_per_step": calls}
             sweep.append(row)
             print(f"{M:>5} {_fmt_s(t_m):>9} {row['model_epochs_per_s']:>15.3g} "
                   f"{_fmt_ratio(row['speedup_vs_sequential']):>21} {_fmt_s(t_mm_m):>20} "
-                  f"{_fmt_ratio(row['ours_over_matmul']):>12} {_fmt_bytes(peak):>16}",
+                  f"{_fmt_ratio(row['ours_over_matmul']):>12} {_fmt_bytes(peak):>16} "
+                  f"{'varies' if calls is None else calls:>11}",
                   flush=True)
         result["sweep"] = sweep
 

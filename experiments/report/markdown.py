@@ -4,7 +4,7 @@ The report knows nothing of particular studies.  It renders this structure::
 
     {"meta": {"created", "updated", "device", "scale": {"quick", "seeds"},
               "versions": {...}, "command", ...},
-     "studies": {name: {"description", "status", "summary", "wall_s",
+     "studies": {name: {"description", "status", "summary", "wall_s", "error" (if failed),
                         "headline": [[setting, ours, reports], ...],
                         "tables": [{"title", "columns": [...], "rows": [[...]], "note",
                                     "appendix": bool}],
@@ -273,6 +273,8 @@ def _study_section(name: str, study: dict) -> list[str]:
     if study.get("summary"):
         line += f"; {study['summary']}"
     out += [line, ""]
+    if status == "failed" and study.get("error"):
+        out += [study["error"], ""]
     for table in study.get("tables", []):
         if table.get("appendix"):
             out += [f"*{table.get('title', 'Details')}: in the appendix at the end of the "

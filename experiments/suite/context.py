@@ -49,7 +49,12 @@ class Settings:
 
 
 class RunFailed(XpnetError):
-    """A run raised; names its study and key."""
+    """A run raised; names its study and key (``run``: ``"study/key"``); the run's error
+    is its ``__cause__``."""
+
+    def __init__(self, message: str, run: str = ""):
+        super().__init__(message)
+        self.run = run
 
 
 class RunHandle:
@@ -177,7 +182,7 @@ class RunHandle:
                 raise self._error
             err = self._error
             what = str(err) if isinstance(err, XpnetError) else f"{type(err).__name__}: {err}"
-            raise RunFailed(f"Run {self.name} failed: {what}") from err
+            raise RunFailed(f"Run {self.name} failed: {what}", run=self.name) from err
         return self._record
 
 

@@ -3,25 +3,28 @@
 :class:`Suite` records the invocation in ``results.json`` (refusing to mix scales or data
 in one folder), runs every chosen study once on a thread of its own while the main
 thread starts their runs (:mod:`experiments.suite.dispatch`), keeps each study's
-outcome, and writes the report.  It knows no study by name: the CLI hands it the
-modules.
+outcome (a study that fails says where, see :mod:`experiments.suite.failures`), and
+writes the report.  It knows no study by name: the CLI hands it the modules, and the
+output folder, whose lock it holds (:mod:`experiments.suite.folder_lock`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
+from experiments.suite import failures
 from experiments.suite import tasks as runs
 from experiments.suite.args import UsageError
-from experiments.suite.context import ABORT, Context, RunFailed, Settings
+from experiments.suite.context import ABORT, Context, Settings
 from experiments.suite.dispatch import Dispatcher
 from experiments.suite.progress import Reporter
 from experiments.suite.store import ResultStore, library_versions, now
-from xpnet.errors import DataError, XpnetError
+from xpnet.errors import DataError, OutputError
 
 
 def describe_device(device: str, probed: dict) -> str:
@@ -35,6 +38,11 @@ def describe_device(device: str, probed: dict) -> str:
             for name in dict.fromkeys(gpus)) + ")"
     cpus = list(dict.fromkeys(info["cpu"] for info in infos))
     return f"{device} ({'; '.join(cpus) if cpus else 'no workers yet'})"
+
+
+def command_line(argv) -> str:
+    """The invocation as a user would type it again."""
+    return " ".join(["python -m experiments.run", *(shlex.quote(a) for a in argv)])
 
 
 #: Seconds an interrupted suite gives its studies to say what they kept.
@@ -77,7 +85,8 @@ class Suite:
         self.reporter = Reporter(enabled=not args.no_progress)
         executor.subscribe_progress(self.reporter.handle)
         self.trained = 0
-        self.failures: list[tuple[str, Exception]] = []
+        self.failures: list[failures.StudyFailure] = []
+        self.show_traceback = bool(args.traceback) or os.environ.get("XPNET_TRACEBACK") == "1"
         self.dispatcher = Dispatcher(executor, self.reporter, self.data_settings,
                                      n_studies=len(self.names))
 
@@ -120,8 +129,7 @@ class Suite:
         meta.update(updated=now(), device=describe_device(self.device, self.probed),
                     executor=self.executor.description,
                     versions=versions or library_versions(self.device),
-                    command=" ".join(["python -m experiments.run",
-                                      *(shlex.quote(a) for a in self.argv)]))
+                    command=command_line(self.argv))
         self.store.save()
 
     @staticmethod
@@ -157,7 +165,9 @@ class Suite:
                     and all((self.out / f).is_file() for f in entry.get("figures", [])))
 
     def run_study(self, name: str) -> None:
-        """Run one study; a failed run marks the study failed and is kept for the end."""
+        """Run one study; if it fails (its code or a run raised, or it returned no
+        ``summary``) it is marked failed, in one line (:mod:`experiments.suite.failures`),
+        and its saved runs are kept."""
         if self.finished(name):
             runs_done = len(self.store.data["studies"][name].get("runs", {}))
             self.say(f"{name}: skipped (already done, {runs_done} runs reused)")
@@ -169,20 +179,25 @@ class Suite:
             entry.update(description=module.DESCRIPTION, status="running")
         start = time.perf_counter()
         try:
-            result = module.run(ctx)
-        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: runs were stopped, not failed
-            self.say(stopped_line(name, self.store.saved_runs(name)))
-            raise
-        except RunFailed as exc:
-            ctx.settle()  # its other runs finish and are saved: they fail alone
-            with self.store.lock:
-                entry.update(status="failed", error=str(exc))
-                self.store.save()
-            self.failures.append((name, exc))
-            self.say(f"{name}: failed ({exc})")
-            return
+            try:
+                result = module.run(ctx)
+                failure = failures.bad_result(name, module, result)
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM: runs were stopped, not failed
+                self.say(stopped_line(name, self.store.saved_runs(name)))
+                raise
+            except OutputError:  # the folder cannot be written: the suite stops
+                raise
+            except Exception as exc:  # the study's code or one of its runs
+                if failures.is_output_problem(exc, self.out):  # a full disk: the suite stops
+                    raise
+                failure = failures.from_exception(name, module, exc, self.out)
+            if failure is not None:
+                ctx.settle()  # its other runs finish and are saved: they fail alone
         finally:
             self.trained += ctx.trained
+        if failure is not None:
+            self._fail(entry, failure)
+            return
         wall = time.perf_counter() - start
         with self.store.lock:
             entry.update(result)
@@ -190,9 +205,24 @@ class Suite:
             # Runs reused from an earlier invocation count with the time they took then.
             entry.update(status="done", finished_at=now(), wall_s=round(wall + ctx.reused_s, 1))
             self.store.save()
+        failures.forget(self.out, name)
         n = len(entry["runs"])
         self.say(f"{name}: {n} run{'' if n == 1 else 's'} ({ctx.trained} trained, "
                  f"{ctx.reused} reused), {entry['wall_s']:.0f} s, {result.get('summary', '')}")
+
+    def _fail(self, entry: dict, failure: failures.StudyFailure) -> None:
+        """Record ``failure`` in ``entry`` (its study's) and say it in one line."""
+        failures.save(failure, self.out)  # before the line that says where it is
+        with self.store.lock:
+            entry.update(status="failed", error=failure.line)
+            self.store.save()
+        self.failures.append(failure)
+        if failure.user_error:  # said again, as the error, at the end
+            self.say(f"{failure.study}: failed ({failure.line})")
+            return
+        self.reporter.warn(failure.line)
+        if self.show_traceback and failure.traceback:
+            self.reporter.warn(failure.traceback.rstrip())
 
     def run(self) -> int:
         if self.executor.notice:  # the memory capped the worker count: say so first
@@ -208,12 +238,12 @@ class Suite:
         self.write_report(self.store.data, self.out / "report.md")
         self.say(f"Trained {self.trained} runs in {time.perf_counter() - start:.0f} s; "
                  f"report: {self.out / 'report.md'}")
-        for _, exc in self.failures:
-            print(f"error: {exc}", file=sys.stderr)
+        for failure in self.failures:  # the others were said when their study failed
+            if failure.user_error:
+                print(f"error: {failure.line}", file=sys.stderr)
         if not self.failures:
             return 0
-        user_errors = all(isinstance(exc.__cause__, XpnetError) for _, exc in self.failures)
-        return 2 if user_errors else 1
+        return 2 if all(f.user_error for f in self.failures) else 1
 
     def _run_studies(self) -> None:
         """Each study once, on a thread of its own; this thread starts their runs (see

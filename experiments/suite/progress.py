@@ -123,6 +123,15 @@ class Reporter:
             else:
                 print(line, file=self.stream, flush=True)
 
+    def warn(self, text: str) -> None:
+        """A failure's line (or traceback) on stderr, above any bar, with or without the
+        progress display."""
+        with self.lock:
+            if self.bar is not None:
+                self.bar.write(text, file=sys.stderr)
+            else:
+                print(text, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         with self.lock:
             if self.bar is not None:

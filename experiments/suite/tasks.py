@@ -159,6 +159,7 @@ def execute(fn, spec: dict, settings: DataSettings, run: str, publish=None) -> d
                         "CIFAR-10 at that path on every worker machine, or pass --download."
                         ) from None
     start = time.perf_counter()
+    error = None
     try:
         with np.errstate(all="ignore"):  # a diverging model overflows by design
             record = fn(env, spec, [ProgressEvents(run, publish)])
@@ -166,7 +167,9 @@ def execute(fn, spec: dict, settings: DataSettings, run: str, publish=None) -> d
     except Exception as exc:
         if worker is None:
             raise
-        raise _portable(exc) from None
+        error = _portable(exc, getattr(fn, "filename", None))
+    if error is not None:  # raised here, it has no __context__ for Dask to send along
+        raise error
     record = to_jsonable(record)
     record["compute_s"] = round(time.perf_counter() - start, 3)
     device = env.backend.describe()
@@ -178,18 +181,27 @@ def execute(fn, spec: dict, settings: DataSettings, run: str, publish=None) -> d
 class ByValue:
     """A run function from a module that workers cannot import (a study file), carried
     as cloudpickle's bytes: Dask pickles a task's arguments by reference unless the
-    task itself comes from such a module, so the function travels inside this."""
+    task itself comes from such a module, so the function travels inside this.
+
+    ``filename`` is the function's file: cloudpickle names it ``<dynamic-code>`` in the
+    copy a worker runs (see :func:`_portable`).  In this process the function itself runs.
+    """
 
     def __init__(self, fn):
         import cloudpickle
 
         self.name = getattr(fn, "__qualname__", repr(fn))
+        self.filename = getattr(getattr(fn, "__code__", None), "co_filename", None)
         self.payload = cloudpickle.dumps(fn)
+        self._fn = fn
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fn": None}  # the payload travels, not the function
 
     def __call__(self, *args):
         import cloudpickle
 
-        return cloudpickle.loads(self.payload)(*args)
+        return (self._fn or cloudpickle.loads(self.payload))(*args)
 
 
 def portable(fn):
@@ -219,24 +231,60 @@ def probe_device(device: str) -> dict:
 
 
 class RunError(Exception):
-    """A run raised on a worker; carries the original type, message and failing line."""
+    """A run raised on a worker: ``str()`` gives the original type, message and failing
+    line; ``kind`` and ``detail`` are the type's name and the message, ``frames`` the
+    worker's ``(file, line, function)`` (outermost first) and ``text`` its traceback.
+
+    Everything is in ``args``, so any pickler that rebuilds an exception from its
+    ``args`` (Dask's tblib does) rebuilds this one whole.
+    """
+
+    def __init__(self, kind: str, detail: str, frames=(), text: str = ""):
+        super().__init__(kind, detail, [tuple(f) for f in frames], text)
+
+    kind = property(lambda self: self.args[0])
+    detail = property(lambda self: self.args[1])
+    frames = property(lambda self: self.args[2])
+    text = property(lambda self: self.args[3])
+
+    def __str__(self) -> str:
+        where = (f" (at {Path(self.frames[-1][0]).name}:{self.frames[-1][1]} in "
+                 f"{self.frames[-1][2]})" if self.frames else "")
+        return f"{self.kind}: {self.detail}{where}"
 
 
-def _portable(exc: Exception) -> Exception:
+#: The file name cloudpickle gives the code of a function it pickled by value.
+DYNAMIC_CODE = "<dynamic-code>"
+#: At most this many frames, and characters of a worker's message and traceback, reach
+#: the client (Dask sends an exception whose ``str()`` is longer than 10,000 as text).
+MAX_FRAMES, MAX_DETAIL_CHARS, MAX_TRACEBACK_CHARS = 200, 2_000, 100_000
+
+
+def _portable(exc: Exception, source: str | None = None) -> Exception:
     """``exc`` as an exception that crosses to the client with a one-frame traceback.
 
     A worker sends a task's traceback to the client; a deep one (a recursion, say) may
-    not serialise, and the client would then never learn that the task failed.
+    not serialise, and the client would then never learn that the task failed.  The
+    frames (a recursion's repeats once) and the text travel as plain data instead;
+    ``source`` names the file of the run function's frames that cloudpickle made
+    ``<dynamic-code>`` (a :class:`ByValue`'s).
     """
     if isinstance(exc, XpnetError):
         try:
             return type(exc)(str(exc))
         except TypeError:
             pass
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" \
-        if frames else ""
-    return RunError(f"{type(exc).__name__}: {exc}{where}")
+    frames = []
+    for f in traceback.extract_tb(exc.__traceback__):
+        filename = source if source and f.filename == DYNAMIC_CODE else f.filename
+        frame = (filename, f.lineno or 0, f.name)
+        if not frames or frames[-1] != frame:
+            frames.append(frame)
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if source:
+        text = text.replace(f'File "{DYNAMIC_CODE}"', f'File "{source}"')
+    return RunError(type(exc).__name__, str(exc)[:MAX_DETAIL_CHARS], frames[-MAX_FRAMES:],
+                    text[-MAX_TRACEBACK_CHARS:])
 
 
 def make_net(env: RunEnv, spec: dict) -> Network:

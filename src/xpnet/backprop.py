@@ -10,7 +10,7 @@ from __future__ import annotations
 from xpnet import layers
 
 
-def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None):
+def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None, masks=None):
     """Train-mode loss ``(M,)`` and the gradients of the loss alone (no L2 term).
 
     Args:
@@ -20,24 +20,31 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None)
         scale: optional per-model factor ``(M, 1, 1)`` multiplied into every gradient.
             Back-propagation is linear in the score gradient, so scaling that small
             ``(M, n, C)`` array by ``-eta`` yields ready-made updates.
+        masks: dropout masks ``(M, n, d_l)`` per hidden layer, or None
+            (see :mod:`xpnet.dropout`).
 
     Returns:
         ``(loss, grads)``: ``grads`` keyed like ``net.params``, arrays of the same shapes.
     """
     xp = net.xp
     p = net.params
-    scores, caches = net.forward(X, train=True, update_stats=update_stats)
+    norm, act = net.norm_entry, net.activation_entry
+    scores, caches = net.forward(X, train=True, update_stats=update_stats, masks=masks)
     loss, dout = layers.softmax_cross_entropy(scores, Y, xp=xp)
     if scale is not None:
         dout = dout * scale
     grads = {}
-    for l in range(net.config.n_layers, 0, -1):
-        dense_cache, bn_cache, relu_cache = caches[l - 1]
-        if relu_cache is not None:
-            dout = layers.relu_backward(dout, relu_cache, xp=xp)
-        if bn_cache is not None:
-            dout, grads[f"gamma{l}"], grads[f"beta{l}"] = layers.batchnorm_backward(
-                dout, bn_cache, xp=xp)
+    K = net.config.n_layers
+    for l in range(K, 0, -1):
+        dense_cache, norm_cache, act_cache, mask = caches[l - 1]
+        if l < K:
+            if mask is not None:
+                dout = dout * mask
+            dout = act.backward(dout, act_cache, xp=xp)
+        if l < K and norm is not None:
+            dout, param_grads = norm.backward(dout, norm_cache, xp=xp)
+            for name, grad in param_grads.items():
+                grads[f"{name}{l}"] = grad
         has_b = f"b{l}" in p
         dout, grads[f"W{l}"], db = layers.dense_backward(
             dout, dense_cache, need_dx=l > 1, need_db=has_b, xp=xp)

@@ -2,7 +2,8 @@
 
 Used in float64 on a reduced problem (the first ``d`` features and ``n`` samples), as
 ``torch.autograd.gradcheck`` is.  Batch norm runs in train mode without touching the
-running averages, so every cost evaluation sees the same function.
+running averages, and dropout with fixed masks, so every cost evaluation sees the same
+function.
 
 The numerical side uses the model axis: every perturbed copy of the parameters is one
 "model" of a temporary network, so a chunk of hundreds of cost evaluations is one
@@ -15,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from xpnet import dropout
 from xpnet.backend import get_backend, to_numpy
 
 # Fourth-order centred stencil: f'(x) ~ sum_k w_k f(x + o_k h) / h, error O(h^4).
@@ -52,7 +54,7 @@ def _reference_dtype(net, extended: bool):
 
 
 def numerical_gradients(net, X, Y, *, h: float = 1e-5, extended: bool = True,
-                        chunk: int = 128) -> dict[str, np.ndarray]:
+                        chunk: int = 128, masks=None) -> dict[str, np.ndarray]:
     """Fourth-order centred-difference gradients of each model's train-mode cost.
 
     Args:
@@ -63,6 +65,7 @@ def numerical_gradients(net, X, Y, *, h: float = 1e-5, extended: bool = True,
             than float64 (x86-64, aarch64), so the reference is limited by the stencil
             rather than by float64 rounding of the cost (~1e-15), for a net on any device.
         chunk: entries perturbed per batched evaluation.
+        masks: fixed dropout masks, host ``(M, n, d_l)`` per hidden layer, or None.
 
     Returns:
         dict of host arrays shaped like ``net.params``: ``(M, ...)``.
@@ -93,14 +96,20 @@ def numerical_gradients(net, X, Y, *, h: float = 1e-5, extended: bool = True,
                     net.config, {k: backend.asarray(v) for k, v in params.items()},
                     {k: backend.asarray(np.repeat(v[m:m + 1], copies, axis=0))
                      for k, v in host_buffers.items()},
-                    np.full(copies, net.lam_host[m]), backend)
-                costs = to_numpy(probe.train_cost(Xd, Yd)).reshape(entries.size, n_points)
+                    np.full(copies, net.lam_host[m]), backend,
+                    per_model={k: np.full(copies, v[m]) for k, v in net.per_model_host.items()})
+                probe_masks = None if masks is None else [
+                    backend.asarray(np.repeat(np.asarray(mask[m:m + 1], dtype=dtype), copies,
+                                              axis=0)) for mask in masks]
+                costs = to_numpy(probe.train_cost(Xd, Yd, probe_masks)).reshape(
+                    entries.size, n_points)
                 grads[name][m].reshape(-1)[entries] = (costs @ _WEIGHTS.astype(dtype)) / h
     return grads
 
 
 def check_gradients(net, X, Y, *, h: float = 1e-5, threshold: float = 1e-6,
-                    eps: float = 1e-6, extended: bool = True) -> list[ParamError]:
+                    eps: float = 1e-6, extended: bool = True,
+                    masks=None) -> list[ParamError]:
     """Compare analytic and numerical gradients for every parameter of ``net``.
 
     ``eps`` floors the denominator of the relative error: below it the figure measures
@@ -108,14 +117,21 @@ def check_gradients(net, X, Y, *, h: float = 1e-5, threshold: float = 1e-6,
     resolve gradients to ~1e-13, so entries whose true gradient is zero or ~1e-9 (dead
     units, deep nets without batch norm) would otherwise report noise as error.
 
+    A net with dropout is checked with fixed masks: ``masks`` (host ``(M, n, d_l)`` per
+    hidden layer) or, by default, :func:`xpnet.dropout.fixed_masks` of its seeds.
+
     Returns one :class:`ParamError` per parameter, in layer order; with M > 1 models
     the figures cover all models' entries together.
     """
+    if masks is None:
+        masks = dropout.fixed_masks(net, int(np.shape(to_numpy(X))[-2]))
     # The analytic side runs the net's own training step, on its device (host inputs move).
     Xd = net.backend.asarray(np.asarray(to_numpy(X)), dtype=net.dtype)
     Yd = net.backend.asarray(np.asarray(to_numpy(Y)), dtype=net.dtype)
-    _, _, analytic = net.loss_and_gradients(Xd, Yd, update_stats=False)
-    numeric = numerical_gradients(net, X, Y, h=h, extended=extended)
+    device_masks = None if masks is None else [
+        net.backend.asarray(np.asarray(mask), dtype=net.dtype) for mask in masks]
+    _, _, analytic = net.loss_and_gradients(Xd, Yd, update_stats=False, masks=device_masks)
+    numeric = numerical_gradients(net, X, Y, h=h, extended=extended, masks=masks)
     report = []
     for name in layer_order(net.params):
         ga = to_numpy(analytic[name]).astype(np.float64)
@@ -130,8 +146,11 @@ def check_gradients(net, X, Y, *, h: float = 1e-5, threshold: float = 1e-6,
 
 
 def layer_order(params) -> list[str]:
-    """Parameter names sorted by layer, then W, b, gamma, beta."""
+    """Parameter names sorted by layer, then W, b, gamma, beta (then any other, by name)."""
+    known = ["W", "b", "gamma", "beta"]
+
     def key(name):
         kind = name.rstrip("0123456789")
-        return (int(name[len(kind):]), ["W", "b", "gamma", "beta"].index(kind))
+        return (int(name[len(kind):]), known.index(kind) if kind in known else len(known),
+                kind)
     return sorted(params, key=key)

@@ -1,5 +1,9 @@
 """Layers as forward/backward pairs, written against the Python array API.
 
+Dense, batch norm and the softmax cross-entropy; the activations and normalizations a
+config names are entries of :mod:`xpnet.registry` (batch norm's entry wraps the pair
+here, the others live in :mod:`xpnet.activations` and :mod:`xpnet.norms`).
+
 Each ``*_forward`` returns ``(out, cache)`` and each ``*_backward`` takes the upstream
 gradient and that cache.  Samples are rows.  Every array may carry a leading model axis
 of M models trained in lockstep:
@@ -119,20 +123,6 @@ def batchnorm_backward(dout, cache, xp=None):
     # ds = gamma * inv_std * (dout - mean(dout) - s_hat * mean(dout * s_hat)).
     ds = (gamma * inv_std) * (dout - dbeta / n - s_hat * (dgamma / n))
     return ds, dgamma, dbeta
-
-
-def relu_forward(s, xp=None):
-    """``max(s, 0)`` elementwise; returns ``(out, cache)`` with ``out`` shaped like ``s``."""
-    xp = xp or namespace_of(s)
-    out = xp.maximum(s, 0.0)
-    return out, out
-
-
-def relu_backward(dout, cache, xp=None):
-    """Pass the gradient where the unit was active; ``dout`` and the result share a shape."""
-    xp = xp or namespace_of(dout)
-    out = cache
-    return xp.where(out > 0.0, dout, 0.0)
 
 
 def softmax_cross_entropy(scores, y_onehot, xp=None):

@@ -1,12 +1,15 @@
-"""A K-layer fully connected network with optional batch norm, for M models at once.
+"""A K-layer fully connected network with a registry's layers, for M models at once.
 
 Layer ``l`` (1-based) maps ``d_{l-1} -> d_l`` with weights ``W{l}`` ``(M, d_{l-1}, d_l)``.
-Hidden layers are ``dense -> [batch norm] -> ReLU``; the output layer is dense and feeds
-a softmax cross-entropy.  A dense layer followed by batch norm has no bias (batch norm's
-``beta`` plays that role and a bias there would have zero gradient); other dense layers
-have ``b{l}`` ``(M, 1, d_l)``.  Batch-norm layers have ``gamma{l}``, ``beta{l}`` and the
-running averages ``mean{l}``, ``var{l}``, all ``(M, 1, d_l)``; their epsilon is per model
-(``Network.bn_eps`` ``(M,)``, ``NetworkConfig.bn_eps`` by default).
+Hidden layers are ``dense -> [normalization] -> activation -> [dropout]``, the
+normalization and activation named by the config and looked up in
+:mod:`xpnet.registry`; the output layer is dense and feeds a softmax cross-entropy.  A
+dense layer followed by a normalization has no bias (its ``beta`` plays that role; for
+batch norm a bias there would have zero gradient); other dense layers have ``b{l}``
+``(M, 1, d_l)``.  Normalized layers have the entry's parameters (``gamma{l}``,
+``beta{l}``) and buffers (batch norm's running averages ``mean{l}``, ``var{l}``), all
+``(M, 1, d_l)``.  Config fields marked per model (``leaky_slope``, ``dropout``,
+``bn_eps``) may differ between the M models: ``Network.per_model[name]`` ``(M,)``.
 
 Cost of model m = mean cross-entropy + the L2 term of :mod:`xpnet.l2`.
 """
@@ -19,7 +22,7 @@ import os
 
 import numpy as np
 
-from xpnet import l2, layers, options
+from xpnet import l2, layers, options, registry
 from xpnet.atomic import atomic_write
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
@@ -44,13 +47,16 @@ class NetworkConfig:
     one per model (``Network.create`` also takes them per model, by name).
 
     Attributes:
-        norm: the normalisation after each hidden layer's affine map: ``"batch"`` or None.
-        activation: the hidden layers' activation (``"relu"``).
+        norm: the normalization after each hidden layer's affine map, a name in
+            :data:`xpnet.registry.NORMALIZATIONS` (``"batch"``, ``"layer"``) or None.
+        activation: the hidden layers' activation, a name in
+            :data:`xpnet.registry.ACTIVATIONS` (``"relu"``, ``"leaky_relu"``, ``"tanh"``,
+            ``"elu"``).
         leaky_slope: the negative slope of ``"leaky_relu"``.
         dropout: inverted-dropout rate of the hidden layers in training, in [0, 1).
         init: ``"he"``, ``"xavier"`` or ``"normal"`` (then ``sigma`` is the weights' std).
         bn_momentum: weight of the old running average in batch norm.
-        bn_eps: batch norm's epsilon.
+        bn_eps: the normalization's epsilon (batch norm's, layer norm's).
     """
 
     d_in: int = 3072
@@ -98,9 +104,13 @@ class NetworkConfig:
         """K, the number of dense layers."""
         return len(self.hidden) + 1
 
-    def has_bn(self, layer: int) -> bool:
-        """Whether 1-based ``layer`` is followed by batch norm."""
-        return self.batch_norm and layer < self.n_layers
+    def has_norm(self, layer: int) -> bool:
+        """Whether 1-based ``layer`` is followed by a normalization."""
+        return self.norm is not None and layer < self.n_layers
+
+    def has_bias(self, layer: int) -> bool:
+        """Whether 1-based ``layer``'s affine map has a bias ``b{layer}``."""
+        return not self.has_norm(layer) or registry.normalization(self.norm).dense_bias
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -165,7 +175,27 @@ class Network:
             for name in options.per_model_names(type(config))}
         self.per_model = {name: backend.asarray(v, dtype=self.dtype)
                           for name, v in self.per_model_host.items()}
+        self.norm_entry = registry.normalization(config.norm)
+        self.activation_entry = registry.activation(config.activation)
+        self._entry_options = {}
         self.seeds = None if seeds is None else [int(s) for s in np.asarray(seeds).reshape(-1)]
+
+    def entry_options(self, entry) -> dict:
+        """The keyword options a registry entry's ``forward`` takes (its ``options``):
+        per-model fields as device ``(M, 1, 1)`` arrays, others as the config's value."""
+        if entry is None:
+            return {}
+        key = (type(entry).__name__, entry.name)
+        if key not in self._entry_options:
+            self._entry_options[key] = {
+                name: self.per_model[name][:, None, None] if name in self.per_model
+                else getattr(self.config, name) for name in entry.options}
+        return self._entry_options[key]
+
+    @property
+    def dropout_scale(self):
+        """Dropout's scale of a kept unit, ``1 / (1 - p)`` ``(M, 1, 1)`` on the device."""
+        return 1.0 / (1.0 - self.per_model["dropout"][:, None, None])
 
     @property
     def bn_eps_host(self) -> np.ndarray:
@@ -216,24 +246,23 @@ class Network:
                   for name, v in given.items()}
         if config.init == "normal" and sigma_arr is None:
             raise XpnetError("init='normal' needs sigma, for example sigma=1e-3.")
-        if np.any(values.get("dropout", np.asarray(config.dropout)) > 0):
-            raise XpnetError("dropout is not implemented in this version; leave it at 0.")
 
         rngs = [np.random.default_rng(int(s)) for s in seeds_arr]
         dt = backend.dtype(dtype)
         params, buffers = {}, {}
         sizes = config.sizes
+        norm = registry.normalization(config.norm)
         for l in range(1, config.n_layers + 1):
             d_in, d_out = sizes[l - 1], sizes[l]
             W = layer_weights(rngs, config.init, d_in, d_out, sigma_arr)
             params[f"W{l}"] = backend.asarray(W, dtype=dt)
-            if config.has_bn(l):
-                params[f"gamma{l}"] = backend.asarray(np.ones((M, 1, d_out)), dtype=dt)
-                params[f"beta{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
-                buffers[f"mean{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
-                buffers[f"var{l}"] = backend.asarray(np.ones((M, 1, d_out)), dtype=dt)
-            else:
+            if config.has_bias(l):
                 params[f"b{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
+            if config.has_norm(l):
+                for store, initial in ((params, norm.params), (buffers, norm.buffers)):
+                    for name, value in initial.items():
+                        store[f"{name}{l}"] = backend.asarray(np.full((M, 1, d_out), value),
+                                                              dtype=dt)
         return cls(config, params, buffers, lam_arr, backend, seeds_arr, values)
 
     # ------------------------------------------------------------- model axis
@@ -269,9 +298,10 @@ class Network:
         if self.seeds is not None:
             self.seeds = [self.seeds[int(i)] for i in keep]
         self.n_models = int(keep.size)
+        self._entry_options = {}  # built from the per-model arrays just compacted
 
     # ------------------------------------------------------------------ forward
-    def forward(self, X, *, train: bool = True, update_stats: bool = True):
+    def forward(self, X, *, train: bool = True, update_stats: bool = True, masks=None):
         """Scores for a batch.
 
         Args:
@@ -279,48 +309,58 @@ class Network:
             train: batch statistics (True) or running averages (False) in batch norm.
             update_stats: in train mode, fold the batch statistics into the running
                 averages (False for gradient checks).
+            masks: in train mode, dropout masks ``(M, n, d_l)`` per hidden layer
+                (:mod:`xpnet.dropout`), or None for no dropout.
 
         Returns:
-            ``scores`` ``(M, n, n_classes)`` and the list of per-layer caches.
+            ``scores`` ``(M, n, n_classes)`` and the list of per-layer caches
+            ``(dense, norm, activation, mask)``.
         """
-        return self._forward(X, train, update_stats)
+        return self._forward(X, train, update_stats, masks=masks)
 
     def layer_inputs(self, X, *, train: bool = True) -> list[tuple]:
         """What each hidden layer's units receive, for inputs ``X`` ``(n, d_in)``.
 
         Returns, per hidden layer ``l = 1 .. K-1``, ``(s, z)``: the dense output ``s``
-        (batch norm's input) and the ReLU input ``z`` (batch norm's output, or ``s``
-        without batch norm), each ``(M, n, d_l)``.  Train mode uses the batch statistics
-        of ``X``; the running averages are left as they are.
+        (the normalization's input) and the activation's input ``z`` (the
+        normalization's output, or ``s`` without one), each ``(M, n, d_l)``.  Train mode
+        uses the batch statistics of ``X`` (and no dropout); the running averages are
+        left as they are.
         """
         inputs: list[tuple] = []
         self._forward(X, train, False, inputs)
         return inputs
 
-    def _forward(self, X, train: bool, update_stats: bool, inputs: list | None = None):
+    def _forward(self, X, train: bool, update_stats: bool, inputs: list | None = None,
+                 masks=None):
         """:meth:`forward`; appends each hidden layer's ``(s, z)`` to ``inputs`` if given."""
-        p = self.params
+        p, buffers = self.params, self.buffers
         xp = self.xp
-        cfg = self.config
-        K = cfg.n_layers
+        K = self.config.n_layers
+        norm, act = self.norm_entry, self.activation_entry
+        norm_options, act_options = self.entry_options(norm), self.entry_options(act)
         h, caches = X, []
         for l in range(1, K + 1):
             s, dense_cache = layers.dense_forward(h, p[f"W{l}"], p.get(f"b{l}"))
             if l == K:
-                caches.append((dense_cache, None, None))
+                caches.append((dense_cache, None, None, None))
                 return s, caches
-            bn_cache, z = None, s
-            if cfg.has_bn(l):
-                z, bn_cache, mean, var = layers.batchnorm_forward(
-                    s, p[f"gamma{l}"], p[f"beta{l}"], self.buffers[f"mean{l}"],
-                    self.buffers[f"var{l}"], train=train, momentum=cfg.bn_momentum,
-                    eps=self.bn_eps[:, None, None], xp=xp)
+            norm_cache, z = None, s
+            if norm is not None:
+                z, norm_cache, new_buffers = norm.forward(
+                    s, {k: p[f"{k}{l}"] for k in norm.params},
+                    {k: buffers[f"{k}{l}"] for k in norm.buffers}, train=train, xp=xp,
+                    **norm_options)
                 if train and update_stats:
-                    self.buffers[f"mean{l}"], self.buffers[f"var{l}"] = mean, var
+                    for k, value in new_buffers.items():
+                        buffers[f"{k}{l}"] = value
             if inputs is not None:
                 inputs.append((s, z))
-            h, relu_cache = layers.relu_forward(z, xp=xp)
-            caches.append((dense_cache, bn_cache, relu_cache))
+            h, act_cache = act.forward(z, xp=xp, **act_options)
+            mask = masks[l - 1] if train and masks is not None else None
+            if mask is not None:
+                h = h * mask
+            caches.append((dense_cache, norm_cache, act_cache, mask))
         raise AssertionError("unreachable")
 
     def regularisation(self):
@@ -332,14 +372,15 @@ class Network:
         """Per-model L2 gradient factor ``(M, 1, 1)``: ``d(regularisation)/dW = decay * W``."""
         return l2.gradient_factor(self.lam)[:, None, None]
 
-    def train_cost(self, X, Y):
-        """Train-mode (batch-statistics) cost ``(M,)`` without touching running averages."""
-        scores, _ = self.forward(X, train=True, update_stats=False)
+    def train_cost(self, X, Y, masks=None):
+        """Train-mode (batch-statistics) cost ``(M,)`` without touching running averages;
+        ``masks`` as for :meth:`forward`."""
+        scores, _ = self.forward(X, train=True, update_stats=False, masks=masks)
         loss, _ = layers.softmax_cross_entropy(scores, Y)
         return loss + self.regularisation()
 
     # ----------------------------------------------------------------- backward
-    def loss_and_gradients(self, X, Y, *, update_stats: bool = True):
+    def loss_and_gradients(self, X, Y, *, update_stats: bool = True, masks=None):
         """Train-mode loss, cost and gradients of every parameter, the L2 term included.
 
         Uses the backend's training step (:attr:`Backend.data_gradients`), the same
@@ -348,26 +389,31 @@ class Network:
         Args:
             X: ``(n, d_in)`` or ``(M, n, d_in)``.
             Y: one-hot labels ``(n, C)`` or ``(M, n, C)``.
+            masks: dropout masks as for :meth:`forward`, or None.
 
         Returns:
             ``(loss, cost, grads)``: loss and cost ``(M,)``; grads a dict keyed like
             ``params`` with arrays of the same shapes.
         """
-        loss, grads = self.loss_and_data_gradients(X, Y, update_stats=update_stats)
+        loss, grads = self.loss_and_data_gradients(X, Y, update_stats=update_stats,
+                                                   masks=masks)
         for name in grads:
             if l2.is_penalised(name):
                 grads[name] = grads[name] + self.decay * self.params[name]
         return loss, loss + self.regularisation(), grads
 
-    def loss_and_data_gradients(self, X, Y, *, update_stats: bool = True, scale=None):
+    def loss_and_data_gradients(self, X, Y, *, update_stats: bool = True, scale=None,
+                                masks=None):
         """Loss ``(M,)`` and gradients of the loss alone, without the L2 term.
 
         The backend's step (:mod:`xpnet.backprop` or a faster one it carries); the
         optimiser applies the decay in place.  ``scale`` ``(M, 1, 1)`` is multiplied
-        into every gradient (see :func:`xpnet.backprop.loss_and_data_gradients`).
+        into every gradient (see :func:`xpnet.backprop.loss_and_data_gradients`);
+        ``masks`` are dropout's (passed on only when given).
         """
+        extra = {} if masks is None else {"masks": masks}
         return self.backend.data_gradients(self, X, Y, update_stats=update_stats,
-                                           scale=scale)
+                                           scale=scale, **extra)
 
     # --------------------------------------------------------------- evaluation
     def evaluate(self, X, y, Y, *, chunk: int = 10000):
@@ -451,7 +497,8 @@ class Network:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Network(sizes={c.sizes}, norm={c.norm!r}, init={c.init!r}, "
+        return (f"Network(sizes={c.sizes}, norm={c.norm!r}, activation={c.activation!r}, "
+                f"init={c.init!r}, "
                 f"n_models={self.n_models}, device={self.backend.name!r}, dtype={self.dtype})")
 
 

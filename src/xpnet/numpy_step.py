@@ -7,31 +7,46 @@ of the 3072-50-50-10 net is ~100 calls on ``(M, 100, 50)`` arrays, so per-call o
 and temporaries, not arithmetic, set its cost; this version makes fewer of both.
 The ``cpu`` backend carries it as its ``data_gradients`` (design rule 2).
 
+Normalizations and activations come from :mod:`xpnet.registry`: their in-place NumPy
+forms where an entry has them, else their reference forms, so every entry runs here.
+
 Shapes as in :mod:`xpnet.layers`: inputs ``(n, d)`` or ``(M, n, d)``, weights
 ``(M, d_in, d_out)``, per-feature parameters ``(M, 1, d)``.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
+# The ufunc reductions themselves: what ndarray.sum / .max call, without their Python
+# wrappers (a step makes a dozen such calls on small arrays, where the wrapper shows).
+_sum, _max = np.add.reduce, np.maximum.reduce
 
-def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None):
+
+def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None, masks=None):
     """Loss ``(M,)`` and gradients of the loss alone (no L2 term) for ``net.params``.
 
     Args:
         net: a :class:`~xpnet.network.Network` on the ``cpu`` backend.
         X: ``(n, d_in)`` or ``(M, n, d_in)``; Y: one-hot ``(n, C)`` or ``(M, n, C)``.
-        update_stats: fold the batch statistics into the running averages (in place).
+        update_stats: fold the batch statistics into the running averages.
         scale: optional ``(M, 1, 1)`` factor multiplied into every gradient.
+        masks: dropout masks ``(M, n, d_l)`` per hidden layer, or None.
 
     Returns:
         ``(loss, grads)`` exactly as the generic method returns them.
     """
-    p, cfg = net.params, net.config
-    K = cfg.n_layers
+    p, buffers, K = net.params, net.buffers, net.config.n_layers
     inv_n = 1.0 / X.shape[-2]
-    inputs, hidden = [], []  # per layer: its input; per hidden layer: (s_hat, inv_std, out)
+    norm, act = net.norm_entry, net.activation_entry
+    act_forward, act_backward = _forms(act, net.xp)
+    act_options = net.entry_options(act)
+    if norm is not None:
+        norm_forward, norm_backward = _forms(norm, net.xp)
+        norm_options = net.entry_options(norm)
+    inputs, hidden = [], []  # per layer: its input; per hidden layer: its caches and mask
     h = X
     for l in range(1, K + 1):
         inputs.append(h)
@@ -41,19 +56,27 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None)
             s += b
         if l == K:
             break
-        s_hat = inv_std = None
-        if cfg.has_bn(l):
-            s_hat, inv_std, s = _batchnorm(net, l, s, inv_n, update_stats)
-        np.maximum(s, 0.0, out=s)
-        hidden.append((s_hat, inv_std, s))
+        norm_cache = None
+        if norm is not None:
+            s, norm_cache, new_buffers = norm_forward(
+                s, {k: p[f"{k}{l}"] for k in norm.params},
+                {k: buffers[f"{k}{l}"] for k in norm.buffers}, train=True, **norm_options)
+            if update_stats:
+                for k, value in new_buffers.items():
+                    buffers[f"{k}{l}"] = value
+        s, act_cache = act_forward(s, **act_options)
+        mask = None if masks is None else masks[l - 1]
+        if mask is not None:
+            s = s * mask  # not in place: the activation's cache may be s itself
+        hidden.append((norm_cache, act_cache, mask))
         h = s
 
     scores = s
-    scores -= scores.max(axis=-1, keepdims=True)
+    scores -= _max(scores, axis=-1, keepdims=True)
     exp = np.exp(scores)
-    sum_exp = exp.sum(axis=-1, keepdims=True)
+    sum_exp = _sum(exp, axis=-1, keepdims=True)
     # Rows of Y sum to one: -sum(Y * log_softmax) = sum(log sum_exp) - sum(Y * shifted).
-    loss = (np.log(sum_exp).sum(axis=(-2, -1)) - (Y * scores).sum(axis=(-2, -1))) * inv_n
+    loss = (_sum(np.log(sum_exp), axis=(-2, -1)) - _sum(Y * scores, axis=(-2, -1))) * inv_n
     dout = exp
     dout /= sum_exp
     dout -= Y
@@ -62,44 +85,26 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None)
     grads = {}
     for l in range(K, 0, -1):
         if l < K:
-            s_hat, inv_std, out = hidden[l - 1]
-            dout *= out > 0.0
-            if s_hat is not None:
-                gamma = p[f"gamma{l}"]
-                grads[f"beta{l}"] = dbeta = dout.sum(axis=-2, keepdims=True)
-                grads[f"gamma{l}"] = dgamma = (dout * s_hat).sum(axis=-2, keepdims=True)
-                dout -= s_hat * (dgamma * inv_n)
-                dout -= dbeta * inv_n
-                dout *= gamma * inv_std
+            norm_cache, act_cache, mask = hidden[l - 1]
+            if mask is not None:
+                dout *= mask
+            dout = act_backward(dout, act_cache)
+            if norm is not None:
+                dout, param_grads = norm_backward(dout, norm_cache)
+                for k, grad in param_grads.items():
+                    grads[f"{k}{l}"] = grad
         x = inputs[l - 1]
-        grads[f"W{l}"] = np.matmul(np.swapaxes(x, -1, -2), dout)
+        grads[f"W{l}"] = np.matmul(x.swapaxes(-1, -2), dout)
         if f"b{l}" in p:
-            grads[f"b{l}"] = dout.sum(axis=-2, keepdims=True)
+            grads[f"b{l}"] = _sum(dout, axis=-2, keepdims=True)
         if l > 1:
-            dout = np.matmul(dout, np.swapaxes(p[f"W{l}"], -1, -2))
+            dout = np.matmul(dout, p[f"W{l}"].swapaxes(-1, -2))
     return loss, grads
 
 
-def _batchnorm(net, l, s, inv_n, update_stats):
-    """Train-mode batch norm of the fresh pre-activations ``s`` ``(M, n, d)``, in place.
-
-    Returns ``(s_hat, inv_std, out)``; ``s`` itself becomes ``s_hat``.
-    """
-    cfg, p, buffers = net.config, net.params, net.buffers
-    mean = s.sum(axis=-2, keepdims=True)
-    mean *= inv_n
-    s -= mean
-    var = np.square(s).sum(axis=-2, keepdims=True)
-    var *= inv_n
-    inv_std = var + net.bn_eps[:, None, None]
-    np.sqrt(inv_std, out=inv_std)
-    np.reciprocal(inv_std, out=inv_std)
-    s *= inv_std
-    out = s * p[f"gamma{l}"]
-    out += p[f"beta{l}"]
-    if update_stats:
-        for name, batch in ((f"mean{l}", mean), (f"var{l}", var)):
-            running = buffers[name] * cfg.bn_momentum
-            running += (1.0 - cfg.bn_momentum) * batch
-            buffers[name] = running
-    return s, inv_std, out
+def _forms(entry, xp):
+    """An entry's ``(forward, backward)`` as this step calls them: the in-place NumPy
+    forms where it has them, else the reference forms bound to ``xp``."""
+    if entry.numpy_forward is not None:
+        return entry.numpy_forward, entry.numpy_backward
+    return functools.partial(entry.forward, xp=xp), functools.partial(entry.backward, xp=xp)

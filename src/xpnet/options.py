@@ -39,14 +39,14 @@ def per_model_names(cls) -> tuple[str, ...]:
 
 
 def choices() -> dict[str, tuple]:
-    """The names each naming option accepts.
-
-    ``norm`` and ``activation`` are the layer registry's entries once it exists; until
-    then the ones the core implements.
-    """
+    """The names each naming option accepts: ``norm`` and ``activation`` are the layer
+    registry's entries (:mod:`xpnet.registry`), looked up at each call so an entry
+    registered later is accepted."""
+    from xpnet import registry
     from xpnet.init import INITS
 
-    return {"norm": ("batch", None), "activation": ("relu",), "init": tuple(INITS)}
+    return {"norm": (*registry.NORMALIZATIONS, None), "activation": tuple(registry.ACTIVATIONS),
+            "init": tuple(INITS)}
 
 
 def check_choice(name: str, value) -> None:

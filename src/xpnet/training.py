@@ -15,6 +15,7 @@ import dataclasses
 
 import numpy as np
 
+from xpnet import dropout
 from xpnet.backend import to_numpy
 from xpnet.codec import to_float_array, to_jsonable
 from xpnet.errors import XpnetError
@@ -306,6 +307,13 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
     train_eval = train_data if config.train_eval_size is None else train_data.head(
         config.train_eval_size)
     callbacks = [*callbacks, *([ProgressBar(desc)] if progress else [])]
+    drop_rates = dropout.rates(net)  # None when no model drops units: no masks at all
+
+    def epoch_inputs(seeds, drop_rates, epoch):
+        """Host batch order and dropout keep-masks ``(steps, M, B, D)`` (or None)."""
+        kept = None if drop_rates is None else dropout.keep_masks(
+            seeds, drop_rates, (steps_per_epoch, B, sum(net.config.hidden)), epoch)
+        return batch_orders(seeds, N, epoch), kept
 
     optimizer = config.resolved_optimizer.build(net)
     alive = xp.ones((M,), dtype=xp.bool, device=net.backend.device)
@@ -339,12 +347,15 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
     record(0)
     history.stopped_step = total
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ahead:
-        next_order = ahead.submit(batch_orders, seeds, N, 0)
+        next_inputs = ahead.submit(epoch_inputs, seeds, drop_rates, 0)
         for t in range(total):
             epoch, j = divmod(t, steps_per_epoch)
             if j == 0:
-                order = net.backend.asarray(next_order.result())
-                next_order = ahead.submit(batch_orders, seeds, N, epoch + 1)
+                order, kept = next_inputs.result()
+                order = net.backend.asarray(order)
+                if kept is not None:  # one upload per epoch, as booleans
+                    kept = net.backend.asarray(kept)
+                next_inputs = ahead.submit(epoch_inputs, seeds, drop_rates, epoch + 1)
                 if rates.ndim == 2:  # one small upload per epoch: this epoch's (steps, M)
                     eta_table = net.backend.asarray(
                         rates[t:t + steps_per_epoch, :, None, None], dtype=net.dtype)
@@ -357,11 +368,12 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             # the backward pass (see xpnet.backprop.loss_and_data_gradients).
             live = xp.astype(alive, net.dtype)[:, None, None]
             eta = (eta_table[j, ...] if rates.ndim == 2 else float(rates[t])) * live
+            masks = None if kept is None else dropout.device_masks(net, kept[j, ...])
             if not optimizer.prescaled:
-                loss, grads = net.loss_and_data_gradients(Xb, Yb)
+                loss, grads = net.loss_and_data_gradients(Xb, Yb, masks=masks)
                 optimizer.step(net.params, grads, eta)
             else:
-                loss, updates = net.loss_and_data_gradients(Xb, Yb, scale=-eta)
+                loss, updates = net.loss_and_data_gradients(Xb, Yb, scale=-eta, masks=masks)
                 optimizer.step_prescaled(net.params, updates, eta)
 
             # A non-finite loss is a non-finite cost (the L2 term is finite while W is).
@@ -397,14 +409,22 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
                 eta_table = xp.take(eta_table, index, axis=1)
             if order.ndim == 2:
                 order = xp.take(order, index, axis=0)
-            if len(seeds) == M:  # per-model batch orders: the next epoch's for the kept
+            if kept is not None:  # this epoch's masks of the kept models
+                kept = xp.take(kept, index, axis=1)
+            renew = drop_rates is not None
+            drop_rates = dropout.rates(net)  # the kept models' rates
+            if drop_rates is None:
+                kept = None
+            if len(seeds) == M:  # per-model batch orders and masks: the kept ones'
                 seeds = [seeds[i] for i in keep]
-                next_order.cancel()
-                next_order = ahead.submit(batch_orders, seeds, N, epoch + 1)
+                renew = True
+            if renew:  # the next epoch's orders and masks, for the kept models
+                next_inputs.cancel()
+                next_inputs = ahead.submit(epoch_inputs, seeds, drop_rates, epoch + 1)
             ids, M = ids[keep], int(keep.size)
             for cb in callbacks:
                 cb.on_models_dropped(t + 1, ids.copy())
-        next_order.cancel()
+        next_inputs.cancel()
     diverged_all[ids] = to_numpy(diverged_step).astype(np.int64)
     history.diverged_step = diverged_all
     if halving is not None:

@@ -33,6 +33,7 @@ def test_cpu_bench_prints_ratios_and_writes_json(tmp_path, capsys):
     assert "torch eager n/a" in out
     assert "vs one-after-another" in out
     assert "peak GPU memory: n/a" in out
+    assert "calls per step of the array-API reference step" in out and "9-layer" in out
 
     data = json.loads(out_json.read_text())
     assert data["device"] == "cpu"
@@ -44,7 +45,11 @@ def test_cpu_bench_prints_ratios_and_writes_json(tmp_path, capsys):
     assert single["step"] == "numpy_step"
     assert single["torch_s_per_epoch"] is None and single["ours_over_torch"] is None
     assert [row["models"] for row in data["sweep"]] == [1, 2]
+    calls = data["calls_per_step"]
+    assert set(calls) == {"3-layer", "9-layer"} and set(calls["3-layer"]) == {"1", "64"}
+    assert calls["3-layer"]["1"] == calls["3-layer"]["64"] > 0
     for row in data["sweep"]:
+        assert row["calls_per_step"] == calls["3-layer"]["1"]
         for key in ("s_per_epoch", "model_epochs_per_s", "speedup_vs_sequential",
                     "matmul_s_per_epoch", "ours_over_matmul"):
             assert _positive(row[key]), key
@@ -211,3 +216,15 @@ def test_scaling_takes_turns_and_compares_the_best_walls(tiny_data, capsys):
     assert one["same_numbers"] and two["same_numbers"]
     assert two["ratio"] == pytest.approx(two["wall_s"] / one["wall_s"])
     assert f"scaling 2 vs 1 workers: {two['ratio']:.2f}x (best of 2 " in out
+
+
+def test_wide_first_layer_prints_the_ratios(tmp_path, capsys):
+    out_json = tmp_path / "wide.json"
+    assert bench.main(["--device", "cpu", "--wide", "2,3", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "wide/broadcast" in out and "wide/stacked" in out
+    rows = json.loads(out_json.read_text())["wide"]
+    assert [row["k"] for row in rows] == [2, 3]
+    for row in rows:
+        assert _positive(row["wide_over_broadcast"]) and _positive(row["wide_over_stacked"])
+        assert set(row["s_per_call"]) == {"wide", "broadcast", "stacked"}

@@ -62,6 +62,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         server = self.server
+        server.requests.append(self.path)
         body = server.body
         if self.path == "/cifar.tar.gz":
             self._start(len(body))
@@ -91,6 +92,7 @@ class LocalServer:
     def __init__(self, httpd):
         self.httpd = httpd
         self.body = httpd.body
+        self.requests = httpd.requests
         self.md5 = hashlib.md5(httpd.body).hexdigest()
         self.junk_md5 = hashlib.md5(httpd.junk).hexdigest()
 
@@ -114,6 +116,7 @@ def http_server(tmp_path: Path, monkeypatch):
     httpd.body = make_cifar_tar_gz(tmp_path)
     httpd.junk = b"this is not a tar archive\n" * 100
     httpd.release = threading.Event()
+    httpd.requests = []  # the paths asked for, in order
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )

@@ -102,9 +102,15 @@ def test_a_failing_run_fails_alone(procs, tiny_data, tmp_path):
                    "--no-progress", "--scheduler", address, "--data-dir", tiny_data,
                    "--out", out)
     assert proc.returncode == 1, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr
-    assert "gradcheck/K3-bn-lam0.01" in errors[0] and "RecursionError" in errors[0]
+    # One line names the run, the error and the innermost frame of the worker's traceback.
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("study ")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("study gradcheck failed: RecursionError: "), lines[0]
+    # Dask runs a copy of the preload file from the worker's scratch folder.
+    assert lines[0].endswith("/break_gradcheck.py:4 in broken, run gradcheck/K3-bn-lam0.01); "
+                             "full traceback in "
+                             f"{out / 'errors' / 'gradcheck.txt'}"), lines[0]
+    assert "The run's traceback, on the worker:" in (out / "errors" / "gradcheck.txt").read_text()
     studies = load(out)["studies"]
     assert studies["gradcheck"]["status"] == "failed"
     assert set(studies["gradcheck"]["runs"]) == {"K2-bn-lam0.01", "K2-nobn-lam0.01",

@@ -6,8 +6,12 @@ and a retry against a good URL then succeeds.
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
+import threading
 import time
+import types
 
 import pytest
 
@@ -19,6 +23,7 @@ from xpnet.data import (
     load_batch,
     load_cifar10,
 )
+from xpnet.testing import write_cifar_batches
 
 TIMEOUT = 0.5  # seconds; the stalling handlers wait far longer
 
@@ -108,3 +113,46 @@ def test_connection_refused_is_a_download_error(tmp_path, one_sentence, monkeypa
                        timeout=TIMEOUT, progress=False)
     one_sentence(str(info.value), "could not be reached")
     assert list(root.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: downloads do not lock there")
+@pytest.mark.parametrize("other_succeeded", [True, False], ids=["other-done", "other-failed"])
+def test_downloads_into_one_root_take_turns(http_server, tmp_path, monkeypatch, other_succeeded):
+    """While another download holds the root (this test, in its place), a download waits;
+    it then uses the folder the other put in place, or downloads if there is none."""
+    import fcntl
+
+    import xpnet.data.download as download
+
+    root = tmp_path / "root"
+    root.mkdir()
+    found_held = threading.Event()
+
+    def flock(fd, operation):
+        try:
+            return fcntl.flock(fd, operation)
+        except BlockingIOError:
+            found_held.set()  # the download is about to wait for the lock
+            raise
+
+    monkeypatch.setattr(download, "fcntl", types.SimpleNamespace(
+        flock=flock, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB))
+    other = os.open(root, os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    result = {}
+    waiter = threading.Thread(target=lambda: result.update(folder=_download(http_server, root)))
+    waiter.start()
+    try:
+        assert found_held.wait(30), "the download did not find the root locked"
+        if other_succeeded:
+            marker = write_cifar_batches(root, n_per_batch=5) / "made-by-the-other"
+            marker.write_text("")
+    finally:
+        os.close(other)  # releases the lock
+        waiter.join(30)
+    assert result["folder"] == root / BATCH_FOLDER
+    if other_succeeded:
+        assert marker.is_file() and http_server.requests == []
+    else:
+        assert http_server.requests == ["/cifar.tar.gz"]
+    assert sorted(p.name for p in root.iterdir()) == [BATCH_FOLDER]

@@ -6,9 +6,9 @@ tensors, whose library is the one a GPU user would run) with every way a device 
 can reach the host instrumented by :mod:`xpnet.syncs` (the one counter, which the bench
 uses too): a door opened inside a step is a sync in the step (on a GPU, a stall).  Each
 scenario also reruns on the CPU in float64 and must give the same numbers, so the paths
-it covers (momentum, per-model momentum and rates, Adam and AdamW, M > 1 models on their own batch
-orders, divergence, the lockstep sweep) are proven on a non-CPU device, not only
-sync-free.
+it covers (momentum, per-model momentum and rates, Adam and AdamW, M > 1 models on their
+own batch orders, divergence, the lockstep sweep, layer norm, the activations, dropout)
+are proven on a non-CPU device, not only sync-free.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from xpnet.sweep import train_lockstep
 from xpnet.syncs import SyncCounter, counting
 from xpnet.training import DeviceSplit, TrainConfig, train
 
-# Matrix names (see conftest.py) of the devices the step is counted on: torch-cuda too
-# where the GPU job names it.
-DEVICES = ("strict-device1", "torch", *[d for d in TEST_DEVICES if d == "torch-cuda"])
+# Matrix names (see conftest.py) of the devices the step is counted on: cuda and
+# torch-cuda too where the GPU job names them.
+DEVICES = ("strict-device1", "torch",
+           *[d for d in TEST_DEVICES if d in ("cuda", "torch-cuda")])
 
 
 @pytest.fixture(params=DEVICES)
@@ -85,6 +86,12 @@ SCENARIOS = {
     "one-diverges": dict(seeds=[0, 1], schedule=PerModelRates((0.05, 1e8), 12, 6),
                          config=dataclasses.replace(CONFIG, norm=None),
                          train=TrainConfig(batch_size=10, momentum=0.9)),
+    # Layer norm, leaky ReLU and dropout at a rate per model (masks uploaded per epoch).
+    "layer-norm-dropout": dict(seeds=[0, 1], config=dataclasses.replace(
+        CONFIG, norm="layer", activation="leaky_relu", dropout=(0.0, 0.3)),
+        train=TrainConfig(batch_size=10, momentum=0.9)),
+    "tanh-dropout-one-seed": dict(seeds=[0, 0], lam=[0.0, 0.01], config=dataclasses.replace(
+        CONFIG, activation="tanh", dropout=0.2), train=TrainConfig(batch_size=10)),
     # Every model diverges: training stops early at a record point.
     "all-diverge": dict(seeds=[0, 1], schedule=ConstantLR(eta=1e8, steps=24, cycle_length=6),
                         config=dataclasses.replace(CONFIG, norm=None),
@@ -168,6 +175,9 @@ def test_the_counter_sees_every_host_door(device, counter):
         x[0].item(), x.tolist(), x.cpu(), x.numpy()
     counter.on_step_end(0)
     doors = [door for _, door in counter.inside]
-    copy = {"strict": ("to_device",), "torch": ("item", "tolist", "cpu", "numpy")}
+    if device.name == "cuda":
+        x[0].item(), x.tolist()
+    copy = {"strict": ("to_device",), "torch": ("item", "tolist", "cpu", "numpy"),
+            "cuda": ("get", "item", "tolist")}
     for door in ("__float__", "__int__", "__bool__", "to_numpy", *copy[device.name]):
         assert door in doors

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ATOL, RTOL
-from xpnet import layers
+from xpnet import layers, registry
 from xpnet.backend import to_numpy
 
 
@@ -68,12 +68,22 @@ def test_batchnorm_eval_uses_running_stats(backend, dtype):
     np.testing.assert_allclose(to_numpy(v2), rv)
 
 
-def test_relu_pair(backend, dtype):
-    s = np.array([[[-1.0, 0.0, 2.0]]])
-    out, cache = layers.relu_forward(*_arrays(backend, dtype, s))
-    np.testing.assert_array_equal(to_numpy(out), [[[0.0, 0.0, 2.0]]])
-    grad = layers.relu_backward(*_arrays(backend, dtype, np.ones((1, 1, 3))), cache)
-    np.testing.assert_array_equal(to_numpy(grad), [[[0.0, 0.0, 1.0]]])
+@pytest.mark.parametrize("name, out, grad", [
+    ("relu", [0.0, 0.0, 2.0], [0.0, 0.0, 1.0]),
+    ("leaky_relu", [-0.25, 0.0, 2.0], [0.25, 0.25, 1.0]),
+    ("tanh", np.tanh([-1.0, 0.0, 2.0]), 1.0 - np.tanh([-1.0, 0.0, 2.0]) ** 2),
+    ("elu", [np.expm1(-1.0), 0.0, 2.0], [np.exp(-1.0), 1.0, 1.0]),
+])
+def test_activation_pairs(name, out, grad, backend, dtype):
+    entry = registry.activation(name)
+    options = {"leaky_slope": backend.asarray(np.full((1, 1, 1), 0.25), dtype=dtype)} \
+        if name == "leaky_relu" else {}
+    s, = _arrays(backend, dtype, np.array([[[-1.0, 0.0, 2.0]]]))
+    result, cache = entry.forward(s, xp=backend.xp, **options)
+    np.testing.assert_allclose(to_numpy(result), [[out]], rtol=RTOL[dtype])
+    dout, = _arrays(backend, dtype, np.ones((1, 1, 3)))
+    np.testing.assert_allclose(to_numpy(entry.backward(dout, cache, xp=backend.xp)), [[grad]],
+                               rtol=RTOL[dtype], atol=ATOL[dtype])
 
 
 def test_softmax_cross_entropy_matches_direct_formula(backend, dtype):

@@ -1,15 +1,22 @@
 """Fetching CIFAR-10: stream the archive with a progress bar and network timeouts,
 verify its MD5, extract it safely and move the batch folder into place, leaving
 nothing partial behind on failure.
+
+Processes that download into one root at once (two suites on a fresh machine, say) take
+turns: each holds an exclusive ``fcntl.flock`` on the root folder itself (no lock file
+is left behind; a no-op where ``fcntl`` is missing), and one that had to wait uses the
+folder the one before it put in place instead of downloading again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -18,6 +25,11 @@ from pathlib import Path
 from xpnet.data.archive import _CHUNK, safe_extract_tar
 from xpnet.data.layout import BATCH_FOLDER, CIFAR_MD5, CIFAR_URL, _has_batches
 from xpnet.errors import DownloadError
+
+if sys.platform != "win32":
+    import fcntl
+else:  # Windows: no advisory locks; concurrent downloads still each move one whole folder
+    fcntl = None
 
 
 def _remove_quietly(path: Path) -> None:
@@ -65,6 +77,24 @@ def _download_problem(err: Exception) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+@contextlib.contextmanager
+def _holding(fd: int):
+    """Hold the lock of the folder open as ``fd`` (closed at the end, which releases it);
+    yields True when another process held it first (and may have put the batch folder
+    in place meanwhile)."""
+    try:
+        waited = False
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                waited = True
+        yield waited
+    finally:
+        os.close(fd)
+
+
 def download_cifar(
     root: str | os.PathLike,
     url: str = CIFAR_URL,
@@ -77,17 +107,35 @@ def download_cifar(
     ``timeout`` bounds every network wait (connect and each read), so a stalled server
     fails instead of hanging.  ``md5=None`` skips the checksum (not recommended).  On
     failure :class:`DownloadError` is raised and nothing partial is left in ``root``.
+    A download into a root that another process is downloading into waits for it, and
+    then returns the folder it made.
     """
     root = Path(root).expanduser()
     try:
         root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root, os.O_RDONLY)
+    except OSError as err:
+        raise _not_writable(root, err) from None
+    with _holding(fd) as waited:
+        if waited and _has_batches(root / BATCH_FOLDER):
+            return root / BATCH_FOLDER
+        return _download_into(root, url, md5, timeout, progress)
+
+
+def _not_writable(root: Path, err: OSError) -> DownloadError:
+    return DownloadError(
+        f"Cannot write to {root} ({err.strerror}); pass --data-dir a writable folder.")
+
+
+def _download_into(root: Path, url: str, md5: str | None, timeout: float,
+                   progress: bool) -> Path:
+    """:func:`download_cifar`'s work, under the root's lock."""
+    try:
         handle = tempfile.NamedTemporaryFile(
             dir=root, prefix=".cifar-download-", suffix=".part", delete=False
         )
     except OSError as err:
-        raise DownloadError(
-            f"Cannot write to {root} ({err.strerror}); pass --data-dir a writable folder."
-        ) from None
+        raise _not_writable(root, err) from None
     partial = Path(handle.name)
     try:
         with handle:

@@ -1,0 +1,138 @@
+"""One writer per output folder: the lock an invocation holds on ``OUT`` while it runs.
+
+Every file of an output folder (``results.json``, ``figures/``, ``report.md``,
+``errors/``) is written by the one process that holds ``OUT/.lock``: an exclusive
+``fcntl.flock`` that the OS releases when the process ends, however it ends (a SIGKILL
+leaves no stale lock behind).  The holder writes its pid and command line into the file,
+so a second invocation refused the folder can say who holds it.  Where ``fcntl`` is
+missing (Windows) the lock is a no-op, as the data cache's is.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from xpnet.errors import OutputError
+
+if sys.platform != "win32":
+    import fcntl
+else:  # Windows: no advisory locks
+    fcntl = None
+
+#: The lock file, inside the output folder.
+LOCK_NAME = ".lock"
+#: A holder's command line longer than this is cut in the refusal.
+MAX_COMMAND = 300
+
+
+class FolderInUse(OutputError):
+    """Another process holds the output folder's lock."""
+
+
+class FolderLock:
+    """The exclusive lock on one output folder, held from :meth:`acquire` to :meth:`release`.
+
+    ``command`` is the holder's command line, written into the lock file for the message
+    a refused invocation prints.
+    """
+
+    def __init__(self, folder: Path, command: str = ""):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self.command = command
+        self._fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        """Take the lock at once or raise :class:`FolderInUse`; the folder must exist.
+
+        Opening the file writes nothing, so a refused invocation leaves the folder as it
+        was.  The file a lock is taken on must still be the one at :attr:`path` (a holder
+        that ends removes it): otherwise the lock is taken again on the new one.
+        """
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise self._not_writable(exc) from None
+            try:
+                if fcntl is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        raise FolderInUse(self._refusal(fd)) from None
+                if _same_file(fd, self.path):
+                    break
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # removed or replaced meanwhile: lock the file there now
+        self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()}\ncommand {self.command}\n".encode())
+        except OSError as exc:  # a full disk, say
+            self.release()
+            raise self._not_writable(exc) from None
+        return self
+
+    def release(self) -> None:
+        """Remove the lock file and let go (closing the file releases the lock)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink()  # while still held: a waiter then locks a new file
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def _not_writable(self, exc: OSError) -> OutputError:
+        return OutputError(f"The output folder {self.folder} is not writable "
+                           f"({exc.strerror or type(exc).__name__}); pass --out with a "
+                           "folder you can write to.")
+
+    def _refusal(self, fd: int) -> str:
+        pid, command = holder(fd)
+        who = "another process"
+        if len(command) > MAX_COMMAND:
+            command = command[:MAX_COMMAND] + "..."
+        if pid is not None:
+            who = f"process {pid}" + (f" ({command})" if command else "")
+        return (f"The output folder {self.folder} is in use by {who}; wait until it "
+                "finishes, or pass another --out.")
+
+
+def holder(fd: int) -> tuple[int | None, str]:
+    """The pid and command line written in the lock file open as ``fd``; the command as
+    ``/proc/PID/cmdline`` gives it where that is readable."""
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+    except OSError:
+        return None, ""
+    fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    try:
+        pid = int(fields.get("pid", ""))
+    except ValueError:
+        return None, ""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        command = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
+    except OSError:
+        command = ""
+    return pid, command or fields.get("command", "").strip()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
