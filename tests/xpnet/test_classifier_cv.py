@@ -97,12 +97,24 @@ def test_a_grid_over_more_values_and_a_given_validation_set(digits):
     assert list(search.cv_results_["param_bn_eps"]) == [1e-3, 1e-5, 1e-3, 1e-5]
     np.testing.assert_array_equal(search.classifier_.network_.per_model_host["bn_eps"],
                                   [1e-3, 1e-5, 1e-3, 1e-5])
-    # Any per-model keyword of the Classifier is a grid axis, the network's new ones too.
+    expected = np.mean(search.predict_all(X[1500:]) == y[1500:], axis=1)
+    np.testing.assert_allclose(search.val_scores_, expected)
     assert ClassifierCV(param_grid={"dropout": (0.0, 0.5), "momentum": (0.0, 0.9)},
                         lams=(0.1,)).candidates()[-1] == {"lam": 0.1, "dropout": 0.5,
                                                           "momentum": 0.9}
-    expected = np.mean(search.predict_all(X[1500:]) == y[1500:], axis=1)
-    np.testing.assert_allclose(search.val_scores_, expected)
+
+
+def test_a_grid_over_dropout_with_the_other_network_options_shared(digits):
+    """Any per-model keyword is a grid axis; every other Classifier keyword (norm,
+    activation, ...) is shared by all candidates."""
+    X, y = digits
+    search = ClassifierCV(lams=(1e-3,), seeds=(0,), param_grid={"dropout": (0.0, 0.3)},
+                          norm="layer", activation="tanh", **SETTINGS).fit(X, y)
+    net = search.classifier_.network_
+    assert net.config.norm == "layer" and net.config.activation == "tanh"
+    np.testing.assert_array_equal(net.per_model_host["dropout"], [0.0, 0.3])
+    assert list(search.cv_results_["param_dropout"]) == [0.0, 0.3]
+    assert search.best_score_ > 0.5
 
 
 def test_halving_drops_candidates_with_their_seeds(digits):
