@@ -223,6 +223,13 @@ class ClassifierCV(estimator.Params):
     def __sklearn_tags__(self):
         return estimator.classifier_tags()
 
+    def __repr__(self) -> str:
+        """The parameters that differ from their defaults, as scikit-learn shows them."""
+        defaults = {"hidden": (50, 50), **_defaults()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params(deep=False).items()
+                   if repr(v) != repr(defaults[k])]
+        return f"ClassifierCV({', '.join(changed)})"
+
 
 def _defaults() -> dict:
     """Every keyword but ``hidden``, with its default: ClassifierCV's, then Classifier's."""

@@ -146,6 +146,8 @@ def test_parameters_round_trip_through_clone():
     assert search.get_params()["lams"] == (0.2,) and search.get_params()["init"] == "xavier"
     with pytest.raises(XpnetError, match="lams="):
         ClassifierCV(lam=0.1)
+    assert repr(search) == ("ClassifierCV(hidden=(8,), lams=(0.2,), seeds=(3, 4), norm=None, "
+                            "dropout=0.1, init='xavier')")  # the changed parameters
 
 
 def test_mistakes_are_one_sentence(digits):
