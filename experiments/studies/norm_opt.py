@@ -197,7 +197,7 @@ def run(ctx) -> dict:
              "note": "One lockstep run: dropout rate and lambda per model, "
                      f"{len(ctx.seeds)} seed(s) each."},
         ],
-        "notes": [*paper_notes(gains, early), *dropout_notes],
+        "notes": [*paper_notes(gains, early, acc), *dropout_notes],
     }
 
 
@@ -217,7 +217,7 @@ def _count(flags) -> str:
     return f"{sum(flags)} of {len(flags)}"
 
 
-def paper_notes(gains: dict, early: dict) -> list[str]:
+def paper_notes(gains: dict, early: dict, acc: dict) -> list[str]:
     """Where our numbers agree with the papers' claims, by the rule of :func:`gap`."""
     cells = [(d, o) for d in DEPTHS for o in OPTIMIZERS]
     sgd = [gains[d, "SGD"]["bn"] for d in DEPTHS]
@@ -229,6 +229,7 @@ def paper_notes(gains: dict, early: dict) -> list[str]:
     faster = [gap(early[d, n, "Adam"][1], early[d, n, "SGD"][1]) for d in DEPTHS
               for n in NORMS]
     step = early[DEPTHS[0], NORMS[0], "SGD"][0]
+    final = [gap(acc[d, n, "Adam"], acc[d, n, "SGD"]) for d in DEPTHS for n in NORMS]
     ln_none = [gains[c]["ln"] for c in cells]
     bn_ln = [gains[c]["bn_ln"] for c in cells]
     return [
@@ -247,8 +248,14 @@ def paper_notes(gains: dict, early: dict) -> list[str]:
         f"layer norm {verdict(bn_ln)}.",
         "Kingma & Ba (2015) find Adam converging faster than SGD-type methods on multilayer "
         f"nets. Ours: Adam's validation accuracy at step {step} (a quarter of training) "
-        f"against SGD's, over the 6 (depth, normalization) settings: {verdict(faster)} (the "
-        "reports' cyclical rate starts at 1e-5, so SGD's first steps are slow by design).",
+        f"against SGD's, over the 6 (depth, normalization) settings: {verdict(faster)} (by "
+        "then SGD's cyclical rate has just risen from 1e-5 to its peak, 0.1).",
+        "At the end, Adam's test accuracy is clearly above SGD's in "
+        f"{sum(c and d > 0 for d, c in final)}, clearly below it in "
+        f"{sum(c and d < 0 for d, c in final)} and within noise in "
+        f"{sum(not c for _, c in final)} of the 6 settings. SGD's cyclical rate falls back "
+        "to 1e-5 at the end of each cycle and Adam's constant rate never does, so this "
+        "compares the two recipes, not the update rules alone.",
     ]
 
 
