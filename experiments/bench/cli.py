@@ -10,6 +10,9 @@ Run ``python -m experiments.bench --device cpu`` (or ``cuda``, ``torch``, ``torc
   CPU's :mod:`xpnet.numpy_step`), the same loop with the array-API reference step
   :func:`xpnet.backprop.loss_and_data_gradients` instead: the ratio says what the
   specialised step buys;
+* **layer norm + Adam** -- the same loop for the same net with layer norm instead of
+  batch norm and the Adam update instead of SGD (the recipe's options, through the
+  backend's own step), against the same matmul-only floor and against today's recipe;
 * **matmul-only** -- the same matrix products with the same shapes and dtype on the
   same backend, batch gathers included, nothing else: the floor any implementation
   of this step pays;
@@ -55,10 +58,8 @@ import os
 import platform
 import sys
 
-import numpy as np
-
-from experiments import BLAS_THREAD_VARS
 from experiments.bench.calls import NETS, calls_line, calls_per_step
+from experiments.bench.machine import machine_info, torch_available
 from experiments.bench.runners import (
     D_IN,
     DTYPE,
@@ -83,6 +84,7 @@ from experiments.suite.args import Parser, positive_int, positive_int_list
 from xpnet.atomic import write_text_atomic
 from xpnet.backend import USER_DEVICES, get_backend
 from xpnet.errors import OutputError, XpnetError
+from xpnet.optim import Adam
 from xpnet.training import DeviceSplit
 
 
@@ -154,52 +156,6 @@ def parse_args(argv=None):
     return args
 
 
-# -------------------------------------------------------------------------------- info
-def _machine_info(backend, use_torch):
-    info = {"device": backend.flag, "python": platform.python_version(),
-            "numpy": np.__version__, "cpu_count": os.cpu_count()}
-    try:
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        info["cpus_usable"] = os.cpu_count()
-    try:
-        info["blas"] = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-    except Exception:
-        info["blas"] = "unknown"
-    info["thread_env"] = {k: os.environ[k] for k in
-                          BLAS_THREAD_VARS if k in os.environ}
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["blas_threads"] = sorted({int(pool["num_threads"]) for pool in threadpool_info()
-                                       if pool.get("user_api") == "blas"})
-    except Exception:
-        pass
-    if backend.name == "cuda":
-        import cupy
-
-        props = cupy.cuda.runtime.getDeviceProperties(backend.device.id)
-        name = props["name"]
-        info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
-        info["cupy"] = cupy.__version__
-    elif "gpu" in backend.describe():
-        info["gpu"] = backend.describe()["gpu"]
-    if use_torch or backend.name == "torch":
-        import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-    return info
-
-
-def _torch_available():
-    try:
-        import torch  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
 # ------------------------------------------------------------------------------ output
 def _fmt_s(x):
     return "n/a" if x is None else (f"{x:.3g}" if x < 10 else f"{x:.1f}")
@@ -262,8 +218,8 @@ def run(args):
         if args.json:
             write_json(args.json, {"device": backend.flag, "wide": rows})
         return 0
-    use_torch = not args.no_torch and not args.check_syncs and _torch_available()
-    info = _machine_info(backend, use_torch)
+    use_torch = not args.no_torch and not args.check_syncs and torch_available()
+    info = machine_info(backend, use_torch)
     X_host, y_host, source = load_data(args)
     B = args.batch_size
     steps_per_epoch = args.n_samples // B
@@ -304,6 +260,9 @@ def run(args):
     if generic is not None:  # the same loop with the array-API reference step
         builders["generic"] = ours(generic)
     runners = {name: build() for name, build in builders.items()}
+    # The options' line: layer norm and Adam through the same fast step, in the same race.
+    runners["layer_adam"] = ours_runner(make_net(backend, 1, norm="layer"), split,
+                                        epochs=args.epochs, batch_size=B, optimizer=Adam())
     torch_peak_fn = None
 
     def torch_eager():
@@ -338,6 +297,13 @@ def run(args):
           + (f"torch eager {_fmt_s(t_torch)} s/epoch | "
              f"ours/torch {_fmt_ratio(single['ours_over_torch'])}"
              if t_torch is not None else "torch eager n/a"), flush=True)
+    t_layer_adam = times["layer_adam"]
+    result["layer_adam"] = {"ours_s_per_epoch": t_layer_adam,
+                            "ours_over_matmul": t_layer_adam / t_mm,
+                            "over_recipe": t_layer_adam / t_ours}
+    print(f"layer norm + Adam: ours {_fmt_s(t_layer_adam)} s/epoch | ours/matmul "
+          f"{_fmt_ratio(t_layer_adam / t_mm)} | vs batch norm + SGD "
+          f"{_fmt_ratio(t_layer_adam / t_ours)}", flush=True)
 
     counts = [calls_per_step(net, M, batch_size=B) for net in NETS for M in (1, 64)]
     result["calls_per_step"] = {net: {str(c.n_models): c.total for c in counts if c.net == net}

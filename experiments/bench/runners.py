@@ -59,8 +59,9 @@ def race(runners: dict, repeats: int, epochs: int) -> dict:
     return {name: t / epochs for name, t in best.items()}
 
 
-def make_net(backend, n_models):
-    config = NetworkConfig(d_in=D_IN, hidden=HIDDEN, n_classes=N_CLASSES, norm="batch")
+def make_net(backend, n_models, norm="batch"):
+    """The bench's 3072-50-50-10 net of ``n_models`` models with ``norm`` (seeds 0..M-1)."""
+    config = NetworkConfig(d_in=D_IN, hidden=HIDDEN, n_classes=N_CLASSES, norm=norm)
     return Network.create(config, seeds=list(range(n_models)), lam=LAM, device=backend,
                           dtype=DTYPE)
 
@@ -77,21 +78,26 @@ def step_name(backend) -> str:
     return backend.data_gradients.__module__.rsplit(".", 1)[-1]
 
 
-def train_steps(net, split, steps, *, batch_size, callbacks=()):
+def train_steps(net, split, steps, *, batch_size, callbacks=(), optimizer=None):
     """:func:`xpnet.training.train` for ``steps`` steps at a constant rate, recording only
-    at the start and the end (on 100 training images), then wait for the device."""
+    at the start and the end (on 100 training images), then wait for the device.
+    ``optimizer``: options of :mod:`xpnet.optim` (default: SGD without momentum)."""
     schedule = ConstantLR(eta=ETA, steps=steps, cycle_length=steps)
-    config = TrainConfig(batch_size=batch_size, evals_per_cycle=1, train_eval_size=100)
+    config = TrainConfig(batch_size=batch_size, evals_per_cycle=1, train_eval_size=100,
+                         optimizer=optimizer)
     train(net, schedule, split, None, config, callbacks=callbacks, progress=False)
     net.backend.synchronize()
 
 
-def ours_runner(net, split, *, epochs, batch_size, warmup_steps=10):
-    """Runner for :func:`xpnet.training.train` itself, with the step ``net``'s backend has."""
+def ours_runner(net, split, *, epochs, batch_size, warmup_steps=10, optimizer=None):
+    """Runner for :func:`xpnet.training.train` itself, with the step ``net``'s backend has
+    and ``optimizer`` (see :func:`train_steps`)."""
     steps_per_epoch = split.size // batch_size
     net.backend.synchronize()
-    train_steps(net, split, min(warmup_steps, steps_per_epoch), batch_size=batch_size)
-    return lambda: train_steps(net, split, epochs * steps_per_epoch, batch_size=batch_size)
+    train_steps(net, split, min(warmup_steps, steps_per_epoch), batch_size=batch_size,
+                optimizer=optimizer)
+    return lambda: train_steps(net, split, epochs * steps_per_epoch, batch_size=batch_size,
+                               optimizer=optimizer)
 
 
 def matmul_runner(split, backend, *, n_models, epochs, batch_size, warmup_steps=10):

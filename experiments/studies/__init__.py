@@ -18,7 +18,8 @@ from experiments.suite.args import UsageError
 
 #: Study modules in the order they run (and appear in the report).
 STUDY_NAMES = ("gradcheck", "overfit", "depth_bn", "lambda_search", "lambda_halving",
-               "init_sensitivity", "lr_bn", "lr_range", "bn_eps", "activations")
+               "init_sensitivity", "lr_bn", "lr_range", "bn_eps", "activations",
+               "norm_opt")
 
 
 def load_study(name: str):

@@ -30,6 +30,7 @@ def test_cpu_bench_prints_ratios_and_writes_json(tmp_path, capsys):
     assert rc == 0
     assert "s/epoch" in out and "ours/matmul" in out
     assert "generic step" in out and "numpy_step/generic" in out
+    assert "layer norm + Adam: ours" in out and "vs batch norm + SGD" in out
     assert "torch eager n/a" in out
     assert "vs one-after-another" in out
     assert "peak GPU memory: n/a" in out
@@ -43,6 +44,8 @@ def test_cpu_bench_prints_ratios_and_writes_json(tmp_path, capsys):
                 "generic_s_per_epoch", "step_over_generic"):
         assert _positive(single[key]), key
     assert single["step"] == "numpy_step"
+    for key in ("ours_s_per_epoch", "ours_over_matmul", "over_recipe"):
+        assert _positive(data["layer_adam"][key]), key
     assert single["torch_s_per_epoch"] is None and single["ours_over_torch"] is None
     assert [row["models"] for row in data["sweep"]] == [1, 2]
     calls = data["calls_per_step"]
