@@ -87,21 +87,30 @@ def batchnorm_forward(s, gamma, beta, running_mean, running_var, *, train=True,
         ``out`` ``(M, n, d)``, ``cache``, ``new_running_mean``, ``new_running_var``.
     """
     xp = xp or namespace_of(s)
+    if not train:
+        std = xp.sqrt(running_var + eps)
+        return gamma * ((s - running_mean) / std) + beta, None, running_mean, running_var
+    out, cache, mean, var = batchnorm_train(s, gamma, beta, eps=eps, xp=xp)
+    new_mean = momentum * running_mean + (1.0 - momentum) * mean
+    new_var = momentum * running_var + (1.0 - momentum) * var
+    return out, cache, new_mean, new_var
+
+
+def batchnorm_train(s, gamma, beta, *, eps=1e-5, xp=None):
+    """Train-mode batch norm with the batch's statistics, the running averages left to
+    the caller (the network folds every layer's at once).
+
+    Returns:
+        ``out`` ``(M, n, d)``, ``cache``, and the batch ``mean`` and biased ``var``
+        ``(M, 1, d)``.
+    """
+    xp = xp or namespace_of(s)
     # Few array calls on purpose: on a GPU each is a kernel launch (issue 28).
-    if train:
-        mean = xp.mean(s, axis=-2, keepdims=True)
-        var = xp.var(s, axis=-2, keepdims=True)  # biased (correction 0)
-        centred = s - mean
-        new_mean = momentum * running_mean + (1.0 - momentum) * mean
-        new_var = momentum * running_var + (1.0 - momentum) * var
-    else:
-        centred = s - running_mean
-        var = running_var
-        new_mean, new_var = running_mean, running_var
+    mean = xp.mean(s, axis=-2, keepdims=True)
+    var = xp.var(s, axis=-2, keepdims=True)  # biased (correction 0)
     std = xp.sqrt(var + eps)
-    s_hat = centred / std
-    out = gamma * s_hat + beta
-    return out, (s_hat, gamma, std), new_mean, new_var
+    s_hat = (s - mean) / std
+    return gamma * s_hat + beta, (s_hat, gamma, std), mean, var
 
 
 def batchnorm_backward(dout, cache, xp=None):

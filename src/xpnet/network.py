@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from xpnet import l2, layers, options, registry
+from xpnet import l2, layers, norms, options, registry
 from xpnet.atomic import atomic_write
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
@@ -179,6 +179,25 @@ class Network:
         self.activation_entry = registry.activation(config.activation)
         self._entry_options = {}
         self.seeds = None if seeds is None else [int(s) for s in np.asarray(seeds).reshape(-1)]
+        self._folded = None
+        self.lay_out_averages()
+
+    def lay_out_averages(self) -> None:
+        """Lay the running averages side by side in one array (the buffers become its
+        slices), so that each step's :meth:`_fold_averages` starts from it; a no-op for
+        a normalization without running averages."""
+        norm = self.norm_entry
+        if norm is None or norm.averages is None or not self.buffers:
+            return
+        names = tuple(f"{k}{l}" for l in range(1, self.config.n_layers)
+                      for k in norm.buffers)
+        running = [self.buffers[name] for name in names]
+        flat = self.xp.concat(running, axis=-1)
+        start = 0
+        for name, value in zip(names, running, strict=True):
+            self.buffers[name] = flat[..., start:start + value.shape[-1]]
+            start += value.shape[-1]
+        self._folded = (names, tuple(self.buffers[name] for name in names), flat)
 
     def entry_options(self, entry) -> dict:
         """The keyword options a registry entry's ``forward`` takes (its ``options``):
@@ -191,6 +210,15 @@ class Network:
                 name: self.per_model[name][:, None, None] if name in self.per_model
                 else getattr(self.config, name) for name in entry.options}
         return self._entry_options[key]
+
+    def average_momentum(self, entry):
+        """The momentum of a normalization's running averages (its ``averages`` field):
+        per model ``(M, 1, 1)`` on the device, or the config's value (None without)."""
+        name = entry.averages
+        if name is None:
+            return None
+        return (self.per_model[name][:, None, None] if name in self.per_model
+                else getattr(self.config, name))
 
     @property
     def dropout_scale(self):
@@ -299,6 +327,7 @@ class Network:
             self.seeds = [self.seeds[int(i)] for i in keep]
         self.n_models = int(keep.size)
         self._entry_options = {}  # built from the per-model arrays just compacted
+        self.lay_out_averages()
 
     # ------------------------------------------------------------------ forward
     def forward(self, X, *, train: bool = True, update_stats: bool = True, masks=None):
@@ -339,11 +368,13 @@ class Network:
         K = self.config.n_layers
         norm, act = self.norm_entry, self.activation_entry
         norm_options, act_options = self.entry_options(norm), self.entry_options(act)
-        h, caches = X, []
+        h, caches, batch_stats = X, [], {}
         for l in range(1, K + 1):
             s, dense_cache = layers.dense_forward(h, p[f"W{l}"], p.get(f"b{l}"))
             if l == K:
                 caches.append((dense_cache, None, None, None))
+                if batch_stats:
+                    self._fold_averages(batch_stats, self.average_momentum(norm))
                 return s, caches
             norm_cache, z = None, s
             if norm is not None:
@@ -353,7 +384,10 @@ class Network:
                     **norm_options)
                 if train and update_stats:
                     for k, value in new_buffers.items():
-                        buffers[f"{k}{l}"] = value
+                        if norm.averages is not None:
+                            batch_stats[f"{k}{l}"] = value
+                        else:
+                            buffers[f"{k}{l}"] = value
             if inputs is not None:
                 inputs.append((s, z))
             h, act_cache = act.forward(z, xp=xp, **act_options)
@@ -362,6 +396,26 @@ class Network:
                 h = h * mask
             caches.append((dense_cache, norm_cache, act_cache, mask))
         raise AssertionError("unreachable")
+
+    def _fold_averages(self, batch_stats: dict, momentum) -> None:
+        """Fold the batch statistics ``{buffer name: (M, 1, d)}`` into the running
+        averages of those buffers, all layers in one pass.
+
+        The new buffers are slices of one array, kept for the next step's fold while every
+        buffer is still the slice stored here (a take_models or a load replaces them).
+        """
+        names = tuple(batch_stats)
+        running = [self.buffers[name] for name in names]
+        kept = self._folded
+        flat = None
+        if kept is not None and kept[0] == names and all(
+                a is b for a, b in zip(kept[1], running, strict=True)):
+            flat = kept[2]
+        new, flat = norms.fold_averages(self.xp, running, list(batch_stats.values()),
+                                        momentum, flat)
+        for name, value in zip(names, new, strict=True):
+            self.buffers[name] = value
+        self._folded = (names, tuple(new), flat)
 
     def regularisation(self):
         """The L2 term of the cost per model, shape ``(M,)`` (see :mod:`xpnet.l2`)."""
