@@ -30,9 +30,7 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
     p = net.params
     norm, act = net.norm_entry, net.activation_entry
     scores, caches = net.forward(X, train=True, update_stats=update_stats, masks=masks)
-    loss, dout = layers.softmax_cross_entropy(scores, Y, xp=xp)
-    if scale is not None:
-        dout = dout * scale
+    loss, dout = layers.softmax_cross_entropy(scores, Y, xp=xp, scale=scale)
     grads = {}
     K = net.config.n_layers
     for l in range(K, 0, -1):

@@ -87,21 +87,30 @@ def batchnorm_forward(s, gamma, beta, running_mean, running_var, *, train=True,
         ``out`` ``(M, n, d)``, ``cache``, ``new_running_mean``, ``new_running_var``.
     """
     xp = xp or namespace_of(s)
-    if train:
-        inv_n = 1.0 / s.shape[-2]  # sum * (1/n): NumPy's mean has Python-level overhead
-        mean = xp.sum(s, axis=-2, keepdims=True) * inv_n
-        centred = s - mean
-        var = xp.sum(centred * centred, axis=-2, keepdims=True) * inv_n
-        new_mean = momentum * running_mean + (1.0 - momentum) * mean
-        new_var = momentum * running_var + (1.0 - momentum) * var
-    else:
-        centred = s - running_mean
-        var = running_var
-        new_mean, new_var = running_mean, running_var
-    inv_std = 1.0 / xp.sqrt(var + eps)
-    s_hat = centred * inv_std
-    out = gamma * s_hat + beta
-    return out, (s_hat, gamma, inv_std), new_mean, new_var
+    if not train:
+        std = xp.sqrt(running_var + eps)
+        return gamma * ((s - running_mean) / std) + beta, None, running_mean, running_var
+    out, cache, mean, var = batchnorm_train(s, gamma, beta, eps=eps, xp=xp)
+    new_mean = momentum * running_mean + (1.0 - momentum) * mean
+    new_var = momentum * running_var + (1.0 - momentum) * var
+    return out, cache, new_mean, new_var
+
+
+def batchnorm_train(s, gamma, beta, *, eps=1e-5, xp=None):
+    """Train-mode batch norm with the batch's statistics, the running averages left to
+    the caller (the network folds every layer's at once).
+
+    Returns:
+        ``out`` ``(M, n, d)``, ``cache``, and the batch ``mean`` and biased ``var``
+        ``(M, 1, d)``.
+    """
+    xp = xp or namespace_of(s)
+    # Few array calls on purpose: on a GPU each is a kernel launch (issue 28).
+    mean = xp.mean(s, axis=-2, keepdims=True)
+    var = xp.var(s, axis=-2, keepdims=True)  # biased (correction 0)
+    std = xp.sqrt(var + eps)
+    s_hat = (s - mean) / std
+    return gamma * s_hat + beta, (s_hat, gamma, std), mean, var
 
 
 def batchnorm_backward(dout, cache, xp=None):
@@ -115,22 +124,24 @@ def batchnorm_backward(dout, cache, xp=None):
         ``(ds, dgamma, dbeta)`` with shapes ``(M, n, d)``, ``(M, 1, d)``, ``(M, 1, d)``.
     """
     xp = xp or namespace_of(dout)
-    s_hat, gamma, inv_std = cache
+    s_hat, gamma, std = cache
     n = dout.shape[-2]
     dbeta = xp.sum(dout, axis=-2, keepdims=True)
-    dgamma = xp.sum(dout * s_hat, axis=-2, keepdims=True)
-    # d/ds of gamma * (s - mean) / std, with mean and std depending on s:
-    # ds = gamma * inv_std * (dout - mean(dout) - s_hat * mean(dout * s_hat)).
-    ds = (gamma * inv_std) * (dout - dbeta / n - s_hat * (dgamma / n))
+    dgamma = xp.vecdot(dout, s_hat, axis=-2)[..., None, :]  # sum(dout * s_hat): one call
+    # d/ds of gamma * (s - mean) / std, with mean and std depending on s, fused:
+    # ds = gamma / (n * std) * (n * dout - sum(dout) - s_hat * sum(dout * s_hat)).
+    ds = (gamma / (n * std)) * (n * dout - dbeta - s_hat * dgamma)
     return ds, dgamma, dbeta
 
 
-def softmax_cross_entropy(scores, y_onehot, xp=None):
+def softmax_cross_entropy(scores, y_onehot, xp=None, scale=None):
     """Mean cross-entropy of a softmax classifier and its gradient.
 
     Args:
         scores: ``(M, n, C)`` class scores.
         y_onehot: ``(n, C)`` shared or ``(M, n, C)`` one-hot labels.
+        scale: optional per-model factor ``(M, 1, 1)`` multiplied into ``dscores``
+            (folded into its ``1/n``: no extra pass).
 
     Returns:
         ``loss`` ``(M,)``, the mean over samples per model, and
@@ -142,7 +153,11 @@ def softmax_cross_entropy(scores, y_onehot, xp=None):
     exp = xp.exp(shifted)
     sum_exp = xp.sum(exp, axis=-1, keepdims=True)
     log_probs = shifted - xp.log(sum_exp)
-    loss = -xp.sum(y_onehot * log_probs, axis=(-2, -1)) / n
-    dscores = (exp / sum_exp - y_onehot) / n
+    # The sum of y * log_probs over samples and classes, as one dot product of the
+    # flattened (views) arrays; a shared y (n * C,) broadcasts against (M, n * C).
+    flat = (*log_probs.shape[:-2], n * log_probs.shape[-1])
+    y_flat = xp.reshape(y_onehot, (*y_onehot.shape[:-2], n * y_onehot.shape[-1]))
+    loss = xp.vecdot(y_flat, xp.reshape(log_probs, flat)) * (-1.0 / n)
+    factor = 1.0 / n if scale is None else scale * (1.0 / n)
+    dscores = (exp / sum_exp - y_onehot) * factor
     return loss, dscores
-

@@ -17,132 +17,14 @@ Cost of model m = mean cross-entropy + the L2 term of :mod:`xpnet.l2`.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 
 import numpy as np
 
-from xpnet import l2, layers, options, registry
-from xpnet.atomic import atomic_write
+from xpnet import checkpoint, l2, layers, norms, options, registry
 from xpnet.backend import Backend, get_backend, to_numpy
-from xpnet.errors import CheckpointError, XpnetError
+from xpnet.config import NetworkConfig, _per_model  # noqa: F401 (NetworkConfig re-exported)
+from xpnet.errors import XpnetError
 from xpnet.init import layer_weights
-
-
-def _positive(a):
-    return a > 0
-
-
-def _unit_interval(a):
-    return (a >= 0) & (a <= 1)
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkConfig:
-    """Architecture of a network: ``d_in -> hidden[0] -> ... -> n_classes``.
-
-    The one home of the model options: ``Classifier``'s keywords, the suite's spec and
-    fingerprints, and saved files are derived from these fields (see :mod:`xpnet.options`).
-    Fields marked per model (``leaky_slope``, ``dropout``, ``bn_eps``) take one number or
-    one per model (``Network.create`` also takes them per model, by name).
-
-    Attributes:
-        norm: the normalization after each hidden layer's affine map, a name in
-            :data:`xpnet.registry.NORMALIZATIONS` (``"batch"``, ``"layer"``) or None.
-        activation: the hidden layers' activation, a name in
-            :data:`xpnet.registry.ACTIVATIONS` (``"relu"``, ``"leaky_relu"``, ``"tanh"``,
-            ``"elu"``).
-        leaky_slope: the negative slope of ``"leaky_relu"``.
-        dropout: inverted-dropout rate of the hidden layers in training, in [0, 1).
-        init: ``"he"``, ``"xavier"`` or ``"normal"`` (then ``sigma`` is the weights' std).
-        bn_momentum: weight of the old running average in batch norm.
-        bn_eps: the normalization's epsilon (batch norm's, layer norm's).
-    """
-
-    d_in: int = 3072
-    hidden: tuple[int, ...] = (50, 50)
-    n_classes: int = 10
-    norm: str | None = "batch"
-    activation: str = "relu"
-    leaky_slope: float = options.per_model(0.01, "of at least 0", lambda a: a >= 0)
-    dropout: float = options.per_model(0.0, "in [0, 1)", lambda a: (a >= 0) & (a < 1))
-    init: str = "he"
-    bn_momentum: float = options.shared(0.9, "in [0, 1]", _unit_interval)
-    bn_eps: float = options.per_model(1e-5, "above 0", _positive)
-
-    def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if self.d_in < 1 or self.n_classes < 2 or any(h < 1 for h in self.hidden):
-            raise XpnetError("Layer sizes must be positive and n_classes at least 2.")
-        options.check_fields(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> NetworkConfig:
-        """The config a dict of fields describes; a legacy ``batch_norm`` bool names ``norm``
-        (True: ``"batch"``, False: None), and missing fields take their defaults."""
-        d = dict(d)
-        if "batch_norm" in d:
-            legacy = d.pop("batch_norm")
-            d.setdefault("norm", "batch" if legacy else None)
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise XpnetError(f"Unknown network option {sorted(unknown)[0]!r}; use the fields "
-                             "of xpnet.NetworkConfig.")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-    @property
-    def batch_norm(self) -> bool:
-        """Whether the hidden layers use batch norm (``norm == "batch"``)."""
-        return self.norm == "batch"
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        return (self.d_in, *self.hidden, self.n_classes)
-
-    @property
-    def n_layers(self) -> int:
-        """K, the number of dense layers."""
-        return len(self.hidden) + 1
-
-    def has_norm(self, layer: int) -> bool:
-        """Whether 1-based ``layer`` is followed by a normalization."""
-        return self.norm is not None and layer < self.n_layers
-
-    def has_bias(self, layer: int) -> bool:
-        """Whether 1-based ``layer``'s affine map has a bias ``b{layer}``."""
-        return not self.has_norm(layer) or registry.normalization(self.norm).dense_bias
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def spec_dict(self) -> dict:
-        """The fingerprinted form: :meth:`to_dict` as the suite's first spec format wrote it.
-
-        ``norm`` ``"batch"`` / None is written as ``batch_norm`` True / False, and a field
-        the first format did not have is left out while it holds its default, so the
-        fingerprints of runs stored before it existed stay what they were.
-        """
-        d = self.to_dict()
-        if d["norm"] in ("batch", None):
-            d["batch_norm"] = d.pop("norm") == "batch"
-        for f in dataclasses.fields(self):
-            if f.name not in _FIRST_SPEC and f.name in d and d[f.name] == f.default:
-                del d[f.name]
-        return d
-
-
-#: The fields of the first spec format (what it always wrote, ``batch_norm`` for ``norm``).
-_FIRST_SPEC = ("d_in", "hidden", "n_classes", "init", "bn_momentum", "bn_eps")
-
-
-def _per_model(value, M, name) -> np.ndarray:
-    """Broadcast a scalar or length-M sequence to a float64 host array ``(M,)``."""
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
-    if arr.size == 1:
-        arr = np.full(M, arr[0])
-    if arr.shape != (M,):
-        raise XpnetError(f"{name} must be a scalar or have one value per model ({M}).")
-    return arr
 
 
 class Network:
@@ -179,6 +61,25 @@ class Network:
         self.activation_entry = registry.activation(config.activation)
         self._entry_options = {}
         self.seeds = None if seeds is None else [int(s) for s in np.asarray(seeds).reshape(-1)]
+        self._folded = None
+        self.lay_out_averages()
+
+    def lay_out_averages(self) -> None:
+        """Lay the running averages side by side in one array (the buffers become its
+        slices), so that each step's :meth:`_fold_averages` starts from it; a no-op for
+        a normalization without running averages."""
+        norm = self.norm_entry
+        if norm is None or norm.averages is None or not self.buffers:
+            return
+        names = tuple(f"{k}{l}" for l in range(1, self.config.n_layers)
+                      for k in norm.buffers)
+        running = [self.buffers[name] for name in names]
+        flat = self.xp.concat(running, axis=-1)
+        start = 0
+        for name, value in zip(names, running, strict=True):
+            self.buffers[name] = flat[..., start:start + value.shape[-1]]
+            start += value.shape[-1]
+        self._folded = (names, tuple(self.buffers[name] for name in names), flat)
 
     def entry_options(self, entry) -> dict:
         """The keyword options a registry entry's ``forward`` takes (its ``options``):
@@ -191,6 +92,15 @@ class Network:
                 name: self.per_model[name][:, None, None] if name in self.per_model
                 else getattr(self.config, name) for name in entry.options}
         return self._entry_options[key]
+
+    def average_momentum(self, entry):
+        """The momentum of a normalization's running averages (its ``averages`` field):
+        per model ``(M, 1, 1)`` on the device, or the config's value (None without)."""
+        name = entry.averages
+        if name is None:
+            return None
+        return (self.per_model[name][:, None, None] if name in self.per_model
+                else getattr(self.config, name))
 
     @property
     def dropout_scale(self):
@@ -299,6 +209,7 @@ class Network:
             self.seeds = [self.seeds[int(i)] for i in keep]
         self.n_models = int(keep.size)
         self._entry_options = {}  # built from the per-model arrays just compacted
+        self.lay_out_averages()
 
     # ------------------------------------------------------------------ forward
     def forward(self, X, *, train: bool = True, update_stats: bool = True, masks=None):
@@ -339,11 +250,13 @@ class Network:
         K = self.config.n_layers
         norm, act = self.norm_entry, self.activation_entry
         norm_options, act_options = self.entry_options(norm), self.entry_options(act)
-        h, caches = X, []
+        h, caches, batch_stats = X, [], {}
         for l in range(1, K + 1):
             s, dense_cache = layers.dense_forward(h, p[f"W{l}"], p.get(f"b{l}"))
             if l == K:
                 caches.append((dense_cache, None, None, None))
+                if batch_stats:
+                    self._fold_averages(batch_stats, self.average_momentum(norm))
                 return s, caches
             norm_cache, z = None, s
             if norm is not None:
@@ -353,7 +266,10 @@ class Network:
                     **norm_options)
                 if train and update_stats:
                     for k, value in new_buffers.items():
-                        buffers[f"{k}{l}"] = value
+                        if norm.averages is not None:
+                            batch_stats[f"{k}{l}"] = value
+                        else:
+                            buffers[f"{k}{l}"] = value
             if inputs is not None:
                 inputs.append((s, z))
             h, act_cache = act.forward(z, xp=xp, **act_options)
@@ -362,6 +278,26 @@ class Network:
                 h = h * mask
             caches.append((dense_cache, norm_cache, act_cache, mask))
         raise AssertionError("unreachable")
+
+    def _fold_averages(self, batch_stats: dict, momentum) -> None:
+        """Fold the batch statistics ``{buffer name: (M, 1, d)}`` into the running
+        averages of those buffers, all layers in one pass.
+
+        The new buffers are slices of one array, kept for the next step's fold while every
+        buffer is still the slice stored here (a take_models or a load replaces them).
+        """
+        names = tuple(batch_stats)
+        running = [self.buffers[name] for name in names]
+        kept = self._folded
+        flat = None
+        if kept is not None and kept[0] == names and all(
+                a is b for a, b in zip(kept[1], running, strict=True)):
+            flat = kept[2]
+        new, flat = norms.fold_averages(self.xp, running, list(batch_stats.values()),
+                                        momentum, flat)
+        for name, value in zip(names, new, strict=True):
+            self.buffers[name] = value
+        self._folded = (names, tuple(new), flat)
 
     def regularisation(self):
         """The L2 term of the cost per model, shape ``(M,)`` (see :mod:`xpnet.l2`)."""
@@ -451,49 +387,16 @@ class Network:
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every array as host NumPy, plus the config, for :meth:`save`."""
-        state = {f"param/{k}": to_numpy(v) for k, v in self.params.items()}
-        state.update({f"buffer/{k}": to_numpy(v) for k, v in self.buffers.items()})
-        state["lam"] = self.lam_host
-        state.update(self.per_model_host)  # "bn_eps", "dropout", ...: float64 (M,)
-        meta = {"config": self.config.to_dict(), "seeds": self.seeds, "format": 1}
-        state["meta"] = np.array(json.dumps(meta))
-        return state
+        return checkpoint.state_dict(self)
 
     def save(self, path) -> None:
         """Write a ``.npz`` checkpoint atomically (no pickle inside)."""
-        with atomic_write(path) as f:
-            np.savez(f, **self.state_dict())
+        checkpoint.save(self, path)
 
     @classmethod
     def load(cls, path, device: str | Backend = "cpu", dtype: str | None = None) -> Network:
         """Load a checkpoint written by :meth:`save` onto ``device``, without pickle."""
-        backend = device if isinstance(device, Backend) else get_backend(device)
-        try:
-            with np.load(os.fspath(path), allow_pickle=False) as f:
-                state = {k: f[k] for k in f.files}
-            meta = json.loads(str(state.pop("meta")))
-            config = NetworkConfig.from_dict(meta["config"])
-        except (OSError, ValueError, KeyError, TypeError, XpnetError) as exc:
-            reason = str(exc).split(". ")[0].rstrip(".")  # the message stays one sentence
-            raise CheckpointError(
-                f"{path} is not a readable xpnet checkpoint ({reason}); pass a file written "
-                "by Network.save.") from None
-        dt = backend.dtype(dtype) if dtype else None
-        params, buffers = {}, {}
-        for key, value in state.items():
-            kind, _, name = key.partition("/")
-            if kind == "param":
-                params[name] = backend.asarray(value, dtype=dt)
-            elif kind == "buffer":
-                buffers[name] = backend.asarray(value, dtype=dt)
-        net = cls(config, params, buffers, state["lam"], backend, meta.get("seeds"),
-                  {name: state.get(name) for name in options.per_model_names(type(config))})
-        expected = cls.create(config, n_models=net.n_models, device="cpu", dtype="float64")
-        for name, value in expected.params.items():
-            if name not in params or tuple(params[name].shape) != tuple(value.shape):
-                raise CheckpointError(
-                    f"{path} does not match its own config at {name}; the file is damaged.")
-        return net
+        return checkpoint.load(cls, path, device, dtype)
 
     def __repr__(self) -> str:
         c = self.config

@@ -23,16 +23,39 @@ from xpnet import layers
 _sum = np.add.reduce  # ndarray.sum without its Python wrapper (small arrays, many calls)
 
 
-def batch_forward(s, params, buffers, *, train, xp, bn_eps, bn_momentum):
-    """Batch norm of ``s`` ``(M, n, d)``; returns ``(out, cache, new_buffers)``.
+def batch_forward(s, params, buffers, *, train, xp, bn_eps):
+    """Batch norm of ``s`` ``(M, n, d)``; returns ``(out, cache, batch_statistics)``.
 
-    ``buffers`` holds the running ``mean`` and ``var`` ``(M, 1, d)``; ``new_buffers`` the
-    averages after folding in this batch (train mode) or the same ones (eval mode).
+    Train mode normalises with the batch's statistics and returns them, ``mean`` and
+    biased ``var`` ``(M, 1, d)``: the entry's ``averages`` option tells the network to fold
+    them into the running averages (:func:`fold_averages`).  Eval mode normalises with the
+    running ``mean`` and ``var`` of ``buffers`` and returns ``{}``.
     """
-    out, cache, mean, var = layers.batchnorm_forward(
-        s, params["gamma"], params["beta"], buffers["mean"], buffers["var"], train=train,
-        momentum=bn_momentum, eps=bn_eps, xp=xp)
+    if not train:
+        out, cache, _, _ = layers.batchnorm_forward(
+            s, params["gamma"], params["beta"], buffers["mean"], buffers["var"], train=False,
+            eps=bn_eps, xp=xp)
+        return out, cache, {}
+    out, cache, mean, var = layers.batchnorm_train(s, params["gamma"], params["beta"],
+                                                   eps=bn_eps, xp=xp)
     return out, cache, {"mean": mean, "var": var}
+
+
+def fold_averages(xp, running: list, batch: list, momentum, flat=None):
+    """``momentum * running + (1 - momentum) * batch`` for every pair of ``(M, 1, d_i)``
+    arrays at once: one pass over them laid side by side (four array calls, whatever
+    their number).
+
+    ``flat`` may be the previous call's result (``running`` are then its slices).
+    Returns ``(new, flat)``: the new averages, slices of ``flat`` ``(M, 1, sum d_i)``.
+    """
+    old = xp.concat(running, axis=-1) if flat is None else flat
+    flat = momentum * old + (1.0 - momentum) * xp.concat(batch, axis=-1)
+    new, start = [], 0
+    for b in batch:
+        new.append(flat[..., start:start + b.shape[-1]])
+        start += b.shape[-1]
+    return new, flat
 
 
 def batch_backward(dout, cache, *, xp):
@@ -41,8 +64,9 @@ def batch_backward(dout, cache, *, xp):
     return ds, {"gamma": dgamma, "beta": dbeta}
 
 
-def batch_forward_numpy(s, params, buffers, *, train, bn_eps, bn_momentum):
-    """:func:`batch_forward` in train mode, in place: ``s`` becomes ``s_hat``."""
+def batch_forward_numpy(s, params, buffers, *, train, bn_eps):
+    """:func:`batch_forward` in train mode, in place: ``s`` becomes ``s_hat``; returns the
+    batch statistics, as it does."""
     if not train:
         raise ValueError("the NumPy form of batch norm is train mode only")
     inv_n = 1.0 / s.shape[-2]
@@ -58,12 +82,7 @@ def batch_forward_numpy(s, params, buffers, *, train, bn_eps, bn_momentum):
     gamma = params["gamma"]
     out = s * gamma
     out += params["beta"]
-    new_buffers = {}
-    for name, batch in (("mean", mean), ("var", var)):
-        running = buffers[name] * bn_momentum
-        running += (1.0 - bn_momentum) * batch
-        new_buffers[name] = running
-    return out, (s, inv_std, gamma), new_buffers
+    return out, (s, inv_std, gamma), {"mean": mean, "var": var}
 
 
 def batch_backward_numpy(dout, cache):

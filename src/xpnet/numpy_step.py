@@ -46,6 +46,7 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
     if norm is not None:
         norm_forward, norm_backward = _forms(norm, net.xp)
         norm_options = net.entry_options(norm)
+        momentum = net.average_momentum(norm)
     inputs, hidden = [], []  # per layer: its input; per hidden layer: its caches and mask
     h = X
     for l in range(1, K + 1):
@@ -63,6 +64,10 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
                 {k: buffers[f"{k}{l}"] for k in norm.buffers}, train=True, **norm_options)
             if update_stats:
                 for k, value in new_buffers.items():
+                    if norm.averages is not None:  # batch statistics: fold them in place
+                        running = buffers[f"{k}{l}"] * momentum
+                        running += (1.0 - momentum) * value
+                        value = running
                     buffers[f"{k}{l}"] = value
         s, act_cache = act_forward(s, **act_options)
         mask = None if masks is None else masks[l - 1]

@@ -193,9 +193,12 @@ class SGDUpdate:
         """
         if self.velocity is not None:
             raise ValueError("step_prescaled is for SGD without momentum.")
+        shrink = None  # 1 - eta * decay, the same for every weight matrix: computed once
         for name, update in updates.items():
             if self.decay is not None and name in self.decay_names:
-                params[name] *= 1.0 - eta * self.decay
+                if shrink is None:
+                    shrink = 1.0 - eta * self.decay
+                params[name] *= shrink
             params[name] += update
 
     def take_models(self, keep) -> None:

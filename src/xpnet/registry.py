@@ -77,13 +77,18 @@ class Normalization:
             (out, cache, new_buffers)``: ``params`` and ``buffers`` are dicts keyed by
             the names below (without the layer number), ``(M, 1, d)`` each;
             ``new_buffers`` holds what train mode folds into the buffers (the network
-            stores it unless told not to).
+            stores it unless told not to), or with ``averages`` set the batch's
+            statistics, which the network folds into the buffers as running averages.
         backward: ``backward(dout, cache, *, xp) -> (ds, param_grads)`` for a train-mode
             cache; ``param_grads`` a dict keyed like ``params``.
         params: per-feature parameter name -> initial value (stored as ``gamma{l}``...).
         buffers: per-feature buffer name -> initial value (stored as ``mean{l}``...).
         options: the config fields ``forward`` takes as keywords.
         dense_bias: whether the affine map before it keeps its bias.
+        averages: None, or the config field of a momentum: then the buffers are
+            exponential running averages of the statistics train-mode ``forward``
+            returns, ``buffer = momentum * buffer + (1 - momentum) * statistic``, folded
+            by the network for every layer in one pass (:func:`xpnet.norms.fold_averages`).
         numpy_forward, numpy_backward: optional NumPy in-place forms (as for
             :class:`Activation`).
     """
@@ -95,6 +100,7 @@ class Normalization:
     buffers: dict = dataclasses.field(default_factory=dict)
     options: tuple[str, ...] = ()
     dense_bias: bool = False
+    averages: str | None = None
     numpy_forward: Callable | None = None
     numpy_backward: Callable | None = None
 
@@ -166,7 +172,7 @@ register_activation(Activation("elu", activations.elu_forward, activations.elu_b
 
 register_normalization(Normalization(
     "batch", norms.batch_forward, norms.batch_backward,
-    buffers={"mean": 0.0, "var": 1.0}, options=("bn_eps", "bn_momentum"),
+    buffers={"mean": 0.0, "var": 1.0}, options=("bn_eps",), averages="bn_momentum",
     numpy_forward=norms.batch_forward_numpy, numpy_backward=norms.batch_backward_numpy))
 register_normalization(Normalization(
     "layer", norms.layer_forward, norms.layer_backward, options=("bn_eps",),

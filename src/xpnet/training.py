@@ -22,6 +22,7 @@ from xpnet.backend import to_numpy
 from xpnet.errors import XpnetError
 from xpnet.halving import Halving
 from xpnet.history import Callback, History, ProgressBar  # noqa: F401  (re-exported)
+from xpnet.liveness import Liveness
 from xpnet.network import Network, one_hot
 from xpnet.optim import OPTIMIZERS, SGD, Adam, AdamW
 from xpnet.schedules import resolve as resolve_schedule
@@ -201,8 +202,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         return batch_orders(seeds, N, epoch), kept
 
     optimizer = config.resolved_optimizer.build(net)
-    alive = xp.ones((M,), dtype=xp.bool, device=net.backend.device)
-    diverged_step = xp.full((M,), -1, dtype=xp.int64, device=net.backend.device)
+    liveness = Liveness(net)
     history = History()
     ids = np.arange(M0)  # the original index of each model still in the net
     diverged_all = np.full(M0, -1, dtype=np.int64)
@@ -215,7 +215,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         """Record metrics; True when every model has diverged (nothing left to train)."""
         nonlocal diverged_now
         values = _measure(net, train_eval, val_data)
-        diverged_now = to_numpy(diverged_step)
+        diverged_now = to_numpy(liveness.diverged_step())
         dead = diverged_now >= 0
         full = {}
         for key, v in values.items():
@@ -251,8 +251,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             Yb = gather(xp, train_data.Y, idx, M)
             # eta is zero for stopped models; for SGD without momentum it is folded into
             # the backward pass (see xpnet.backprop.loss_and_data_gradients).
-            live = xp.astype(alive, net.dtype)[:, None, None]
-            eta = (eta_table[j, ...] if rates.ndim == 2 else float(rates[t])) * live
+            eta = liveness.rate(eta_table[j, ...] if rates.ndim == 2 else float(rates[t]))
             masks = None if kept is None else dropout.device_masks(net, kept[j, ...])
             if not optimizer.prescaled:
                 loss, grads = net.loss_and_data_gradients(Xb, Yb, masks=masks)
@@ -264,9 +263,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             # A non-finite loss is a non-finite cost (the L2 term is finite while W is).
             # The failing step's update may leave non-finite weights: they are no longer
             # meaningful, and the model's recorded figures stop at its last finite ones.
-            finite = loss <= config.divergence_loss  # False for NaN and inf too
-            diverged_step = xp.where(alive & ~finite, t, diverged_step)
-            alive = alive & finite
+            liveness.observe(loss, config.divergence_loss)
             for cb in callbacks:
                 cb.on_step_end(t)
             if t + 1 in record_at and record(t + 1):
@@ -287,8 +284,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             index = net.backend.asarray(keep)
             net.take_models(keep)
             optimizer.take_models(keep)
-            alive = xp.take(alive, index, axis=0)
-            diverged_step = xp.take(diverged_step, index, axis=0)
+            liveness.take(index)
             if rates.ndim == 2:
                 rates = rates[:, keep]
                 eta_table = xp.take(eta_table, index, axis=1)
@@ -310,7 +306,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             for cb in callbacks:
                 cb.on_models_dropped(t + 1, ids.copy())
         next_inputs.cancel()
-    diverged_all[ids] = to_numpy(diverged_step).astype(np.int64)
+    diverged_all[ids] = to_numpy(liveness.diverged_step()).astype(np.int64)
     history.diverged_step = diverged_all
     if halving is not None:
         history.survivors = ids.copy()
