@@ -26,6 +26,7 @@ import experiments  # noqa: F401,I001
 os.environ.setdefault("XPNET_WORKERS", "1")
 import atexit  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -37,6 +38,12 @@ from xpnet.backend import get_backend  # noqa: E402
 # to a folder of this session, never to the user's ~/.cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="xpnet-test-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
+
+# A shell that starts pytest in the background without job control (`cmd &` in a script)
+# makes it ignore SIGINT, and every process a test starts inherits that: the tests that
+# interrupt a suite with SIGINT would wait for nothing.  Ctrl-C means stop, here as for users.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # Matrix name -> get_backend flag (a test id cannot hold the flag's colon nicely).
