@@ -11,7 +11,8 @@ What counts as one call (one kernel launch on a GPU):
 * each call of a namespace function that returns an array (``xp.sum``, ``xp.where``,
   ``xp.take``, ``xp.astype``, ``xp.ones``, ``xp.asarray``, ``xp.linalg.matmul``, ...),
   except the *views* in :data:`VIEWS` (``reshape``, ``matrix_transpose``, ...), which
-  only relabel memory;
+  only relabel memory; a ``reshape`` that has to copy (of a strided array) counts, as
+  ``reshape[copy]``;
 * each arithmetic, comparison or bitwise operator on an array, unary (``-x``, ``~x``),
   reflected (``2.0 * x``) and in place (``x -= y``) alike, ``@`` included;
 * indexing with an index array (a gather) and every ``x[...] = v`` (a copy or fill);
@@ -239,6 +240,8 @@ class CountingNamespace(types.SimpleNamespace):
             wrapped = self._wrap(result)
             if counted and wrapped is not result:  # it returned an array
                 self.counter.add(label)
+            elif name == "reshape" and not np.may_share_memory(result, _unwrap(args[0])):
+                self.counter.add("reshape[copy]")  # a strided array, copied
             return wrapped
 
         call.__name__ = name

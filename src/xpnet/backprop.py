@@ -10,7 +10,8 @@ from __future__ import annotations
 from xpnet import layers
 
 
-def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None, masks=None):
+def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None, masks=None,
+                            score_factor=None):
     """Train-mode loss ``(M,)`` and the gradients of the loss alone (no L2 term).
 
     Args:
@@ -22,6 +23,9 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
             ``(M, n, C)`` array by ``-eta`` yields ready-made updates.
         masks: dropout masks ``(M, n, d_l)`` per hidden layer, or None
             (see :mod:`xpnet.dropout`).
+        score_factor: instead of ``scale``, a factor ``(M, 1, 1)`` that replaces the
+            mean's ``1 / n`` in the score gradient: ``-eta / n``, computed ahead of the
+            step (:mod:`xpnet.step_rates`), saves the step the multiplication by ``1 / n``.
 
     Returns:
         ``(loss, grads)``: ``grads`` keyed like ``net.params``, arrays of the same shapes.
@@ -30,7 +34,8 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
     p = net.params
     norm, act = net.norm_entry, net.activation_entry
     scores, caches = net.forward(X, train=True, update_stats=update_stats, masks=masks)
-    loss, dout = layers.softmax_cross_entropy(scores, Y, xp=xp, scale=scale)
+    loss, dout = layers.softmax_cross_entropy(scores, Y, xp=xp, scale=scale,
+                                              factor=score_factor)
     grads = {}
     K = net.config.n_layers
     for l in range(K, 0, -1):

@@ -52,17 +52,16 @@ def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None):
         need_db: False when the layer has no bias.
 
     Returns:
-        ``(dx, dW, db)``: ``dx`` ``(M, n, d_in)`` or None, ``dW`` ``(M, d_in, d_out)``
-        (on CuPy and NumPy a transposed view), ``db`` ``(M, 1, d_out)`` or None.
+        ``(dx, dW, db)``: ``dx`` ``(M, n, d_in)`` or None, ``dW`` ``(M, d_in, d_out)``,
+        ``db`` ``(M, 1, d_out)`` or None.
     """
     xp = xp or namespace_of(dout)
     x, W = cache
-    # dW = x^T @ dout, computed as (dout^T @ x)^T so that only the small operand and the
-    # result are transposed: CuPy's matmul makes transposed 3-D operands contiguous, and
-    # x (layer 1's input, (n, 3072) per model) is the largest array of the step.
-    # A shared 2-D x broadcasts: (M, d_out, n) @ (n, d_in) -> (M, d_out, d_in).
     T = xp.linalg.matrix_transpose
-    dW = T(T(dout) @ x)
+    # dW = x^T @ dout, contiguous: the optimizer lays the gradients side by side
+    # (xpnet.flat), and a transposed view would be copied there.  A shared 2-D x
+    # broadcasts: (d_in, n) @ (M, n, d_out) -> (M, d_in, d_out).
+    dW = T(x) @ dout
     db = xp.sum(dout, axis=-2, keepdims=True) if need_db else None
     dx = dout @ T(W) if need_dx else None
     return dx, dW, db
@@ -129,23 +128,24 @@ def batchnorm_backward(dout, cache, xp=None):
     dbeta = xp.sum(dout, axis=-2, keepdims=True)
     dgamma = xp.vecdot(dout, s_hat, axis=-2)[..., None, :]  # sum(dout * s_hat): one call
     # d/ds of gamma * (s - mean) / std, with mean and std depending on s, fused:
-    # ds = gamma / (n * std) * (n * dout - sum(dout) - s_hat * sum(dout * s_hat)).
-    ds = (gamma / (n * std)) * (n * dout - dbeta - s_hat * dgamma)
+    # ds = gamma / std * (dout - (s_hat * sum(dout * s_hat) + sum(dout)) / n).
+    ds = (gamma / std) * (dout - (s_hat * dgamma + dbeta) * (1.0 / n))
     return ds, dgamma, dbeta
 
 
-def softmax_cross_entropy(scores, y_onehot, xp=None, scale=None):
+def softmax_cross_entropy(scores, y_onehot, xp=None, scale=None, factor=None):
     """Mean cross-entropy of a softmax classifier and its gradient.
 
     Args:
         scores: ``(M, n, C)`` class scores.
         y_onehot: ``(n, C)`` shared or ``(M, n, C)`` one-hot labels.
-        scale: optional per-model factor ``(M, 1, 1)`` multiplied into ``dscores``
-            (folded into its ``1/n``: no extra pass).
+        scale: optional per-model factor ``(M, 1, 1)`` multiplied into ``dscores``.
+        factor: optional ``(M, 1, 1)`` that replaces the mean's ``1 / n`` in ``dscores``
+            (``scale / n`` computed by the caller, ahead of the step: one call fewer).
 
     Returns:
         ``loss`` ``(M,)``, the mean over samples per model, and
-        ``dscores`` ``(M, n, C)``, its gradient.
+        ``dscores`` ``(M, n, C)``, its gradient (times ``scale``, or ``n * factor``).
     """
     xp = xp or namespace_of(scores)
     n = scores.shape[-2]
@@ -158,6 +158,9 @@ def softmax_cross_entropy(scores, y_onehot, xp=None, scale=None):
     flat = (*log_probs.shape[:-2], n * log_probs.shape[-1])
     y_flat = xp.reshape(y_onehot, (*y_onehot.shape[:-2], n * y_onehot.shape[-1]))
     loss = xp.vecdot(y_flat, xp.reshape(log_probs, flat)) * (-1.0 / n)
-    factor = 1.0 / n if scale is None else scale * (1.0 / n)
+    if factor is None:
+        factor = 1.0 / n if scale is None else scale * (1.0 / n)
+    elif scale is not None:
+        raise ValueError("give scale or factor, not both")
     dscores = (exp / sum_exp - y_onehot) * factor
     return loss, dscores

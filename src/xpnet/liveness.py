@@ -5,7 +5,8 @@ diverged at that step and stops updating (its rate becomes 0).  Nothing here rea
 value back to the host inside the step (design rule 6); :meth:`Liveness.diverged_step`
 is read at the record points only.
 
-Per step this costs three array calls: the comparison, a ``where`` and one addition.
+Per step this costs three array calls: the comparison, a ``where`` and one addition;
+the step's rates read ``live`` (:mod:`xpnet.step_rates`).
 Instead of writing the step of divergence each step, it counts the steps each model
 finished alive: a model that diverges at step ``t`` finished steps ``0 .. t-1`` alive,
 so its count is ``t``.  The count is kept in the net's float dtype, exact up to 2**24
@@ -24,11 +25,6 @@ class Liveness:
         self.xp = xp
         self.live = xp.ones((net.n_models,), dtype=net.dtype, device=device)
         self.steps_alive = xp.zeros((net.n_models,), dtype=net.dtype, device=device)
-
-    def rate(self, rate):
-        """The step's rate ``(M, 1, 1)``: ``rate`` (a float or ``(M, 1, 1)``), 0 for
-        diverged models."""
-        return rate * self.live[:, None, None]
 
     def observe(self, loss, divergence_loss: float) -> None:
         """Mark the models whose batch loss ``(M,)`` diverged (NaN and inf included)."""

@@ -24,6 +24,7 @@ from xpnet import checkpoint, l2, layers, norms, options, registry
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.config import NetworkConfig, _per_model  # noqa: F401 (NetworkConfig re-exported)
 from xpnet.errors import XpnetError
+from xpnet.flat import FlatLayout, FlatParams
 from xpnet.init import layer_weights
 
 
@@ -33,7 +34,9 @@ class Network:
     Build one with :meth:`Network.create`.  ``params`` and ``buffers`` are dicts of
     device arrays named as in the module docstring; ``lam`` is the device ``(M,)``
     array of L2 strengths and ``bn_eps`` the device ``(M,)`` array of batch norm's
-    epsilon (``config.bn_eps`` unless given per model).
+    epsilon (``config.bn_eps`` unless given per model).  The parameters are views of one
+    array, ``flat_params.flat`` ``(M, 1, P)`` (:mod:`xpnet.flat`), so that an optimizer
+    updates them all at once.
     """
 
     def __init__(self, config: NetworkConfig, params: dict, buffers: dict, lam,
@@ -62,7 +65,16 @@ class Network:
         self._entry_options = {}
         self.seeds = None if seeds is None else [int(s) for s in np.asarray(seeds).reshape(-1)]
         self._folded = None
+        self._fold_weights = None  # (the momentum or 'per model', the fold's weights)
         self.lay_out_averages()
+        self.flat_params = None
+        self.lay_out_params()
+
+    def lay_out_params(self) -> None:
+        """Lay the parameters side by side in one array (:class:`~xpnet.flat.FlatParams`),
+        the weight matrices first; ``params`` then holds views of it."""
+        layout = FlatLayout.of(self.params, [n for n in self.params if l2.is_penalised(n)])
+        self.flat_params = FlatParams(self.xp, self.params, layout)
 
     def lay_out_averages(self) -> None:
         """Lay the running averages side by side in one array (the buffers become its
@@ -80,6 +92,10 @@ class Network:
             self.buffers[name] = flat[..., start:start + value.shape[-1]]
             start += value.shape[-1]
         self._folded = (names, tuple(self.buffers[name] for name in names), flat)
+        momentum = self.average_momentum(norm)  # the fold's weights, made before any step
+        self._fold_weights = (_momentum_key(momentum),
+                              norms.fold_weights(self.xp, momentum, self.dtype,
+                                                 self.backend.device))
 
     def entry_options(self, entry) -> dict:
         """The keyword options a registry entry's ``forward`` takes (its ``options``):
@@ -209,7 +225,9 @@ class Network:
             self.seeds = [self.seeds[int(i)] for i in keep]
         self.n_models = int(keep.size)
         self._entry_options = {}  # built from the per-model arrays just compacted
+        self._fold_weights = None
         self.lay_out_averages()
+        self.lay_out_params()
 
     # ------------------------------------------------------------------ forward
     def forward(self, X, *, train: bool = True, update_stats: bool = True, masks=None):
@@ -293,8 +311,13 @@ class Network:
         if kept is not None and kept[0] == names and all(
                 a is b for a, b in zip(kept[1], running, strict=True)):
             flat = kept[2]
+        # A per-model momentum is a view of per_model[...]: fixed until take_models.
+        key = _momentum_key(momentum)
+        if self._fold_weights is None or self._fold_weights[0] != key:
+            self._fold_weights = (key, norms.fold_weights(self.xp, momentum, self.dtype,
+                                                          self.backend.device))
         new, flat = norms.fold_averages(self.xp, running, list(batch_stats.values()),
-                                        momentum, flat)
+                                        self._fold_weights[1], flat)
         for name, value in zip(names, new, strict=True):
             self.buffers[name] = value
         self._folded = (names, tuple(new), flat)
@@ -339,15 +362,18 @@ class Network:
         return loss, loss + self.regularisation(), grads
 
     def loss_and_data_gradients(self, X, Y, *, update_stats: bool = True, scale=None,
-                                masks=None):
+                                masks=None, score_factor=None):
         """Loss ``(M,)`` and gradients of the loss alone, without the L2 term.
 
         The backend's step (:mod:`xpnet.backprop` or a faster one it carries); the
         optimiser applies the decay in place.  ``scale`` ``(M, 1, 1)`` is multiplied
-        into every gradient (see :func:`xpnet.backprop.loss_and_data_gradients`);
-        ``masks`` are dropout's (passed on only when given).
+        into every gradient, ``score_factor`` ``(M, 1, 1)`` replaces the mean's ``1 / n``
+        in the score gradient (see :func:`xpnet.backprop.loss_and_data_gradients`);
+        ``masks`` are dropout's.  The last two are passed on only when given.
         """
         extra = {} if masks is None else {"masks": masks}
+        if score_factor is not None:
+            extra["score_factor"] = score_factor
         return self.backend.data_gradients(self, X, Y, update_stats=update_stats,
                                            scale=scale, **extra)
 
@@ -403,6 +429,12 @@ class Network:
         return (f"Network(sizes={c.sizes}, norm={c.norm!r}, activation={c.activation!r}, "
                 f"init={c.init!r}, "
                 f"n_models={self.n_models}, device={self.backend.name!r}, dtype={self.dtype})")
+
+
+def _momentum_key(momentum):
+    """What the fold's weights depend on: the momentum, or "per model" for a per-model one
+    (a view of ``Network.per_model``, fixed until :meth:`Network.take_models`)."""
+    return float(momentum) if isinstance(momentum, (int, float)) else "per model"
 
 
 def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:

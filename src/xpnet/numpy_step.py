@@ -25,7 +25,8 @@ import numpy as np
 _sum, _max = np.add.reduce, np.maximum.reduce
 
 
-def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None, masks=None):
+def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None, masks=None,
+                            score_factor=None):
     """Loss ``(M,)`` and gradients of the loss alone (no L2 term) for ``net.params``.
 
     Args:
@@ -34,6 +35,7 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
         update_stats: fold the batch statistics into the running averages.
         scale: optional ``(M, 1, 1)`` factor multiplied into every gradient.
         masks: dropout masks ``(M, n, d_l)`` per hidden layer, or None.
+        score_factor: ``(M, 1, 1)`` in place of the mean's ``1 / n`` (instead of ``scale``).
 
     Returns:
         ``(loss, grads)`` exactly as the generic method returns them.
@@ -85,7 +87,10 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
     dout = exp
     dout /= sum_exp
     dout -= Y
-    dout *= inv_n if scale is None else scale * inv_n
+    if score_factor is not None:
+        dout *= score_factor
+    else:
+        dout *= inv_n if scale is None else scale * inv_n
 
     grads = {}
     for l in range(K, 0, -1):

@@ -65,8 +65,8 @@ class SGD(_Options):
     momentum: float = options.per_model(0.0, "in [0, 1)", _unit)
 
     def build(self, net) -> SGDUpdate:
-        return SGDUpdate(net.params, _column(self.momentum, net, "momentum"), decay=net.decay,
-                         decay_names=_penalised(net))
+        return SGDUpdate(net.params, _column(self.momentum, net, "momentum"),
+                         decay=_decay(net), decay_names=_penalised(net), layout=_layout(net))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +78,8 @@ class Adam(_Options):
     eps: float = options.shared(1e-8, "above 0", lambda a: a > 0)
 
     def build(self, net) -> AdamUpdate:
-        return AdamUpdate(net.params, self.beta1, self.beta2, self.eps, decay=net.decay,
-                          decay_names=_penalised(net))
+        return AdamUpdate(net.params, self.beta1, self.beta2, self.eps, decay=_decay(net),
+                          decay_names=_penalised(net), layout=_layout(net))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +89,8 @@ class AdamW(Adam):
     weight_decay: float = options.per_model(0.01, "of at least 0", lambda a: a >= 0)
 
     def build(self, net) -> AdamUpdate:
-        return AdamUpdate(net.params, self.beta1, self.beta2, self.eps, decay=net.decay,
-                          decay_names=_penalised(net),
+        return AdamUpdate(net.params, self.beta1, self.beta2, self.eps, decay=_decay(net),
+                          decay_names=_penalised(net), layout=_layout(net),
                           weight_decay=_column(self.weight_decay, net, "weight_decay"))
 
 
@@ -121,6 +121,17 @@ def _penalised(net) -> list[str]:
     return [name for name in net.params if l2.is_penalised(name)]
 
 
+def _decay(net):
+    """The net's L2 decay factor ``(M, 1, 1)``, or None when no model has an L2 term
+    (multiplying by one is a pass over the weights for nothing)."""
+    return None if not np.any(net.lam_host) else net.decay
+
+
+def _layout(net):
+    flat = getattr(net, "flat_params", None)
+    return None if flat is None else flat.layout
+
+
 def _column(value, net, name):
     """A per-model option as a float when every model shares it, else device ``(M, 1, 1)``."""
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
@@ -143,9 +154,14 @@ def _take(value, keep):
 
 
 class SGDUpdate:
-    """SGD over a dict of arrays, updated in place (see the module docstring)."""
+    """SGD over a dict of arrays, updated in place (see the module docstring).
 
-    def __init__(self, params: dict, momentum=0.0, decay=None, decay_names=None):
+    Given the parameters' :class:`~xpnet.flat.FlatLayout` (``layout``), an update whose
+    ``flat`` (:class:`~xpnet.flat.FlatParams`) still holds ``params`` runs on the flat
+    array: a few calls for all parameters instead of a few per parameter.
+    """
+
+    def __init__(self, params: dict, momentum=0.0, decay=None, decay_names=None, layout=None):
         """``decay`` applies to the names in ``decay_names`` (default: all of ``params``).
 
         ``momentum``: a float in [0, 1), or a per-model device array ``(M, 1, 1)``.
@@ -157,17 +173,21 @@ class SGDUpdate:
         self.momentum = momentum
         self.decay = decay
         self.decay_names = set(params if decay_names is None else decay_names)
-        self.velocity = None
+        self.layout = layout
+        self.xp = array_api_compat.array_namespace(*params.values())
+        self.velocity = self._velocity_flat = None
         if not (isinstance(momentum, float) and momentum == 0.0):
-            self.velocity = {k: 0.0 * v for k, v in params.items()}
+            self._velocity_flat, self.velocity = _zeros_like(self.xp, params, layout)
 
     @property
     def prescaled(self) -> bool:
         """Whether updates may come back-propagated already scaled (see :meth:`step_prescaled`)."""
         return self.velocity is None
 
-    def step(self, params: dict, grads: dict, eta) -> None:
+    def step(self, params: dict, grads: dict, eta, *, flat=None) -> None:
         """Apply one update to every entry of ``params`` that has a gradient."""
+        if _on_flat(self, params, grads, flat):
+            return self._step_flat(flat.flat, self.layout.flatten(self.xp, grads), eta)
         for name, grad in grads.items():
             decays = self.decay is not None and name in self.decay_names
             if self.velocity is not None:
@@ -184,20 +204,45 @@ class SGDUpdate:
             else:
                 params[name] -= eta * grad
 
-    def step_prescaled(self, params: dict, updates: dict, eta) -> None:
+    def _step_flat(self, p, g, eta) -> None:
+        """:meth:`step` on the flat parameters ``p`` and gradients ``g`` ``(M, 1, P)``."""
+        n_decayed = self.layout.n_decayed if self.decay is not None else 0
+        if self.velocity is not None:
+            v = self._velocity_flat
+            v *= self.momentum
+            v += g
+            if n_decayed:
+                v_decayed = v[..., :n_decayed]
+                v_decayed += self.decay * p[..., :n_decayed]
+            p -= eta * v
+            return
+        if n_decayed:
+            p_decayed = p[..., :n_decayed]
+            p_decayed *= 1.0 - eta * self.decay
+        p -= eta * g
+
+    def step_prescaled(self, params: dict, updates: dict, eta=None, *, shrink=None,
+                       flat=None) -> None:
         """Apply updates already multiplied by ``-eta`` (momentum-free SGD only).
 
         ``updates`` come from back-propagating a score gradient scaled by ``-eta``; the
-        decay still needs ``eta`` ``(M, 1, 1)``.  Two passes over each weight matrix
-        instead of three.
+        decay multiplies the weights by ``shrink = 1 - eta * decay`` ``(M, 1, 1)``, given
+        or computed from ``eta`` here.  Two passes over each weight matrix instead of
+        three; on the flat parameters, three array calls in all.
         """
         if self.velocity is not None:
             raise ValueError("step_prescaled is for SGD without momentum.")
-        shrink = None  # 1 - eta * decay, the same for every weight matrix: computed once
+        if self.decay is not None and shrink is None:
+            shrink = 1.0 - eta * self.decay
+        if _on_flat(self, params, updates, flat):
+            p = flat.flat
+            if self.decay is not None:
+                p_decayed = p[..., :self.layout.n_decayed]
+                p_decayed *= shrink
+            p += self.layout.flatten(self.xp, updates)
+            return
         for name, update in updates.items():
             if self.decay is not None and name in self.decay_names:
-                if shrink is None:
-                    shrink = 1.0 - eta * self.decay
                 params[name] *= shrink
             params[name] += update
 
@@ -205,20 +250,22 @@ class SGDUpdate:
         """Keep the state of models ``keep`` (host int64 indices) only, in that order."""
         self.momentum, self.decay = _take(self.momentum, keep), _take(self.decay, keep)
         if self.velocity is not None:
-            self.velocity = {k: _take(v, keep) for k, v in self.velocity.items()}
+            self._velocity_flat, self.velocity = _take_state(
+                self.xp, self._velocity_flat, self.velocity, self.layout, keep)
 
 
 class AdamUpdate:
     """Adam, or AdamW with ``weight_decay``, over a dict of arrays, updated in place.
 
     The step count ``t`` (for the bias correction) is shared by the lockstep models and
-    kept on the host, so the correction is two Python floats per step.
+    kept on the host, so the correction is two Python floats per step.  With a
+    ``layout``, updates run on the flat parameters as :class:`SGDUpdate`'s do.
     """
 
     prescaled = False
 
     def __init__(self, params: dict, beta1: float, beta2: float, eps: float, *, decay=None,
-                 decay_names=None, weight_decay=None):
+                 decay_names=None, weight_decay=None, layout=None):
         """``decay`` (L2, ``(M, 1, 1)``) and ``weight_decay`` (decoupled: a float or
         ``(M, 1, 1)``) apply to the names in ``decay_names`` (default: all of ``params``)."""
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
@@ -226,33 +273,75 @@ class AdamUpdate:
         self.weight_decay = (None if isinstance(weight_decay, float) and weight_decay == 0.0
                              else weight_decay)
         self.decay_names = set(params if decay_names is None else decay_names)
-        self.m = {k: 0.0 * v for k, v in params.items()}
-        self.v = {k: 0.0 * v for k, v in params.items()}
-        self.t = 0
+        self.layout = layout
         self.xp = array_api_compat.array_namespace(*params.values())
+        self._m_flat, self.m = _zeros_like(self.xp, params, layout)
+        self._v_flat, self.v = _zeros_like(self.xp, params, layout)
+        self.t = 0
 
-    def step(self, params: dict, grads: dict, eta) -> None:
+    def step(self, params: dict, grads: dict, eta, *, flat=None) -> None:
         """One Adam step of every entry of ``params`` that has a gradient."""
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size = 1.0 / (1.0 - b1 ** self.t)  # times eta: the first moment's correction
         root_c2 = math.sqrt(1.0 - b2 ** self.t)
-        for name, g in grads.items():
-            p = params[name]
-            decays = name in self.decay_names
-            if decays and self.decay is not None:
-                g = g + self.decay * p
-            if decays and self.weight_decay is not None:
-                p *= 1.0 - eta * self.weight_decay
-            m, v = self.m[name], self.v[name]
-            m *= b1
-            m += (1.0 - b1) * g
-            v *= b2
-            v += (1.0 - b2) * (g * g)
-            p -= (eta * step_size) * m / (self.xp.sqrt(v) / root_c2 + self.eps)
+        if _on_flat(self, params, grads, flat):
+            g = self.layout.flatten(self.xp, grads)  # a fresh array: changed in place
+            n = self.layout.n_decayed
+            entries = [(flat.flat, g, self._m_flat, self._v_flat, n)]
+        else:
+            entries = [(params[name], g, self.m[name], self.v[name],
+                        -1 if name in self.decay_names else 0) for name, g in grads.items()]
+        for p, g, m, v, n_decayed in entries:
+            self._update(p, g, m, v, n_decayed, eta, step_size, root_c2)
+
+    def _update(self, p, g, m, v, n_decayed, eta, step_size, root_c2) -> None:
+        """Adam on one array ``p``; its leading ``n_decayed`` columns decay (-1: all)."""
+        b1, b2 = self.beta1, self.beta2
+        if n_decayed:
+            whole = n_decayed < 0
+            if self.decay is not None:
+                if whole:
+                    g = g + self.decay * p  # not in place: g is the caller's gradient
+                else:
+                    g_decayed = g[..., :n_decayed]
+                    g_decayed += self.decay * p[..., :n_decayed]
+            if self.weight_decay is not None:
+                p_decayed = p if whole else p[..., :n_decayed]
+                p_decayed *= 1.0 - eta * self.weight_decay
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        p -= (eta * step_size) * m / (self.xp.sqrt(v) / root_c2 + self.eps)
 
     def take_models(self, keep) -> None:
         """Keep the state of models ``keep`` (host int64 indices) only, in that order."""
         self.decay, self.weight_decay = _take(self.decay, keep), _take(self.weight_decay, keep)
-        self.m = {k: _take(v, keep) for k, v in self.m.items()}
-        self.v = {k: _take(v, keep) for k, v in self.v.items()}
+        self._m_flat, self.m = _take_state(self.xp, self._m_flat, self.m, self.layout, keep)
+        self._v_flat, self.v = _take_state(self.xp, self._v_flat, self.v, self.layout, keep)
+
+
+def _on_flat(update, params: dict, grads: dict, flat) -> bool:
+    """Whether an update may run on ``flat``: it holds ``params`` in ``update.layout`` and
+    every parameter has a gradient."""
+    return (flat is not None and update.layout is not None and flat.layout == update.layout
+            and flat.current(params) and len(grads) == len(params)
+            and all(name in grads for name in update.layout.names))
+
+
+def _zeros_like(xp, params: dict, layout):
+    """Optimizer state of zeros like ``params``: ``(flat, views)`` with a layout (the
+    views slices of ``flat`` ``(M, 1, P)``), else ``(None, dict)``."""
+    if layout is None:
+        return None, {k: 0.0 * v for k, v in params.items()}
+    flat = 0.0 * layout.flatten(xp, params)
+    return flat, layout.views(xp, flat)
+
+
+def _take_state(xp, flat, views: dict, layout, keep):
+    """:func:`_take` of optimizer state kept as :func:`_zeros_like` made it."""
+    if flat is None:
+        return None, {k: _take(v, keep) for k, v in views.items()}
+    flat = _take(flat, keep)
+    return flat, layout.views(xp, flat)

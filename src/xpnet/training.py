@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import dropout
+from xpnet import dropout, l2
 from xpnet.backend import to_numpy
 from xpnet.errors import XpnetError
 from xpnet.halving import Halving
@@ -26,6 +26,7 @@ from xpnet.liveness import Liveness
 from xpnet.network import Network, one_hot
 from xpnet.optim import OPTIMIZERS, SGD, Adam, AdamW
 from xpnet.schedules import resolve as resolve_schedule
+from xpnet.step_rates import StepRates
 
 METRICS = ("loss", "cost", "accuracy")
 
@@ -180,7 +181,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
     if steps_per_epoch < 1:
         raise XpnetError(f"batch_size {B} is larger than the {N} training samples.")
     schedule = resolve_schedule(schedule, steps_per_epoch)
-    rates_all = rates = per_model_rates(schedule, M)
+    rates = per_model_rates(schedule, M)
     total = rates.shape[0]
     record_at = record_steps(total, schedule.cycle_length, config.evals_per_cycle)
     rungs = [] if halving is None else halving.rung_steps(record_at, steps_per_epoch)
@@ -196,13 +197,23 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
     drop_rates = dropout.rates(net)  # None when no model drops units: no masks at all
 
     def epoch_inputs(seeds, drop_rates, epoch):
-        """Host batch order and dropout keep-masks ``(steps, M, B, D)`` (or None)."""
+        """Host batch orders, ``(steps * B,)`` shared or ``(steps, M, B)`` (each step's
+        indices contiguous: no copy to gather them), and dropout keep-masks
+        ``(steps, M, B, D)`` (or None)."""
         kept = None if drop_rates is None else dropout.keep_masks(
             seeds, drop_rates, (steps_per_epoch, B, sum(net.config.hidden)), epoch)
-        return batch_orders(seeds, N, epoch), kept
+        order = batch_orders(seeds, N, epoch)[..., :steps_per_epoch * B]
+        if order.ndim == 2:
+            order = np.ascontiguousarray(
+                order.reshape(order.shape[0], steps_per_epoch, B).transpose(1, 0, 2))
+        return order, kept
 
     optimizer = config.resolved_optimizer.build(net)
     liveness = Liveness(net)
+    step_rates = StepRates(rates, batch_size=B, prescaled=optimizer.prescaled,
+                           decay=None if optimizer.decay is None
+                           else l2.gradient_factor(net.lam_host),
+                           backend=net.backend, dtype=net.dtype)
     history = History()
     ids = np.arange(M0)  # the original index of each model still in the net
     diverged_all = np.full(M0, -1, dtype=np.int64)
@@ -222,7 +233,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             v[dead] = np.nan
             full[key] = np.full(M0, np.nan)
             full[key][ids] = v
-        history.record(step, step / steps_per_epoch, rates_all[min(step, total - 1)], full)
+        history.record(step, step / steps_per_epoch, rates[min(step, total - 1)], full)
         for cb in callbacks:
             cb.on_record(step, history)
         return bool(dead.all())
@@ -241,24 +252,24 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
                 if kept is not None:  # one upload per epoch, as booleans
                     kept = net.backend.asarray(kept)
                 next_inputs = ahead.submit(epoch_inputs, seeds, drop_rates, epoch + 1)
-                if rates.ndim == 2:  # one small upload per epoch: this epoch's (steps, M)
-                    eta_table = net.backend.asarray(
-                        rates[t:t + steps_per_epoch, :, None, None], dtype=net.dtype)
+                step_rates.start_epoch(t, steps_per_epoch)  # one small upload per epoch
             for cb in callbacks:
                 cb.on_step_begin(t)
-            idx = order[..., j * B:(j + 1) * B]
+            idx = order[j, ...] if order.ndim == 3 else order[j * B:(j + 1) * B]
             Xb = gather(xp, train_data.X, idx, M)
             Yb = gather(xp, train_data.Y, idx, M)
-            # eta is zero for stopped models; for SGD without momentum it is folded into
-            # the backward pass (see xpnet.backprop.loss_and_data_gradients).
-            eta = liveness.rate(eta_table[j, ...] if rates.ndim == 2 else float(rates[t]))
+            # The rate is zero for stopped models; for SGD without momentum it arrives as
+            # -eta / B, folded into the backward pass (xpnet.step_rates).
+            eta, shrink = step_rates.at(j, liveness.live)
             masks = None if kept is None else dropout.device_masks(net, kept[j, ...])
             if not optimizer.prescaled:
                 loss, grads = net.loss_and_data_gradients(Xb, Yb, masks=masks)
-                optimizer.step(net.params, grads, eta)
+                optimizer.step(net.params, grads, eta, flat=net.flat_params)
             else:
-                loss, updates = net.loss_and_data_gradients(Xb, Yb, scale=-eta, masks=masks)
-                optimizer.step_prescaled(net.params, updates, eta)
+                loss, updates = net.loss_and_data_gradients(Xb, Yb, score_factor=eta,
+                                                            masks=masks)
+                optimizer.step_prescaled(net.params, updates, shrink=shrink,
+                                         flat=net.flat_params)
 
             # A non-finite loss is a non-finite cost (the L2 term is finite while W is).
             # The failing step's update may leave non-finite weights: they are no longer
@@ -285,11 +296,9 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             net.take_models(keep)
             optimizer.take_models(keep)
             liveness.take(index)
-            if rates.ndim == 2:
-                rates = rates[:, keep]
-                eta_table = xp.take(eta_table, index, axis=1)
-            if order.ndim == 2:
-                order = xp.take(order, index, axis=0)
+            step_rates.take(keep, index)
+            if order.ndim == 3:
+                order = xp.take(order, index, axis=1)
             if kept is not None:  # this epoch's masks of the kept models
                 kept = xp.take(kept, index, axis=1)
             renew = drop_rates is not None

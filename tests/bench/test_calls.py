@@ -44,6 +44,16 @@ def test_counter_counts_a_known_expression_exactly():
     assert sum(seen.values()) == 9
 
 
+def test_a_reshape_counts_only_when_it_copies():
+    counter = CallCounter()
+    xp = CountingNamespace(counter)
+    a = xp.asarray(np.arange(12.0).reshape(3, 4))
+    with counter.counting() as seen:
+        xp.reshape(a, (4, 3))  # contiguous: a view
+        xp.reshape(xp.linalg.matrix_transpose(a), (12,))  # strided: a copy
+    assert dict(seen) == {"reshape[copy]": 1}
+
+
 def _split(backend, n=200):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, 3072), dtype=np.float32)
@@ -77,12 +87,14 @@ def test_calls_per_step_are_fixed_whatever_m_and_within_the_baseline(net):
     assert one.total <= REACHED[net], f"{net}: {one.total} calls per step, more than reached"
 
 
-#: What issue 28 phase 2 reached (76 % and 70 % of the baseline): a guard against regressions.
-REACHED = {"3-layer": 86, "9-layer": 248}
+#: What issue 28 reached (63 % and 58 % of the baseline): a guard against regressions.
+REACHED = {"3-layer": 71, "9-layer": 203}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 28 phase 2 cuts the generic step's calls")
-@pytest.mark.parametrize("net", sorted(BASELINE))
+@pytest.mark.parametrize("net", [
+    pytest.param("3-layer", marks=pytest.mark.xfail(
+        strict=True, reason="71 calls, 63 %: two hidden layers leave too few to share")),
+    "9-layer"])
 def test_calls_per_step_meet_the_goal(net):
     assert calls.calls_per_step(net, 1).total <= GOAL * BASELINE[net]
 

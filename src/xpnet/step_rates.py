@@ -1,0 +1,90 @@
+"""What each training step multiplies by, on the device before the step, in one or two calls.
+
+The schedule's rates live on the host.  Once per epoch :class:`StepRates` uploads a table
+of the epoch's factors; per step it scales the step's row by the liveness ``live``
+``(M,)`` (0 for diverged models, :mod:`xpnet.liveness`):
+
+- for optimizers that take the rate (SGD with momentum, Adam): ``eta = live * rate``
+  ``(M, 1, 1)``, one array call;
+- for momentum-free SGD, whose updates come back-propagated already scaled
+  (:meth:`~xpnet.optim.SGDUpdate.step_prescaled`): the score gradient's factor
+  ``-eta / B`` (in place of the mean's ``1 / B``) and the weights' decay factor
+  ``1 - eta * decay``, side by side: ``live * [-rate / B, -rate * decay] + [0, 1]``,
+  two calls (one when no model decays).
+
+Computing ``-rate / B`` and ``-rate * decay`` on the host is what takes three of the
+five calls that the step spent on them (issue 28).  Tables are ``(steps, M or 1, 1, k)``:
+one column of models when every model shares the rates and the decay.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class StepRates:
+    """The per-step factors of one training run (see the module docstring).
+
+    Args:
+        rates: host ``(T,)`` (shared) or ``(T, M)`` (one column per model).
+        batch_size: B, the samples per step.
+        prescaled: whether the optimizer takes updates already scaled by ``-eta``.
+        decay: host ``(M,)`` L2 decay factors (``2 * lam``), or None when none applies.
+        backend, dtype: where the tables go.
+    """
+
+    def __init__(self, rates, *, batch_size: int, prescaled: bool, decay, backend, dtype):
+        self.rates = np.asarray(rates, dtype=np.float64)
+        self.batch_size = int(batch_size)
+        self.prescaled = prescaled
+        decay = None if decay is None else np.asarray(decay, dtype=np.float64).reshape(-1)
+        if decay is not None and np.all(decay == decay[0]):
+            decay = decay[:1]  # one column for every model
+        self.decay = decay
+        self.backend, self.dtype = backend, dtype
+        self.table = None
+        self.offset = None
+        if prescaled and decay is not None:  # [0, 1]: the factor's and the shrink's offset
+            self.offset = backend.asarray(np.array([[[0.0, 1.0]]]), dtype=dtype)
+
+    def host_table(self, start: int, steps: int) -> np.ndarray:
+        """The factors of steps ``start .. start + steps - 1`` before the liveness:
+        ``(steps, M or 1, 1, k)``, ``k`` = 1 (the rate, or ``-rate / B``) or 2 (and
+        ``-rate * decay``)."""
+        r = self.rates[start:start + steps]
+        r = r.reshape(r.shape[0], -1, 1, 1)  # (steps, M or 1, 1, 1)
+        if not self.prescaled:
+            return r
+        columns = [-r / self.batch_size]
+        if self.decay is not None:
+            columns.append(-r * self.decay[None, :, None, None])
+        width = max(c.shape[1] for c in columns)
+        return np.concatenate([np.broadcast_to(c, (c.shape[0], width, 1, 1)) for c in columns],
+                              axis=-1)
+
+    def start_epoch(self, start: int, steps: int) -> None:
+        """Upload the table of the epoch that begins at step ``start`` (one transfer)."""
+        self.table = self.backend.asarray(self.host_table(start, steps), dtype=self.dtype)
+
+    def at(self, j: int, live):
+        """Step ``j`` of the epoch, for models with liveness ``live`` ``(M,)``.
+
+        Returns ``(eta, None)`` for an optimizer that takes the rate, else
+        ``(factor, shrink)``: ``factor`` ``(M, 1, 1)`` for
+        ``loss_and_data_gradients(score_factor=)`` and ``shrink`` ``(M, 1, 1)``, or None
+        without decay.
+        """
+        scaled = live[:, None, None] * self.table[j, ...]
+        if self.offset is None:
+            return scaled, None
+        scaled = scaled + self.offset
+        return scaled[..., :1], scaled[..., 1:]
+
+    def take(self, keep, index) -> None:
+        """Keep models ``keep`` (host indices; ``index`` the same on the device) only."""
+        if self.rates.ndim == 2:
+            self.rates = self.rates[:, keep]
+        if self.decay is not None and self.decay.shape[0] > 1:
+            self.decay = self.decay[keep]
+        if self.table is not None and self.table.shape[1] > 1:
+            self.table = self.backend.xp.take(self.table, index, axis=1)
