@@ -39,8 +39,9 @@ INSTALL_TORCH = 'pip install ".[torch]"'
 class Backend:
     """An array namespace ``xp``, the device arrays are created on, and the training step.
 
-    ``data_gradients(net, X, Y, *, update_stats, scale) -> (loss, grads)`` is the step
-    networks on this backend train with: :func:`xpnet.backprop.loss_and_data_gradients`
+    ``data_gradients(net, X, Y, *, update_stats, scale[, masks, score_factor]) ->
+    (loss, grads)`` is the step networks on this backend train with:
+    :func:`xpnet.backprop.loss_and_data_gradients`
     (the array-API reference) unless the backend carries a faster one of its own
     (design rule 2: backend-specific speed lives here, not in the core).
     """

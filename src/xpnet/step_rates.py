@@ -1,20 +1,19 @@
 """What each training step multiplies by, on the device before the step, in one or two calls.
 
 The schedule's rates live on the host.  Once per epoch :class:`StepRates` uploads a table
-of the epoch's factors; per step it scales the step's row by the liveness ``live``
-``(M,)`` (0 for diverged models, :mod:`xpnet.liveness`):
+of the epoch's factors; per step one ``where`` picks, per model, the step's row where the
+model is live and the row of a stopped model where it is not (:mod:`xpnet.liveness`):
 
-- for optimizers that take the rate (SGD with momentum, Adam): ``eta = live * rate``
-  ``(M, 1, 1)``, one array call;
+- for optimizers that take the rate (SGD with momentum, Adam): ``eta`` ``(M, 1, 1)``,
+  the rate or 0;
 - for momentum-free SGD, whose updates come back-propagated already scaled
   (:meth:`~xpnet.optim.SGDUpdate.step_prescaled`): the score gradient's factor
   ``-eta / B`` (in place of the mean's ``1 / B``) and the weights' decay factor
-  ``1 - eta * decay``, side by side: ``live * [-rate / B, -rate * decay] + [0, 1]``,
-  two calls (one when no model decays).
+  ``1 - eta * decay``, side by side: ``[-rate / B, 1 - rate * decay]`` or ``[0, 1]``.
 
-Computing ``-rate / B`` and ``-rate * decay`` on the host is what takes three of the
-five calls that the step spent on them (issue 28).  Tables are ``(steps, M or 1, 1, k)``:
-one column of models when every model shares the rates and the decay.
+Computing these on the host saves the step four of the five calls it spent on them
+(issue 28).  Tables are ``(steps, M or 1, 1, k)``: one column of models when every model
+shares the rates and the decay.
 """
 
 from __future__ import annotations
@@ -43,21 +42,21 @@ class StepRates:
         self.decay = decay
         self.backend, self.dtype = backend, dtype
         self.table = None
-        self.offset = None
-        if prescaled and decay is not None:  # [0, 1]: the factor's and the shrink's offset
-            self.offset = backend.asarray(np.array([[[0.0, 1.0]]]), dtype=dtype)
+        # A stopped model's row: no rate, no decay (shrink 1).
+        stopped = [0.0, 1.0] if prescaled and decay is not None else [0.0]
+        self.stopped = backend.asarray(np.array([[stopped]]), dtype=dtype)
 
     def host_table(self, start: int, steps: int) -> np.ndarray:
-        """The factors of steps ``start .. start + steps - 1`` before the liveness:
+        """The factors of steps ``start .. start + steps - 1`` for live models:
         ``(steps, M or 1, 1, k)``, ``k`` = 1 (the rate, or ``-rate / B``) or 2 (and
-        ``-rate * decay``)."""
+        ``1 - rate * decay``)."""
         r = self.rates[start:start + steps]
         r = r.reshape(r.shape[0], -1, 1, 1)  # (steps, M or 1, 1, 1)
         if not self.prescaled:
             return r
         columns = [-r / self.batch_size]
         if self.decay is not None:
-            columns.append(-r * self.decay[None, :, None, None])
+            columns.append(1.0 - r * self.decay[None, :, None, None])
         width = max(c.shape[1] for c in columns)
         return np.concatenate([np.broadcast_to(c, (c.shape[0], width, 1, 1)) for c in columns],
                               axis=-1)
@@ -67,18 +66,17 @@ class StepRates:
         self.table = self.backend.asarray(self.host_table(start, steps), dtype=self.dtype)
 
     def at(self, j: int, live):
-        """Step ``j`` of the epoch, for models with liveness ``live`` ``(M,)``.
+        """Step ``j`` of the epoch, for models with liveness ``live`` ``(M,)`` bool.
 
         Returns ``(eta, None)`` for an optimizer that takes the rate, else
         ``(factor, shrink)``: ``factor`` ``(M, 1, 1)`` for
         ``loss_and_data_gradients(score_factor=)`` and ``shrink`` ``(M, 1, 1)``, or None
         without decay.
         """
-        scaled = live[:, None, None] * self.table[j, ...]
-        if self.offset is None:
-            return scaled, None
-        scaled = scaled + self.offset
-        return scaled[..., :1], scaled[..., 1:]
+        row = self.backend.xp.where(live[:, None, None], self.table[j, ...], self.stopped)
+        if row.shape[-1] == 1:
+            return row, None
+        return row[..., :1], row[..., 1:]
 
     def take(self, keep, index) -> None:
         """Keep models ``keep`` (host indices; ``index`` the same on the device) only."""

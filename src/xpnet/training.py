@@ -252,7 +252,8 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
                 if kept is not None:  # one upload per epoch, as booleans
                     kept = net.backend.asarray(kept)
                 next_inputs = ahead.submit(epoch_inputs, seeds, drop_rates, epoch + 1)
-                step_rates.start_epoch(t, steps_per_epoch)  # one small upload per epoch
+                step_rates.start_epoch(t, steps_per_epoch)  # small uploads, once per epoch
+                liveness.start_epoch(t, steps_per_epoch)
             for cb in callbacks:
                 cb.on_step_begin(t)
             idx = order[j, ...] if order.ndim == 3 else order[j * B:(j + 1) * B]
@@ -274,7 +275,7 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             # A non-finite loss is a non-finite cost (the L2 term is finite while W is).
             # The failing step's update may leave non-finite weights: they are no longer
             # meaningful, and the model's recorded figures stop at its last finite ones.
-            liveness.observe(loss, config.divergence_loss)
+            liveness.observe(loss, config.divergence_loss, j)
             for cb in callbacks:
                 cb.on_step_end(t)
             if t + 1 in record_at and record(t + 1):

@@ -99,16 +99,16 @@ def test_step_rates_fold_the_batch_size_and_the_decay_on_the_host():
     sr = StepRates(rates, batch_size=10, prescaled=True, decay=np.array([0.5, 0.0]),
                    backend=backend, dtype=np.float64)
     sr.start_epoch(0, 2)
-    live = np.array([1.0, 0.0])
+    live = np.array([True, False])
     factor, shrink = sr.at(1, live)
     np.testing.assert_allclose(factor[:, 0, 0], [-0.3 / 10, 0.0])
     np.testing.assert_allclose(shrink[:, 0, 0], [1.0 - 0.3 * 0.5, 1.0])  # a dead model: 1
     sr.take(np.array([1]), np.array([1]))
-    assert sr.at(0, np.array([1.0]))[0].shape == (1, 1, 1)
-    np.testing.assert_allclose(sr.at(0, np.array([1.0]))[0][:, 0, 0], [-0.2 / 10])
+    assert sr.at(0, np.array([True]))[0].shape == (1, 1, 1)
+    np.testing.assert_allclose(sr.at(0, np.array([True]))[0][:, 0, 0], [-0.2 / 10])
     plain = StepRates(np.array([0.1, 0.3]), batch_size=10, prescaled=False, decay=None,
                       backend=backend, dtype=np.float64)
     plain.start_epoch(0, 2)
-    eta, none = plain.at(1, np.array([1.0, 1.0, 0.0]))
+    eta, none = plain.at(1, np.array([True, True, False]))
     assert none is None and plain.table.shape == (2, 1, 1, 1)
     np.testing.assert_allclose(eta[:, 0, 0], [0.3, 0.3, 0.0])
