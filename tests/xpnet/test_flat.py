@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import torch_or_skip
+from tests.conftest import TEST_DEVICES, matrix_backend, torch_or_skip
 from xpnet import to_numpy
 from xpnet.backend import get_backend
 from xpnet.network import Network, NetworkConfig
@@ -16,16 +16,17 @@ from xpnet.step_rates import StepRates
 CONFIG = NetworkConfig(d_in=6, hidden=(5, 4), n_classes=3, norm="batch")
 
 
-def _device(name):
-    if name.startswith("torch"):
+@pytest.fixture(params=[*TEST_DEVICES, "torch"])
+def any_backend(request):
+    """The namespace matrix (CuPy where the GPU job names it) and PyTorch."""
+    if request.param == "torch":
         torch_or_skip()
-    return name
+        return get_backend("torch")
+    return matrix_backend(request.param)
 
 
-@pytest.mark.parametrize("device", ["cpu", "strict", "torch"])
-def test_parameters_are_views_of_one_array_weights_first(device):
-    net = Network.create(CONFIG, seeds=[1, 2], lam=0.1, device=_device(device),
-                         dtype="float64")
+def test_parameters_are_views_of_one_array_weights_first(any_backend):
+    net = Network.create(CONFIG, seeds=[1, 2], lam=0.1, device=any_backend, dtype="float64")
     flat = net.flat_params
     layout = flat.layout
     assert layout.names[:3] == ("W1", "W2", "W3")
@@ -53,13 +54,12 @@ def _grads(net, seed):
             for k, v in net.params.items()}
 
 
-@pytest.mark.parametrize("device", ["cpu", "strict", "torch"])
 @pytest.mark.parametrize("options", [SGD(), SGD(momentum=(0.5, 0.9)), Adam(),
                                      AdamW(weight_decay=(0.1, 0.01))],
                          ids=["sgd", "momentum", "adam", "adamw"])
-def test_the_flat_update_equals_the_update_entry_by_entry(device, options):
+def test_the_flat_update_equals_the_update_entry_by_entry(any_backend, options):
     """The same steps with the flat array held (one update) and withheld (per entry)."""
-    nets = [Network.create(CONFIG, seeds=[3, 4], lam=[0.1, 0.0], device=_device(device),
+    nets = [Network.create(CONFIG, seeds=[3, 4], lam=[0.1, 0.0], device=any_backend,
                            dtype="float64") for _ in range(2)]
     updates = [options.build(net) for net in nets]
     eta = nets[0].backend.asarray(np.array([0.1, 0.02])[:, None, None], dtype=nets[0].dtype)
