@@ -187,39 +187,35 @@ class SGDUpdate:
     def step(self, params: dict, grads: dict, eta, *, flat=None) -> None:
         """Apply one update to every entry of ``params`` that has a gradient."""
         if _on_flat(self, params, grads, flat):
-            return self._step_flat(flat.flat, self.layout.flatten(self.xp, grads), eta)
+            velocity = (self.layout.parts(self._velocity_flat, self.velocity)
+                        if self.velocity is not None else None)
+            parts = self.layout.gradient_parts(self.xp, grads)
+            for i, (p, (g, n_decayed)) in enumerate(
+                    zip(self.layout.parts(flat.flat, flat.views), parts, strict=True)):
+                self._update(p, g, None if velocity is None else velocity[i], n_decayed, eta)
+            return
         for name, grad in grads.items():
-            decays = self.decay is not None and name in self.decay_names
-            if self.velocity is not None:
-                v = self.velocity[name]
-                v *= self.momentum
-                v += grad
-                if decays:
-                    v += self.decay * params[name]
-                params[name] -= eta * v
-            elif decays:
-                # p - eta * (g + decay * p) = p * (1 - eta * decay) - eta * g, in place.
-                params[name] *= 1.0 - eta * self.decay
-                params[name] -= eta * grad
-            else:
-                params[name] -= eta * grad
+            decays = name in self.decay_names
+            v = None if self.velocity is None else self.velocity[name]
+            self._update(params[name], grad, v, -1 if decays else 0, eta)
 
-    def _step_flat(self, p, g, eta) -> None:
-        """:meth:`step` on the flat parameters ``p`` and gradients ``g`` ``(M, 1, P)``."""
-        n_decayed = self.layout.n_decayed if self.decay is not None else 0
-        if self.velocity is not None:
-            v = self._velocity_flat
+    def _update(self, p, g, v, n_decayed, eta) -> None:
+        """SGD on one array ``p`` (velocity ``v`` or None); its leading ``n_decayed``
+        columns decay (-1: all of it, 0: none)."""
+        decayed = _decayed(p, n_decayed) if self.decay is not None else None
+        if v is not None:
             v *= self.momentum
             v += g
-            if n_decayed:
-                v_decayed = v[..., :n_decayed]
-                v_decayed += self.decay * p[..., :n_decayed]
+            if decayed is not None:
+                v_decayed = _decayed(v, n_decayed)
+                v_decayed += self.decay * decayed
             p -= eta * v
-            return
-        if n_decayed:
-            p_decayed = p[..., :n_decayed]
-            p_decayed *= 1.0 - eta * self.decay
-        p -= eta * g
+        elif decayed is not None:
+            # p - eta * (g + decay * p) = p * (1 - eta * decay) - eta * g, in place.
+            decayed *= 1.0 - eta * self.decay
+            p -= eta * g
+        else:
+            p -= eta * g
 
     def step_prescaled(self, params: dict, updates: dict, eta=None, *, shrink=None,
                        flat=None) -> None:
@@ -228,18 +224,21 @@ class SGDUpdate:
         ``updates`` come from back-propagating a score gradient scaled by ``-eta``; the
         decay multiplies the weights by ``shrink = 1 - eta * decay`` ``(M, 1, 1)``, given
         or computed from ``eta`` here.  Two passes over each weight matrix instead of
-        three; on the flat parameters, three array calls in all.
+        three; on the flat parameters, four array calls in all (the decay of every weight
+        matrix, the head's update, the others' laid side by side and added).
         """
         if self.velocity is not None:
             raise ValueError("step_prescaled is for SGD without momentum.")
         if self.decay is not None and shrink is None:
             shrink = 1.0 - eta * self.decay
         if _on_flat(self, params, updates, flat):
-            p = flat.flat
             if self.decay is not None:
-                p_decayed = p[..., :self.layout.n_decayed]
-                p_decayed *= shrink
-            p += self.layout.flatten(self.xp, updates)
+                decayed = flat.flat[..., :self.layout.n_decayed]
+                decayed *= shrink
+            parts = self.layout.gradient_parts(self.xp, updates)
+            for p, (update, _) in zip(self.layout.parts(flat.flat, flat.views), parts,
+                                      strict=True):
+                p += update
             return
         for name, update in updates.items():
             if self.decay is not None and name in self.decay_names:
@@ -286,9 +285,11 @@ class AdamUpdate:
         step_size = 1.0 / (1.0 - b1 ** self.t)  # times eta: the first moment's correction
         root_c2 = math.sqrt(1.0 - b2 ** self.t)
         if _on_flat(self, params, grads, flat):
-            g = self.layout.flatten(self.xp, grads)  # a fresh array: changed in place
-            n = self.layout.n_decayed
-            entries = [(flat.flat, g, self._m_flat, self._v_flat, n)]
+            layout = self.layout
+            entries = [(p, g, m, v, n_decayed) for p, (g, n_decayed), m, v in zip(
+                layout.parts(flat.flat, flat.views), layout.gradient_parts(self.xp, grads),
+                layout.parts(self._m_flat, self.m), layout.parts(self._v_flat, self.v),
+                strict=True)]
         else:
             entries = [(params[name], g, self.m[name], self.v[name],
                         -1 if name in self.decay_names else 0) for name, g in grads.items()]
@@ -298,17 +299,15 @@ class AdamUpdate:
     def _update(self, p, g, m, v, n_decayed, eta, step_size, root_c2) -> None:
         """Adam on one array ``p``; its leading ``n_decayed`` columns decay (-1: all)."""
         b1, b2 = self.beta1, self.beta2
-        if n_decayed:
-            whole = n_decayed < 0
-            if self.decay is not None:
-                if whole:
-                    g = g + self.decay * p  # not in place: g is the caller's gradient
-                else:
-                    g_decayed = g[..., :n_decayed]
-                    g_decayed += self.decay * p[..., :n_decayed]
-            if self.weight_decay is not None:
-                p_decayed = p if whole else p[..., :n_decayed]
-                p_decayed *= 1.0 - eta * self.weight_decay
+        if n_decayed and self.decay is not None:
+            if n_decayed < 0:
+                g = g + self.decay * p  # not in place: g may be the caller's gradient
+            else:  # g is the tail's gradients laid side by side: a fresh array
+                g_decayed = g[..., :n_decayed]
+                g_decayed += self.decay * p[..., :n_decayed]
+        if n_decayed and self.weight_decay is not None:
+            p_decayed = _decayed(p, n_decayed)
+            p_decayed *= 1.0 - eta * self.weight_decay
         m *= b1
         m += (1.0 - b1) * g
         v *= b2
@@ -328,6 +327,13 @@ def _on_flat(update, params: dict, grads: dict, flat) -> bool:
     return (flat is not None and update.layout is not None and flat.layout == update.layout
             and flat.current(params) and len(grads) == len(params)
             and all(name in grads for name in update.layout.names))
+
+
+def _decayed(a, n_decayed):
+    """The decayed part of ``a``: all of it (-1), its leading columns, or None (0)."""
+    if n_decayed < 0:
+        return a
+    return a[..., :n_decayed] if n_decayed else None
 
 
 def _zeros_like(xp, params: dict, layout):

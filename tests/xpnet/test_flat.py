@@ -41,6 +41,22 @@ def test_parameters_are_views_of_one_array_weights_first(any_backend):
         np.testing.assert_array_equal(to_numpy(value), factor * before[name], err_msg=name)
 
 
+def test_the_head_gradient_is_added_as_it_is_the_others_laid_side_by_side():
+    """W1's gradient, the step's largest, is not copied to lay it beside the others."""
+    import array_api_compat.numpy as xp
+
+    net = Network.create(CONFIG, seeds=[1, 2], device="cpu")
+    layout = net.flat_params.layout
+    grads = {k: np.ones_like(v) for k, v in net.params.items()}
+    grads["W1"] = np.swapaxes(np.ones((2, 5, 6)), -1, -2)  # a transposed view, as the step's
+    (head, all_of_it), (tail, n_decayed) = layout.gradient_parts(xp, grads)
+    assert head is grads["W1"] and all_of_it == -1
+    assert tail.shape == (2, 1, layout.size - layout.n_head)
+    assert n_decayed == 5 * 4 + 4 * 3 and layout.n_head == 6 * 5
+    parts = layout.parts(net.flat_params.flat, net.flat_params.views)
+    assert parts[0] is net.params["W1"] and np.shares_memory(parts[1], net.flat_params.flat)
+
+
 def test_a_replaced_entry_makes_the_flat_array_stale():
     net = Network.create(CONFIG, seeds=[1, 2], device="cpu")
     assert net.flat_params.current(net.params)
