@@ -32,7 +32,6 @@ lower layer (``Network``, ``train``, ``DeviceSplit``, callbacks) stays available
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib
 import inspect
@@ -374,21 +373,15 @@ class Classifier(estimator.Params):
         return X
 
     def __getstate__(self) -> dict:
-        # The network keeps its array module as ``xp`` (its backend's); modules do not
-        # pickle, and the backend pickles as its device flag (scikit-learn's joblib
-        # workers and clone-by-pickle need a fitted Classifier to pickle).
+        # scikit-learn's joblib workers and clone-by-pickle need a fitted Classifier to
+        # pickle: the network pickles itself (Network.__getstate__), the array-API
+        # namespace of the inputs travels as its module's name.
         state = dict(self.__dict__)
-        if state.get("network_") is not None:
-            net = copy.copy(state["network_"])
-            del net.xp
-            state["network_"] = net
         if state.get("_space") is not None:
             state["_space"] = (state["_space"][0].__name__, state["_space"][1])
         return state
 
     def __setstate__(self, state: dict) -> None:
-        if state.get("network_") is not None:
-            state["network_"].xp = state["network_"].backend.xp
         if state.get("_space") is not None:
             state["_space"] = (importlib.import_module(state["_space"][0]), state["_space"][1])
         self.__dict__.update(state)

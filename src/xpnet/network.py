@@ -20,7 +20,8 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import checkpoint, l2, layers, norms, options, registry
+from xpnet import checkpoint, l2, layers, options, registry
+from xpnet.averages import RunningAverages
 from xpnet.backend import Backend, get_backend, to_numpy
 from xpnet.config import NetworkConfig, _per_model  # noqa: F401 (NetworkConfig re-exported)
 from xpnet.errors import XpnetError
@@ -64,8 +65,7 @@ class Network:
         self.activation_entry = registry.activation(config.activation)
         self._entry_options = {}
         self.seeds = None if seeds is None else [int(s) for s in np.asarray(seeds).reshape(-1)]
-        self._folded = None
-        self._fold_weights = None  # (the momentum or 'per model', the fold's weights)
+        self.averages = None  # RunningAverages, when the normalization keeps them
         self.lay_out_averages()
         self.flat_params = None
         self.lay_out_params()
@@ -78,24 +78,15 @@ class Network:
 
     def lay_out_averages(self) -> None:
         """Lay the running averages side by side in one array (the buffers become its
-        slices), so that each step's :meth:`_fold_averages` starts from it; a no-op for
-        a normalization without running averages."""
+        slices: :class:`~xpnet.averages.RunningAverages`), so that each step folds them
+        all at once; a no-op for a normalization without running averages."""
         norm = self.norm_entry
         if norm is None or norm.averages is None or not self.buffers:
             return
-        names = tuple(f"{k}{l}" for l in range(1, self.config.n_layers)
-                      for k in norm.buffers)
-        running = [self.buffers[name] for name in names]
-        flat = self.xp.concat(running, axis=-1)
-        start = 0
-        for name, value in zip(names, running, strict=True):
-            self.buffers[name] = flat[..., start:start + value.shape[-1]]
-            start += value.shape[-1]
-        self._folded = (names, tuple(self.buffers[name] for name in names), flat)
-        momentum = self.average_momentum(norm)  # the fold's weights, made before any step
-        self._fold_weights = (_momentum_key(momentum),
-                              norms.fold_weights(self.xp, momentum, self.dtype,
-                                                 self.backend.device))
+        names = [f"{k}{l}" for l in range(1, self.config.n_layers) for k in norm.buffers]
+        self.averages = RunningAverages(self.xp, self.buffers, names,
+                                        self.average_momentum(norm), self.dtype,
+                                        self.backend.device)
 
     def entry_options(self, entry) -> dict:
         """The keyword options a registry entry's ``forward`` takes (its ``options``):
@@ -225,7 +216,6 @@ class Network:
             self.seeds = [self.seeds[int(i)] for i in keep]
         self.n_models = int(keep.size)
         self._entry_options = {}  # built from the per-model arrays just compacted
-        self._fold_weights = None
         self.lay_out_averages()
         self.lay_out_params()
 
@@ -274,7 +264,7 @@ class Network:
             if l == K:
                 caches.append((dense_cache, None, None, None))
                 if batch_stats:
-                    self._fold_averages(batch_stats, self.average_momentum(norm))
+                    self.averages.fold(self.buffers, batch_stats)
                 return s, caches
             norm_cache, z = None, s
             if norm is not None:
@@ -296,31 +286,6 @@ class Network:
                 h = h * mask
             caches.append((dense_cache, norm_cache, act_cache, mask))
         raise AssertionError("unreachable")
-
-    def _fold_averages(self, batch_stats: dict, momentum) -> None:
-        """Fold the batch statistics ``{buffer name: (M, 1, d)}`` into the running
-        averages of those buffers, all layers in one pass.
-
-        The new buffers are slices of one array, kept for the next step's fold while every
-        buffer is still the slice stored here (a take_models or a load replaces them).
-        """
-        names = tuple(batch_stats)
-        running = [self.buffers[name] for name in names]
-        kept = self._folded
-        flat = None
-        if kept is not None and kept[0] == names and all(
-                a is b for a, b in zip(kept[1], running, strict=True)):
-            flat = kept[2]
-        # A per-model momentum is a view of per_model[...]: fixed until take_models.
-        key = _momentum_key(momentum)
-        if self._fold_weights is None or self._fold_weights[0] != key:
-            self._fold_weights = (key, norms.fold_weights(self.xp, momentum, self.dtype,
-                                                          self.backend.device))
-        new, flat = norms.fold_averages(self.xp, running, list(batch_stats.values()),
-                                        self._fold_weights[1], flat)
-        for name, value in zip(names, new, strict=True):
-            self.buffers[name] = value
-        self._folded = (names, tuple(new), flat)
 
     def regularisation(self):
         """The L2 term of the cost per model, shape ``(M,)`` (see :mod:`xpnet.l2`)."""
@@ -424,17 +389,26 @@ class Network:
         """Load a checkpoint written by :meth:`save` onto ``device``, without pickle."""
         return checkpoint.load(cls, path, device, dtype)
 
+    def __getstate__(self) -> dict:
+        # Modules do not pickle (the backend pickles as its device flag), and the flat
+        # layouts are rebuilt on unpickling: the arrays travel once, as params and buffers.
+        state = dict(self.__dict__)
+        for name in ("xp", "flat_params", "averages"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.xp = self.backend.xp
+        self.averages = self.flat_params = None
+        self.lay_out_averages()
+        self.lay_out_params()
+
     def __repr__(self) -> str:
         c = self.config
         return (f"Network(sizes={c.sizes}, norm={c.norm!r}, activation={c.activation!r}, "
                 f"init={c.init!r}, "
                 f"n_models={self.n_models}, device={self.backend.name!r}, dtype={self.dtype})")
-
-
-def _momentum_key(momentum):
-    """What the fold's weights depend on: the momentum, or "per model" for a per-model one
-    (a view of ``Network.per_model``, fixed until :meth:`Network.take_models`)."""
-    return float(momentum) if isinstance(momentum, (int, float)) else "per model"
 
 
 def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:

@@ -28,7 +28,7 @@ def batch_forward(s, params, buffers, *, train, xp, bn_eps):
 
     Train mode normalises with the batch's statistics and returns them, ``mean`` and
     biased ``var`` ``(M, 1, d)``: the entry's ``averages`` option tells the network to fold
-    them into the running averages (:func:`fold_averages`).  Eval mode normalises with the
+    them into the running averages (:mod:`xpnet.averages`).  Eval mode normalises with the
     running ``mean`` and ``var`` of ``buffers`` and returns ``{}``.
     """
     if not train:
@@ -39,34 +39,6 @@ def batch_forward(s, params, buffers, *, train, xp, bn_eps):
     out, cache, mean, var = layers.batchnorm_train(s, params["gamma"], params["beta"],
                                                    eps=bn_eps, xp=xp)
     return out, cache, {"mean": mean, "var": var}
-
-
-def fold_averages(xp, running: list, batch: list, weights, flat=None):
-    """``momentum * running + (1 - momentum) * batch`` for every pair of ``(M, 1, d_i)``
-    arrays at once: the old and the new values side by side, ``(M, 2, sum d_i)``, times
-    ``weights`` (:func:`fold_weights`) in one matrix product: two array calls, whatever
-    their number.
-
-    ``flat`` may be the previous call's result (``running`` are then its slices).
-    Returns ``(new, flat)``: the new averages, slices of ``flat`` ``(M, 1, sum d_i)``.
-    """
-    old = xp.concat(running, axis=-1) if flat is None else flat
-    both = xp.concat([old, *batch], axis=-1)  # (M, 1, 2 D): old, then the batch's
-    flat = weights @ xp.reshape(both, (both.shape[0], 2, old.shape[-1]))
-    new, start = [], 0
-    for b in batch:
-        new.append(flat[..., start:start + b.shape[-1]])
-        start += b.shape[-1]
-    return new, flat
-
-
-def fold_weights(xp, momentum, dtype, device):
-    """The row ``[momentum, 1 - momentum]`` that :func:`fold_averages` multiplies by:
-    ``(1, 2)`` for a float, ``(M, 1, 2)`` for a per-model momentum ``(M, 1, 1)``."""
-    if isinstance(momentum, (int, float)):
-        momentum = float(momentum)
-        return xp.asarray([[momentum, 1.0 - momentum]], dtype=dtype, device=device)
-    return xp.concat([momentum, 1.0 - momentum], axis=-1)
 
 
 def batch_backward(dout, cache, *, xp):

@@ -88,7 +88,7 @@ class Normalization:
         averages: None, or the config field of a momentum: then the buffers are
             exponential running averages of the statistics train-mode ``forward``
             returns, ``buffer = momentum * buffer + (1 - momentum) * statistic``, folded
-            by the network for every layer in one pass (:func:`xpnet.norms.fold_averages`).
+            by the network for every layer in one pass (:class:`xpnet.averages.RunningAverages`).
         numpy_forward, numpy_backward: optional NumPy in-place forms (as for
             :class:`Activation`).
     """

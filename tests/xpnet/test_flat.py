@@ -128,3 +128,15 @@ def test_step_rates_fold_the_batch_size_and_the_decay_on_the_host():
     eta, none = plain.at(1, np.array([True, True, False]))
     assert none is None and plain.table.shape == (2, 1, 1, 1)
     np.testing.assert_allclose(eta[:, 0, 0], [0.3, 0.3, 0.0])
+
+
+def test_a_pickled_network_comes_back_laid_out_flat():
+    import pickle
+
+    net = Network.create(CONFIG, seeds=[1, 2], lam=0.1, device="cpu")
+    back = pickle.loads(pickle.dumps(net))
+    assert back.flat_params.current(back.params) and back.xp is net.xp
+    assert back.averages is not None and np.shares_memory(back.buffers["mean1"],
+                                                          back.averages.flat)
+    for name, value in net.params.items():
+        np.testing.assert_array_equal(back.params[name], value, err_msg=name)
