@@ -49,9 +49,8 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
             for name, grad in param_grads.items():
                 grads[f"{name}{l}"] = grad
         has_b = f"b{l}" in p
-        # The first layer's weights are updated on their own (xpnet.flat): any layout.
         dout, grads[f"W{l}"], db = layers.dense_backward(
-            dout, dense_cache, need_dx=l > 1, need_db=has_b, xp=xp, contiguous_dW=l > 1)
+            dout, dense_cache, need_dx=l > 1, need_db=has_b, xp=xp)
         if has_b:
             grads[f"b{l}"] = db
     return loss, grads

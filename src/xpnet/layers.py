@@ -41,7 +41,7 @@ def dense_forward(x, W, b=None):
     return out, (x, W)
 
 
-def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None, contiguous_dW=True):
+def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None):
     """Gradients of the affine map.
 
     Args:
@@ -50,11 +50,6 @@ def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None, contiguous_
         need_dx: False for the first layer, whose input gradient nobody uses
             (it is the most expensive product of the step).
         need_db: False when the layer has no bias.
-        contiguous_dW: compute ``dW`` as ``x^T @ dout``, a contiguous array (which the
-            optimizer can lay beside the other gradients without a copy: :mod:`xpnet.flat`);
-            False: as ``(dout^T @ x)^T``, a transposed view, for the first layer, whose
-            input ``x`` is the step's largest array (PyTorch's CPU multiplies a transposed
-            ``x`` 1.2x slower; CuPy copies a transposed operand first).
 
     Returns:
         ``(dx, dW, db)``: ``dx`` ``(M, n, d_in)`` or None, ``dW`` ``(M, d_in, d_out)``,
@@ -63,8 +58,10 @@ def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None, contiguous_
     xp = xp or namespace_of(dout)
     x, W = cache
     T = xp.linalg.matrix_transpose
-    # A shared 2-D x broadcasts: (d_in, n) @ (M, n, d_out) -> (M, d_in, d_out).
-    dW = T(x) @ dout if contiguous_dW else T(T(dout) @ x)
+    # dW = x^T @ dout, contiguous: the optimizer adds it into the flat parameters
+    # (xpnet.flat), where a transposed view would be copied first.  A shared 2-D x
+    # broadcasts: (d_in, n) @ (M, n, d_out) -> (M, d_in, d_out).
+    dW = T(x) @ dout
     db = xp.sum(dout, axis=-2, keepdims=True) if need_db else None
     dx = dout @ T(W) if need_dx else None
     return dx, dW, db

@@ -187,11 +187,11 @@ class SGDUpdate:
     def step(self, params: dict, grads: dict, eta, *, flat=None) -> None:
         """Apply one update to every entry of ``params`` that has a gradient."""
         if _on_flat(self, params, grads, flat):
-            velocity = (self.layout.parts(self._velocity_flat, self.velocity)
+            velocity = (self.layout.parts(self._velocity_flat)
                         if self.velocity is not None else None)
             parts = self.layout.gradient_parts(self.xp, grads)
             for i, (p, (g, n_decayed)) in enumerate(
-                    zip(self.layout.parts(flat.flat, flat.views), parts, strict=True)):
+                    zip(self.layout.parts(flat.flat), parts, strict=True)):
                 self._update(p, g, None if velocity is None else velocity[i], n_decayed, eta)
             return
         for name, grad in grads.items():
@@ -236,8 +236,7 @@ class SGDUpdate:
                 decayed = flat.flat[..., :self.layout.n_decayed]
                 decayed *= shrink
             parts = self.layout.gradient_parts(self.xp, updates)
-            for p, (update, _) in zip(self.layout.parts(flat.flat, flat.views), parts,
-                                      strict=True):
+            for p, (update, _) in zip(self.layout.parts(flat.flat), parts, strict=True):
                 p += update
             return
         for name, update in updates.items():
@@ -287,8 +286,8 @@ class AdamUpdate:
         if _on_flat(self, params, grads, flat):
             layout = self.layout
             entries = [(p, g, m, v, n_decayed) for p, (g, n_decayed), m, v in zip(
-                layout.parts(flat.flat, flat.views), layout.gradient_parts(self.xp, grads),
-                layout.parts(self._m_flat, self.m), layout.parts(self._v_flat, self.v),
+                layout.parts(flat.flat), layout.gradient_parts(self.xp, grads),
+                layout.parts(self._m_flat), layout.parts(self._v_flat),
                 strict=True)]
         else:
             entries = [(params[name], g, self.m[name], self.v[name],
@@ -301,7 +300,7 @@ class AdamUpdate:
         b1, b2 = self.beta1, self.beta2
         if n_decayed and self.decay is not None:
             if n_decayed < 0:
-                g = g + self.decay * p  # not in place: g may be the caller's gradient
+                g = g + self.decay * p  # not in place: g may be a view of the caller's
             else:  # g is the tail's gradients laid side by side: a fresh array
                 g_decayed = g[..., :n_decayed]
                 g_decayed += self.decay * p[..., :n_decayed]
