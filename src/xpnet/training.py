@@ -259,15 +259,15 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
             idx = order[j, ...] if order.ndim == 3 else order[j * B:(j + 1) * B]
             Xb = gather(xp, train_data.X, idx, M)
             Yb = gather(xp, train_data.Y, idx, M)
-            # The rate is zero for stopped models; for SGD without momentum it arrives as
-            # -eta / B, folded into the backward pass (xpnet.step_rates).
-            eta, shrink = step_rates.at(j, liveness.live)
+            # Zero for stopped models: eta, or for SGD without momentum -eta / B (the
+            # backward pass then yields ready-made updates) and the decay factor.
+            rate, shrink = step_rates.at(j, liveness.live)
             masks = None if kept is None else dropout.device_masks(net, kept[j, ...])
             if not optimizer.prescaled:
                 loss, grads = net.loss_and_data_gradients(Xb, Yb, masks=masks)
-                optimizer.step(net.params, grads, eta, flat=net.flat_params)
+                optimizer.step(net.params, grads, rate, flat=net.flat_params)
             else:
-                loss, updates = net.loss_and_data_gradients(Xb, Yb, score_factor=eta,
+                loss, updates = net.loss_and_data_gradients(Xb, Yb, score_factor=rate,
                                                             masks=masks)
                 optimizer.step_prescaled(net.params, updates, shrink=shrink,
                                          flat=net.flat_params)
