@@ -52,20 +52,31 @@ def batch_forward_numpy(s, params, buffers, *, train, bn_eps):
     batch statistics, as it does."""
     if not train:
         raise ValueError("the NumPy form of batch norm is train mode only")
-    inv_n = 1.0 / s.shape[-2]
-    mean = _sum(s, axis=-2, keepdims=True)
+    mean, var, inv_std = _standardize(s, -2, bn_eps)
+    return _scale_shift(s, params), (s, inv_std, params["gamma"]), {"mean": mean, "var": var}
+
+
+def _standardize(s, axis: int, eps):
+    """In place: ``s`` becomes ``(s - mean) / sqrt(var + eps)`` along ``axis``; returns
+    ``mean``, the biased ``var`` and ``inv_std``, each reduced along ``axis`` (kept)."""
+    inv_n = 1.0 / s.shape[axis]
+    mean = _sum(s, axis=axis, keepdims=True)
     mean *= inv_n
     s -= mean
-    var = _sum(np.square(s), axis=-2, keepdims=True)
+    var = _sum(np.square(s), axis=axis, keepdims=True)
     var *= inv_n
-    inv_std = var + bn_eps
+    inv_std = var + eps
     np.sqrt(inv_std, out=inv_std)
     np.reciprocal(inv_std, out=inv_std)
     s *= inv_std
-    gamma = params["gamma"]
-    out = s * gamma
+    return mean, var, inv_std
+
+
+def _scale_shift(s_hat, params):
+    """``s_hat * gamma + beta``, a new array."""
+    out = s_hat * params["gamma"]
     out += params["beta"]
-    return out, (s, inv_std, gamma), {"mean": mean, "var": var}
+    return out
 
 
 def batch_backward_numpy(dout, cache):
@@ -113,20 +124,8 @@ def layer_backward(dout, cache, *, xp):
 
 def layer_forward_numpy(s, params, buffers, *, train, bn_eps):
     """:func:`layer_forward`, in place: ``s`` becomes ``s_hat``."""
-    inv_d = 1.0 / s.shape[-1]
-    mean = _sum(s, axis=-1, keepdims=True)
-    mean *= inv_d
-    s -= mean
-    inv_std = _sum(np.square(s), axis=-1, keepdims=True)
-    inv_std *= inv_d
-    inv_std += bn_eps
-    np.sqrt(inv_std, out=inv_std)
-    np.reciprocal(inv_std, out=inv_std)
-    s *= inv_std
-    gamma = params["gamma"]
-    out = s * gamma
-    out += params["beta"]
-    return out, (s, gamma, inv_std), {}
+    _, _, inv_std = _standardize(s, -1, bn_eps)
+    return _scale_shift(s, params), (s, params["gamma"], inv_std), {}
 
 
 def layer_backward_numpy(dout, cache):
