@@ -162,25 +162,17 @@ class CountedArray:
         return f"CountedArray({self._a!r})"
 
 
-def _binary(name):
+def _binary(name, in_place=False):
+    """A counted operator; ``in_place`` ones keep the wrapper, whose array NumPy updated."""
     def op(self, other):
         result = getattr(self._a, name)(_unwrap(other))
         if result is NotImplemented:
             return result
         self._ns.counter.add(name)
+        if in_place:
+            self._a = result  # NumPy's in-place operators return the same array
+            return self
         return self._wrap(result)
-    op.__name__ = name
-    return op
-
-
-def _inplace(name):
-    def op(self, other):
-        result = getattr(self._a, name)(_unwrap(other))
-        if result is NotImplemented:
-            return result
-        self._ns.counter.add(name)
-        self._a = result  # NumPy's in-place operators return the same array
-        return self
     op.__name__ = name
     return op
 
@@ -198,7 +190,7 @@ _ARITHMETIC = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul
 for _name in _ARITHMETIC:
     setattr(CountedArray, f"__{_name}__", _binary(f"__{_name}__"))
     setattr(CountedArray, f"__r{_name}__", _binary(f"__r{_name}__"))
-    setattr(CountedArray, f"__i{_name}__", _inplace(f"__i{_name}__"))
+    setattr(CountedArray, f"__i{_name}__", _binary(f"__i{_name}__", in_place=True))
 for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
     setattr(CountedArray, f"__{_name}__", _binary(f"__{_name}__"))
 for _name in ("neg", "pos", "invert", "abs"):
