@@ -29,7 +29,10 @@ def log_uniform_grid(lo_exp: float, hi_exp: float, n: int) -> np.ndarray:
         raise XpnetError("A grid needs n >= 1 and lo_exp <= hi_exp.")
     if n == 1:
         return np.array([10.0 ** ((lo_exp + hi_exp) / 2)])
-    return 10.0 ** np.linspace(lo_exp, hi_exp, n)
+    # Python's power, not NumPy's: NumPy 2.4's vectorised power gives 9.999999999999999e-06
+    # for 10 ** -5, and a grid value that moves with the NumPy release moves the
+    # fingerprints of stored runs (which then run again).
+    return np.array([10.0 ** float(x) for x in np.linspace(lo_exp, hi_exp, n)])
 
 
 def grid_spacing(values) -> float:

@@ -39,8 +39,9 @@ class FixedData(Context):
 def pinned_specs(ctx, bn_keywords) -> dict:
     """Specs as built-in studies write them; ``bn_keywords(bn)`` spells batch norm on/off."""
     return {
+        # 10 ** x in Python: NumPy 2.4's power gives 9.999999999999999e-06 for 10 ** -5.
         "lambda_search": ctx.train_spec(hidden=ARCHS["3-layer"], seeds=0,
-                                        lam=[float(v) for v in np.logspace(-5, -1, 8)],
+                                        lam=[10.0 ** float(x) for x in np.linspace(-5, -1, 8)],
                                         schedule=ctx.cyclical(2)),
         "bn_eps": ctx.train_spec(
             grid=Grid([0, 1, 2], sigma=(1e-1, 1e-3, 1e-4), eps=(1e-3, 1e-5, 1e-8)),

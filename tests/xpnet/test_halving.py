@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.problems import blobs
 from xpnet import ConstantLR, CyclicalLR, Halving, Network, NetworkConfig, to_numpy
 from xpnet.backend import get_backend
 from xpnet.errors import XpnetError
@@ -18,10 +19,7 @@ from xpnet.training import DeviceSplit, History, TrainConfig, record_steps, trai
 
 
 def _blobs(n=120, d=12, classes=4, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((classes, d)) * 1.5
-    y = rng.integers(0, classes, n)
-    return centres[y] + rng.standard_normal((n, d)), y
+    return blobs(n, d, classes, seed, spread=1.5)
 
 
 # ---------------------------------------------------------------- the schedule

@@ -78,3 +78,10 @@ def test_train_lockstep_trains_one_network_with_one_model_per_lambda():
     assert scores[0] > 0.8
     assert scores[-1] < 0.7
     assert best_index(scores) < 3
+
+
+def test_grid_values_do_not_move_with_the_numpy_release():
+    """Python's power gives the decades exactly (NumPy 2.4's gives 9.999999999999999e-06
+    for 10 ** -5); the grid's values are in the fingerprints of stored runs."""
+    grid = log_uniform_grid(-5, -1, 5)
+    assert grid.tolist() == [1e-05, 1e-04, 1e-03, 1e-02, 1e-01]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import block_import, torch_or_skip
+from tests.problems import blobs
 from xpnet.backend import get_backend, to_numpy
 from xpnet.errors import BackendError
 from xpnet.network import Network, NetworkConfig, one_hot
@@ -32,11 +33,7 @@ def _problem(d=30, n=16, classes=10, seed=4):
 
 
 def _blobs(n=200, d=20, classes=4, seed=0):
-    """A learnable problem: Gaussian blobs around one centre per class."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((classes, d)) * 2
-    y = rng.integers(0, classes, n)
-    return centres[y] + rng.standard_normal((n, d)), y
+    return blobs(n, d, classes, seed, spread=2.0)
 
 
 def test_torch_backend_is_the_array_api_path_on_cpu_tensors():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tests.problems import blobs
 from xpnet.backend import get_backend, to_numpy
 from xpnet.errors import XpnetError
 from xpnet.network import Network, NetworkConfig
@@ -72,10 +73,7 @@ def test_batch_orders_depend_only_on_own_seed():
 
 
 def _blobs(n=200, d=20, classes=4, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((classes, d)) * 3
-    y = rng.integers(0, classes, n)
-    return (centres[y] + rng.standard_normal((n, d))).astype(np.float32), y
+    return blobs(n, d, classes, seed, spread=3.0, dtype=np.float32)
 
 
 def test_training_learns_and_records_history(fast_backend):
