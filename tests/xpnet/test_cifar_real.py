@@ -41,7 +41,10 @@ def test_four_layer_bn_overfits_100_real_images(cifar):
     be = get_backend("cpu")
     tr = DeviceSplit.from_host(be, cifar.X_train[:100], cifar.y_train[:100], 10, "float32")
     net = Network.create(NetworkConfig(hidden=(50, 30, 20)), seeds=0, lam=0.0, device=be)
-    hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=100, cycles=2), tr, None,
+    # Three cycles, not two: after two, seeds 0-2 sit at 99-100 % with a loss near 0.05,
+    # where a rounding-level change of the step (issue 28's) flips one image; after three
+    # every seed is at 100 % with a loss near 0.015, before and after that change.
+    hist = train(net, CyclicalLR(1e-5, 1e-1, n_s=100, cycles=3), tr, None,
                  TrainConfig(batch_size=10), progress=False)
     assert np.max(hist.metrics["train_accuracy"][-1]) == 1.0
 
