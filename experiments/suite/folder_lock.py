@@ -4,7 +4,8 @@ Every file of an output folder (``results.json``, ``figures/``, ``report.md``,
 ``errors/``) is written by the one process that holds ``OUT/.lock``: an exclusive
 ``fcntl.flock`` that the OS releases when the process ends, however it ends (a SIGKILL
 leaves no stale lock behind).  The holder writes its pid and command line into the file,
-so a second invocation refused the folder can say who holds it.  Where ``fcntl`` is
+so a second invocation refused the folder can say who holds it (in the moment before it
+has, Linux's ``/proc/locks`` names it).  Where ``fcntl`` is
 missing (Windows) the lock is a no-op, as the data cache's is.
 """
 
@@ -112,7 +113,11 @@ class FolderLock:
 
 def holder(fd: int) -> tuple[int | None, str]:
     """The pid and command line written in the lock file open as ``fd``; the command as
-    ``/proc/PID/cmdline`` gives it where that is readable."""
+    ``/proc/PID/cmdline`` gives it where that is readable.
+
+    A holder that has just taken the lock may not have written its pid yet: the kernel's
+    table of locks (``/proc/locks``, Linux) names it then.
+    """
     try:
         text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
     except OSError:
@@ -121,13 +126,38 @@ def holder(fd: int) -> tuple[int | None, str]:
     try:
         pid = int(fields.get("pid", ""))
     except ValueError:
-        return None, ""
+        pid = _flock_holder(fd)
+        if pid is None:
+            return None, ""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         command = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
     except OSError:
         command = ""
     return pid, command or fields.get("command", "").strip()
+
+
+def _flock_holder(fd: int) -> int | None:
+    """The pid that ``/proc/locks`` says holds a ``flock`` on the file open as ``fd``, or
+    None (not Linux, or not found)."""
+    try:
+        st = os.fstat(fd)
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in table.splitlines():
+        parts = line.split()  # "1: FLOCK ADVISORY WRITE 1234 08:01:5678 0 EOF"
+        if len(parts) < 6 or parts[1] != "FLOCK" or parts[0].endswith("->"):
+            continue
+        try:
+            major, minor, inode = parts[5].split(":")
+            where = (int(major, 16), int(minor, 16), int(inode))
+            if where == wanted:
+                return int(parts[4])
+        except ValueError:
+            continue
+    return None
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -148,6 +148,22 @@ def test_after_a_sigkill_of_the_holder_the_next_invocation_resumes(procs, tiny_d
     assert not (out / LOCK_NAME).exists()
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="the kernel's lock table is Linux's")
+def test_a_holder_that_has_not_written_its_pid_yet_is_named_by_the_kernel(tmp_path):
+    """Between taking the lock and writing its pid the holder's file is empty: the refusal
+    then names it from /proc/locks (two invocations started together hit that window)."""
+    import fcntl
+
+    fd = os.open(tmp_path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, nothing written
+        with pytest.raises(FolderInUse) as info:
+            FolderLock(tmp_path).acquire()
+        assert f"in use by process {os.getpid()} (" in str(info.value)
+    finally:
+        os.close(fd)
+
+
 def test_the_lock_names_its_holder_and_is_free_once_released(tmp_path, one_sentence):
     """Two locks in one process conflict as two processes' do (flock is per open file)."""
     with FolderLock(tmp_path, "python -m experiments.run --out x"):
