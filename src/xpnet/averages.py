@@ -11,9 +11,13 @@ with the row ``[momentum, 1 - momentum]``: two calls whatever the depth (issue 2
 
 from __future__ import annotations
 
+from xpnet.flat import FlatLayout
+
 
 class RunningAverages:
     """The buffers ``names`` of a network laid side by side, and the fold's weights.
+
+    The layout is :class:`~xpnet.flat.FlatLayout`'s, the parameters' (no decay, no head).
 
     Args:
         xp: the array namespace.
@@ -26,38 +30,31 @@ class RunningAverages:
 
     def __init__(self, xp, buffers: dict, names, momentum, dtype, device):
         self.xp = xp
-        self.names = tuple(names)
-        self.flat = xp.concat([buffers[name] for name in self.names], axis=-1)
-        self._place(buffers, self.flat)
+        self.layout = FlatLayout.of({name: buffers[name] for name in names}, ())
+        self.flat = self.layout.flatten(xp, buffers)
+        self._place(buffers)
         if isinstance(momentum, (int, float)):
             m = float(momentum)
             self.weights = xp.asarray([[m, 1.0 - m]], dtype=dtype, device=device)  # (1, 2)
         else:
             self.weights = xp.concat([momentum, 1.0 - momentum], axis=-1)  # (M, 1, 2)
 
-    def _place(self, buffers: dict, flat) -> None:
-        start = 0
-        views = []
-        for name in self.names:
-            width = buffers[name].shape[-1]
-            views.append(flat[..., start:start + width])
-            start += width
-        for name, view in zip(self.names, views, strict=True):
-            buffers[name] = view
-        self._views = tuple(views)
+    def _place(self, buffers: dict) -> None:
+        self._views = self.layout.views(self.xp, self.flat)
+        buffers.update(self._views)
 
     def fold(self, buffers: dict, batch: dict) -> None:
-        """Fold the batch statistics ``{buffer name: (M, 1, d)}`` (the names of
-        :attr:`names`, in that order) into ``buffers``, in two array calls.
+        """Fold the batch statistics ``{buffer name: (M, 1, d)}`` into ``buffers``, in two
+        array calls.
 
         The new buffers are slices of a new ``flat``; if an entry of ``buffers`` was
         replaced since (a load, a user), the current values are gathered first.
         """
         xp = self.xp
         old = self.flat
-        if any(buffers[name] is not view
-               for name, view in zip(self.names, self._views, strict=True)):
-            old = xp.concat([buffers[name] for name in self.names], axis=-1)
-        both = xp.concat([old, *(batch[name] for name in self.names)], axis=-1)  # (M,1,2D)
+        if any(buffers[name] is not view for name, view in self._views.items()):
+            old = self.layout.flatten(xp, buffers)
+        both = xp.concat([old, *(batch[name] for name in self.layout.names)],
+                         axis=-1)  # (M, 1, 2 D)
         self.flat = self.weights @ xp.reshape(both, (both.shape[0], 2, old.shape[-1]))
-        self._place(buffers, self.flat)
+        self._place(buffers)
