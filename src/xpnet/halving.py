@@ -28,12 +28,13 @@ import math
 import numpy as np
 
 from xpnet.errors import XpnetError
+from xpnet.population import PopulationChange, PopulationSchedule, PopulationView
 
 UNITS = ("steps", "epochs")
 
 
 @dataclasses.dataclass(frozen=True)
-class Halving:
+class Halving(PopulationSchedule):
     """A successive-halving schedule for one lockstep run.
 
     Attributes:
@@ -104,6 +105,30 @@ class Halving:
                              f"points {steps}; give distinct rungs before the last step "
                              f"({last}).")
         return steps
+
+    def action_steps(self, record_at, steps_per_epoch: int) -> list[int]:
+        return self.rung_steps(record_at, steps_per_epoch)
+
+    def check(self, n_models: int, has_val: bool) -> None:
+        self.check_models(n_models)
+        super().check(n_models, has_val)
+
+    def begin(self, history, n_models: int) -> None:
+        history.dropped_step = np.full(n_models, -1, dtype=np.int64)
+        history.dropped_reason = [""] * n_models
+
+    def decide(self, step: int, view: PopulationView) -> PopulationChange | None:
+        """Keep the best :meth:`n_keep` configurations in their places; note in the
+        history when and why each of the others left."""
+        scores = view.scores(self.metric)
+        keep = self.select(scores)
+        if keep.size == scores.size:
+            return None
+        for pos in np.setdiff1d(np.arange(scores.size), keep):
+            view.history.dropped_step[view.ids[pos]] = step
+            view.history.dropped_reason[view.ids[pos]] = self.reason(scores, int(pos),
+                                                                     view.action + 1, step)
+        return PopulationChange(rows=keep, slots=keep)
 
     def check_models(self, n_models: int) -> None:
         if n_models % self.group_size:

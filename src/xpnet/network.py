@@ -184,13 +184,14 @@ class Network:
 
     # ------------------------------------------------------------- model axis
     def take_models(self, keep) -> None:
-        """Keep only models ``keep`` (host int64 ``(k,)``, in the order given), in place.
+        """Model j becomes the former model ``keep[j]`` (host int64 ``(k,)``), in place.
 
-        Every per-model array shrinks along its leading model axis with ``xp.take`` on a
-        device index array (no host round trip of the parameters): ``params``,
+        Every per-model array is gathered along its leading model axis with ``xp.take``
+        on a device index array (no host round trip of the parameters): ``params``,
         ``buffers``, ``lam``, ``bn_eps``, every ``per_model`` entry, and the host copies
-        and ``seeds``.  Used by successive halving (:mod:`xpnet.halving`); afterwards
-        ``n_models == len(keep)`` and model j is the former model ``keep[j]``.
+        and ``seeds``.  ``keep`` may leave models out (successive halving,
+        :mod:`xpnet.halving`) and repeat them (population-based training copies a model
+        into several places); afterwards ``n_models == len(keep)``.
         """
         keep = np.asarray(keep, dtype=np.int64).reshape(-1)
         if keep.size == 0 or keep.min() < 0 or keep.max() >= self.n_models:
@@ -218,6 +219,26 @@ class Network:
         self._entry_options = {}  # built from the per-model arrays just compacted
         self.lay_out_averages()
         self.lay_out_params()
+
+    def set_lam(self, lam) -> None:
+        """New L2 strengths, one or one per model (host), checked as :meth:`create` does."""
+        lam = _per_model(lam, self.n_models, "lam")
+        if np.any(lam < 0) or not np.all(np.isfinite(lam)):
+            raise XpnetError("lam must be finite and non-negative.")
+        self.lam_host = lam
+        self.lam = self.backend.asarray(lam, dtype=self.dtype)
+
+    def set_per_model(self, name: str, value) -> None:
+        """New values of the per-model option ``name`` (``"dropout"``, ``"bn_eps"``...),
+        one or one per model (host), checked against the option's range."""
+        if name not in self.per_model_host:
+            raise XpnetError(f"{name!r} is not a per-model option of this network; the "
+                             f"per-model options are {', '.join(self.per_model_host)}.")
+        field = {f.name: f for f in dataclasses.fields(self.config)}[name]
+        values = _per_model(options.check_field(field, value), self.n_models, name)
+        self.per_model_host[name] = values
+        self.per_model[name] = self.backend.asarray(values, dtype=self.dtype)
+        self._entry_options = {}  # built from the per-model arrays just replaced
 
     # ------------------------------------------------------------------ forward
     def forward(self, X, *, train: bool = True, update_stats: bool = True, masks=None):

@@ -244,8 +244,21 @@ class SGDUpdate:
                 params[name] *= shrink
             params[name] += update
 
+    def set_decay(self, decay) -> None:
+        """The L2 decay factor from now on: device ``(M, 1, 1)`` or None (no L2 term)."""
+        self.decay = decay
+
+    def set_momentum(self, momentum) -> None:
+        """The momentum from now on: a float or device ``(M, 1, 1)``.  A run that started
+        without momentum keeps no velocity, so it cannot gain one."""
+        if self.velocity is None:
+            raise XpnetError("This run's SGD started without momentum, so its momentum "
+                             "cannot change; start with momentum above 0 to explore it.")
+        self.momentum = momentum
+
     def take_models(self, keep) -> None:
-        """Keep the state of models ``keep`` (host int64 indices) only, in that order."""
+        """Model i takes the state of model ``keep[i]`` (host int64 indices; repeats
+        allowed, models left out are dropped)."""
         self.momentum, self.decay = _take(self.momentum, keep), _take(self.decay, keep)
         if self.velocity is not None:
             self._velocity_flat, self.velocity = _take_state(
@@ -313,8 +326,13 @@ class AdamUpdate:
         v += (1.0 - b2) * (g * g)
         p -= (eta * step_size) * m / (self.xp.sqrt(v) / root_c2 + self.eps)
 
+    def set_decay(self, decay) -> None:
+        """The L2 decay factor from now on: device ``(M, 1, 1)`` or None (no L2 term)."""
+        self.decay = decay
+
     def take_models(self, keep) -> None:
-        """Keep the state of models ``keep`` (host int64 indices) only, in that order."""
+        """Model i takes the state of model ``keep[i]`` (host int64 indices; repeats
+        allowed, models left out are dropped)."""
         self.decay, self.weight_decay = _take(self.decay, keep), _take(self.weight_decay, keep)
         self._m_flat, self.m = _take_state(self.xp, self._m_flat, self.m, self.layout, keep)
         self._v_flat, self.v = _take_state(self.xp, self._v_flat, self.v, self.layout, keep)

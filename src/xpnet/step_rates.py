@@ -36,21 +36,42 @@ class StepRates:
         self.rates = np.asarray(rates, dtype=np.float64)
         self.batch_size = int(batch_size)
         self.prescaled = prescaled
+        self.backend, self.dtype = backend, dtype
+        self.table = None
+        #: Host float64 ``(M,)``: each model's factor on the schedule's rate (None: 1).
+        self.scale = None
+        self.set_decay(decay)
+
+    def set_decay(self, decay) -> None:
+        """New L2 decay factors, host ``(M,)`` (``2 * lam``) or None when none applies;
+        takes effect at the next :meth:`start_epoch`."""
         decay = None if decay is None else np.asarray(decay, dtype=np.float64).reshape(-1)
         if decay is not None and np.all(decay == decay[0]):
             decay = decay[:1]  # one column for every model
         self.decay = decay
-        self.backend, self.dtype = backend, dtype
-        self.table = None
         # A stopped model's row: no rate, no decay (shrink 1).
-        stopped = [0.0, 1.0] if prescaled and decay is not None else [0.0]
-        self.stopped = backend.asarray(np.array([[stopped]]), dtype=dtype)
+        stopped = [0.0, 1.0] if self.prescaled and decay is not None else [0.0]
+        self.stopped = self.backend.asarray(np.array([[stopped]]), dtype=self.dtype)
+
+    def set_scale(self, scale) -> None:
+        """Each model's factor on the schedule's rate, host ``(M,)`` (None: all 1);
+        takes effect at the next :meth:`start_epoch`."""
+        scale = None if scale is None else np.asarray(scale, dtype=np.float64).reshape(-1)
+        self.scale = None if scale is None or np.all(scale == 1.0) else scale
+
+    def effective_rates(self, step: int):
+        """The rate of ``step`` as the models take it: a float, or host ``(M,)`` when
+        the schedule or the scale differ between models."""
+        r = self.rates[step]
+        return r if self.scale is None else r * self.scale
 
     def host_table(self, start: int, steps: int) -> np.ndarray:
         """The factors of steps ``start .. start + steps - 1`` for live models:
         ``(steps, M or 1, 1, k)``, ``k`` = 1 (the rate, or ``-rate / B``) or 2 (and
         ``1 - rate * decay``)."""
         r = self.rates[start:start + steps]
+        if self.scale is not None:
+            r = (r if r.ndim == 2 else r[:, None]) * self.scale
         r = r.reshape(r.shape[0], -1, 1, 1)  # (steps, M or 1, 1, 1)
         if not self.prescaled:
             return r
@@ -79,9 +100,12 @@ class StepRates:
         return row[..., :1], row[..., 1:]
 
     def take(self, keep, index) -> None:
-        """Keep models ``keep`` (host indices; ``index`` the same on the device) only."""
+        """Model i takes model ``keep[i]``'s rates, scale and decay (host indices, repeats
+        allowed; ``index`` the same on the device)."""
         if self.rates.ndim == 2:
             self.rates = self.rates[:, keep]
+        if self.scale is not None:
+            self.scale = self.scale[keep]
         if self.decay is not None and self.decay.shape[0] > 1:
             self.decay = self.decay[keep]
         if self.table is not None and self.table.shape[1] > 1:
