@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import struct
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -93,7 +94,8 @@ def zip_members(path) -> list[tuple[str, bytes]]:
 
 
 def write_zip(path: Path, members, compression=zipfile.ZIP_STORED) -> Path:
-    with zipfile.ZipFile(path, "w", compression) as z:
+    with zipfile.ZipFile(path, "w", compression) as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a name twice is what some cases want
         for name, data in members:
             z.writestr(zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0)), data,
                        compress_type=compression)
