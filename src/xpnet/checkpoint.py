@@ -12,8 +12,9 @@
 - what an estimator adds (:data:`EXTRAS`: ``classifier``, ``classes``, ``search``), read by
   :mod:`xpnet.classifier_file`.
 
-Format 1 (files written before issue 34) has no ``members`` list; a per-model member it
-lacks (a file older than that field) takes the config's value.
+Format 1 (files written before issue 34) has no ``members`` list; its per-model members
+must be those a file of its age held (:data:`_FORMAT1_PER_MODEL`), and one it lacks takes
+the config's value.
 
 :func:`read` trusts nothing: the file is read with :class:`xpnet.npz.NpzReader` (no
 member inflated before its declared size is known to be what ``meta`` implies); every
@@ -60,8 +61,8 @@ class Contents:
     ``lam`` and each ``per_model`` entry are float64 ``(M,)``; ``params`` and ``buffers``
     hold the arrays :func:`shapes` lists (in its order), of one floating dtype;
     ``extras`` the estimator members asked for and present: ``classes`` as an array
-    (its header checked, its values not), ``classifier`` and ``search`` as parsed JSON.
-    ``members`` names every member of the file.
+    (its header checked, its values not), ``classifier`` and ``search`` as parsed JSON;
+    ``path`` and ``remedy`` make :meth:`error`'s sentence.
     """
 
     config: object
@@ -70,9 +71,7 @@ class Contents:
     per_model: dict[str, np.ndarray]
     params: dict[str, np.ndarray]
     buffers: dict[str, np.ndarray]
-    extras: dict[str, np.ndarray]
-    members: tuple[str, ...]
-    format: int
+    extras: dict
     path: object
     remedy: str
 
@@ -222,7 +221,7 @@ class _Reader:
             buffers={n[7:]: values[n] for n in arrays if n.startswith("buffer/")},
             extras={n: (f.read(n) if n == "classes" else read_json(f, n))
                     for n in extras if n in names},
-            members=tuple(sorted(names)), format=fmt, path=f.path, remedy=f.remedy)
+            path=f.path, remedy=f.remedy)
 
     # ----------------------------------------------------------------- meta
     def meta(self) -> dict:
