@@ -230,6 +230,23 @@ class ClassifierCV(estimator.Params):
                    if repr(v) != repr(defaults[k])]
         return f"ClassifierCV({', '.join(changed)})"
 
+    # -------------------------------------------------------------- checkpoints
+    def save(self, path) -> None:
+        """Write the fitted search to a ``.npz`` file (no pickle inside): the network of
+        every model it holds, ``classes_`` and its results; see
+        :func:`xpnet.classifier_file.save_search`."""
+        from xpnet import classifier_file  # (kept out of the imports: an appended method)
+
+        classifier_file.save_search(self, path)
+
+    @classmethod
+    def load(cls, path, device="cpu") -> ClassifierCV:
+        """A fitted ClassifierCV from a file written by :meth:`save`, every array and
+        result checked; see :func:`xpnet.classifier_file.load_search`."""
+        from xpnet import classifier_file
+
+        return classifier_file.load_search(cls, path, device)
+
 
 def _defaults() -> dict:
     """Every keyword but ``hidden``, with its default: ClassifierCV's, then Classifier's."""
