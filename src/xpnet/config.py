@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import options, registry
+from xpnet import inputs, options, registry
 from xpnet.errors import XpnetError
 
 
@@ -55,9 +55,24 @@ class NetworkConfig:
     bn_eps: float = options.per_model(1e-5, "above 0", _positive)
 
     def __post_init__(self):
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        sizes = inputs.numbers([self.d_in, self.n_classes])
+        hidden = inputs.numbers(self.hidden)
+        if (sizes is None or hidden is None or hidden.ndim != 1
+                or not np.all(np.isfinite(sizes) & (sizes == np.round(sizes)))
+                or not np.all(np.isfinite(hidden) & (hidden == np.round(hidden)))):
+            raise XpnetError("Layer sizes must be whole numbers: d_in, n_classes and the "
+                             f"hidden widths, got d_in={self.d_in!r}, hidden={self.hidden!r}, "
+                             f"n_classes={self.n_classes!r}.")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in hidden.tolist()))
+        object.__setattr__(self, "d_in", int(sizes[0]))
+        object.__setattr__(self, "n_classes", int(sizes[1]))
         if self.d_in < 1 or self.n_classes < 2 or any(h < 1 for h in self.hidden):
             raise XpnetError("Layer sizes must be positive and n_classes at least 2.")
+        # Widths whose weights cannot fit in memory even in float32: refused before
+        # anything is allocated (the estimators check again with M, dtype and the data).
+        inputs.check_memory(4 * inputs.weight_count(self.sizes),
+                            f"A network of sizes {self.sizes} (its weights, one model)",
+                            "use narrower layers")
         options.check_fields(self)
 
     @classmethod

@@ -43,3 +43,12 @@ class InputError(XpnetError, ValueError):
 class NotFittedError(XpnetError, ValueError, AttributeError):
     """An estimator was used before ``fit`` (scikit-learn's ``NotFittedError`` has the
     same two bases)."""
+
+
+class DivergedError(XpnetError, ValueError):
+    """A model diverged in training (its loss became non-finite or exploded), so it has
+    no answer to give; the models that did not diverge still answer."""
+
+
+class DivergenceWarning(UserWarning):
+    """Some models diverged in training; the message names them and the step."""

@@ -9,7 +9,10 @@ if and only if the caller imported it.
 - :class:`Params`: ``get_params(deep=True)`` / ``set_params`` over the constructor's
   keywords, as ``sklearn.base.clone`` and ``GridSearchCV`` use them;
 - :func:`classifier_tags`: the ``__sklearn_tags__`` of a classifier;
-- :func:`encode_labels`: any labels (ints, strings) to class codes ``0 .. C-1``;
+- :func:`labels`, :func:`encode_labels`: any labels (ints, strings; never a mix) checked,
+  and as class codes ``0 .. C-1``;
+- :func:`device`, :func:`dtype_name`, :func:`callbacks`, :func:`check_fit_memory`: the
+  checks of the estimators' arguments that need more than :mod:`xpnet.inputs`;
 - :func:`input_namespace`, :func:`backend_flag`, :func:`to_namespace`: scikit-learn's array
   API rule (with ``sklearn.set_config(array_api_dispatch=True)``, inputs from another array
   library are computed on in that library and device, and outputs and fitted arrays follow).
@@ -26,6 +29,7 @@ import numpy as np
 
 from xpnet import inputs
 from xpnet.errors import InputError, NotFittedError
+from xpnet.history import Callback
 
 
 class Params:
@@ -41,7 +45,7 @@ class Params:
         params = {name: getattr(self, name) for name in self._param_names()}
         if deep:
             for name, value in list(params.items()):
-                if hasattr(value, "get_params") and not isinstance(value, type):
+                if _is_estimator(value):
                     params.update({f"{name}__{k}": v for k, v in value.get_params().items()})
         return params
 
@@ -56,10 +60,15 @@ class Params:
             if name not in names:
                 raise InputError(f"{type(self).__name__} has no parameter {name!r}; use one "
                                  f"of: {', '.join(names)}.")
+            if sub and not _is_estimator(getattr(self, name)):
+                raise InputError(f"{type(self).__name__}'s {name} is not an estimator, so "
+                                 f"set_params cannot set {key!r} inside it; pass a whole new "
+                                 f"value, set_params({name}=...).")
             if sub:
                 nested.setdefault(name, {})[sub] = value
-            else:
-                setattr(self, name, value)
+        for key, value in params.items():
+            if "__" not in key:
+                setattr(self, key, value)
         for name, values in nested.items():
             getattr(self, name).set_params(**values)
         try:
@@ -72,6 +81,58 @@ class Params:
 
     def _check_params(self) -> None:
         """Raise a one-sentence error for a bad combination of parameters (subclasses)."""
+
+
+def _is_estimator(value) -> bool:
+    """Whether ``value`` is an estimator instance (it has ``get_params`` / ``set_params``)."""
+    return (hasattr(value, "get_params") and hasattr(value, "set_params")
+            and not isinstance(value, type))
+
+
+def device(value):
+    """``value`` if it names a device (not whether this machine has it: fit finds out)."""
+    from xpnet.backend import USER_DEVICES, Backend
+
+    if isinstance(value, Backend) or (isinstance(value, str) and (
+            value in USER_DEVICES or value == "strict" or value.startswith("strict:"))):
+        return value
+    raise InputError(f"device must be one of {', '.join(USER_DEVICES)} (or a Backend), got "
+                     f"{value!r}.")
+
+
+def dtype_name(dtype) -> str:
+    """``"float32"`` or ``"float64"`` from that name, a NumPy dtype or a NumPy type."""
+    name = dtype if isinstance(dtype, str) else getattr(
+        dtype, "name" if isinstance(dtype, np.dtype) else "__name__", None)
+    if name not in ("float32", "float64"):
+        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
+    return name
+
+
+def callbacks(values) -> tuple:
+    """``values`` as a tuple of objects with every hook of :class:`~xpnet.history.Callback`."""
+    hooks = [name for name in vars(Callback) if name.startswith("on_")]
+    if not isinstance(values, (list, tuple)):
+        raise InputError("callbacks must be a list of xpnet.training.Callback objects, got "
+                         f"{type(values).__name__}.")
+    for cb in values:
+        if isinstance(cb, type) or not all(callable(getattr(cb, h, None)) for h in hooks):
+            raise InputError("callbacks must be xpnet.training.Callback objects (subclass "
+                             f"Callback and override its hooks), got {cb!r}.")
+    return tuple(values)
+
+
+def check_fit_memory(sizes, n_models: int, dtype: str, n_samples: int) -> None:
+    """Refuse a fit whose models and data cannot fit in this machine's memory: the
+    weights ``(M, d_in, d_out)`` of every layer of ``sizes``, the largest drawn in float64
+    on the host, and the samples with their one-hot labels ``(n, d + C)``."""
+    itemsize = np.dtype(dtype).itemsize
+    largest = max(inputs.weight_count(sizes[i:i + 2]) for i in range(len(sizes) - 1))
+    n_bytes = (n_models * inputs.weight_count(sizes) * itemsize + n_models * largest * 8
+               + n_samples * (sizes[0] + sizes[-1]) * itemsize)
+    inputs.check_memory(n_bytes, f"Training {n_models} model(s) of sizes {sizes} on "
+                        f"{n_samples} samples", "use narrower layers, fewer models or fewer "
+                        "classes")
 
 
 def not_fitted(message: str) -> NotFittedError:
@@ -96,9 +157,13 @@ def classifier_tags():
 
 
 def labels(y, n: int, what: str) -> np.ndarray:
-    """``y`` as a host array ``(n,)`` of labels; a column ``(n, 1)`` is flattened, with
+    """``y`` as a host array ``(n,)`` of labels, numbers or strings (never a mix of the two,
+    as scikit-learn's ``type_of_target`` refuses); a column ``(n, 1)`` is flattened, with
     the warning scikit-learn gives for it."""
-    y = host(y)
+    if y is None:
+        raise InputError(f"{what} requires y to be passed, but the target y is None; pass "
+                         "X, y or an (X, y) pair such as data.train.")
+    y = _label_values(y, what)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn("A column-vector y was passed when a 1d array was expected; it is "
                       "flattened with y.ravel().", _conversion_warning(), stacklevel=3)
@@ -116,9 +181,80 @@ def labels(y, n: int, what: str) -> np.ndarray:
     return y
 
 
+def _label_values(y, what: str) -> np.ndarray:
+    """Host labels from ``y``; labels held as objects (and lists, which NumPy would turn
+    into strings) must be all numbers or all strings."""
+    if isinstance(y, (list, tuple)):  # NumPy would turn a mix into strings: check first
+        held = _objects(y)
+        if held is not None:
+            _label_kinds(held, what)
+    y = _host_labels(y, what)
+    if y.dtype == object and _label_kinds(y, what) == {"number"}:
+        y = np.array(y.tolist())  # numbers held as objects: their NumPy dtype
+    return y
+
+
+def _objects(values) -> np.ndarray | None:
+    """A sequence as an array of Python objects; None if it is ragged."""
+    try:
+        return np.asarray(values, dtype=object)
+    except ValueError:
+        return None
+
+
+def _host_labels(y, what: str) -> np.ndarray:
+    """``y`` as a host array; ragged rows are refused in one sentence."""
+    y = host(y)
+    if isinstance(y, np.ndarray):
+        return y
+    try:
+        return np.asarray(y)
+    except (ValueError, TypeError):
+        raise InputError(f"{what}'s y must be one class label per sample, and NumPy cannot "
+                         "make one array of it; give a flat sequence of labels.") from None
+
+
+def _label_kinds(y: np.ndarray, what: str) -> set[str]:
+    """``{"number"}`` or ``{"string"}`` for labels held as objects; refuses a mix of the two
+    and anything else (None, lists) in one sentence."""
+    kinds = set()
+    for value in y.reshape(-1):
+        if isinstance(value, (str, bytes)):
+            kinds.add("string")
+        elif isinstance(value, (int, np.bool_)) or inputs.is_number(value):
+            kinds.add("number")
+        else:
+            raise InputError(f"{what}'s y holds {value!r} ({type(value).__name__}), which is "
+                             "neither a number nor a string; give one class label per sample.")
+    if len(kinds) > 1:
+        raise InputError(f"{what}'s y has a mix of label input types (string and number); "
+                         "give labels of one kind, all strings or all numbers.")
+    return kinds
+
+
+def label_kind(y: np.ndarray) -> str:
+    """``"string"`` or ``"number"``: what checked labels (from :func:`labels`) hold."""
+    if y.dtype.kind in "US":
+        return "string"
+    return next(iter(_label_kinds(y, "y")), "number") if y.dtype == object else "number"
+
+
+def check_label_kind(y: np.ndarray, classes, what: str) -> None:
+    """Refuse labels ``y`` of another kind (strings, numbers) than the fitted ``classes``,
+    as scikit-learn's ``accuracy_score`` does; an unseen label of the same kind is only a
+    wrong answer."""
+    got, fitted = label_kind(y), label_kind(host(classes))
+    if got != fitted:
+        raise InputError(f"{what}'s y holds {got}s but the estimator was fitted on {fitted}s "
+                         f"(a mix of label input types); give labels like classes_.")
+
+
 def encode_labels(ys: list[np.ndarray], n_classes: int | None):
     """``(classes_, [codes, ...])``: the sorted distinct labels of all ``ys`` (or
     ``0 .. n_classes - 1``) and each ``y`` as int64 codes into them."""
+    if len({label_kind(y) for y in ys}) > 1:
+        raise InputError("The training labels and val's labels have a mix of label input "
+                         "types (string and number); give labels of one kind.")
     if n_classes is not None:
         for y in ys:
             inputs.check_labels(inputs.whole_labels(y, "y"), n_classes, "The data")
@@ -129,7 +265,7 @@ def encode_labels(ys: list[np.ndarray], n_classes: int | None):
         raise InputError("y mixes labels that cannot be sorted together (say numbers and "
                          "strings); give labels of one kind.") from None
     if classes.size < 2:
-        raise InputError(f"y holds one class only ({classes[0]!r}); a classifier needs at "
+        raise InputError(f"y holds one class only ({classes[0].tolist()!r}); a classifier needs at "
                          "least two classes to fit.")
     return classes, [np.searchsorted(classes, y).astype(np.int64) for y in ys]
 
@@ -189,13 +325,15 @@ def describe(space) -> str:
 
 
 def host(x) -> np.ndarray:
-    """Any array (NumPy, CuPy, torch, array_api_strict on any device) or list as NumPy."""
+    """Any array (NumPy, CuPy, torch, array_api_strict on any device, a DataFrame) as
+    NumPy.  Python lists and tuples are returned as they are: the checks of
+    :mod:`xpnet.inputs` make them arrays and say what is wrong with a ragged one."""
     import array_api_compat
 
     from xpnet.backend import to_numpy
 
-    if isinstance(x, np.ndarray) or (hasattr(x, "toarray") and hasattr(x, "nnz")):
-        return x  # NumPy, or SciPy sparse, which inputs.features refuses in one sentence
+    if isinstance(x, (np.ndarray, list, tuple)) or (hasattr(x, "toarray") and hasattr(x, "nnz")):
+        return x  # SciPy sparse: inputs.features refuses it in one sentence
     return to_numpy(x) if array_api_compat.is_array_api_obj(x) else np.asarray(x)
 
 

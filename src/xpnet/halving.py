@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from xpnet import inputs
 from xpnet.errors import XpnetError
 from xpnet.population import PopulationChange, PopulationSchedule, PopulationView
 
@@ -58,7 +59,8 @@ class Halving(PopulationSchedule):
     unit: str = "steps"
 
     def __post_init__(self):
-        rungs = tuple(float(r) for r in np.asarray(self.rungs, dtype=np.float64).reshape(-1))
+        values = inputs.numbers(self.rungs)  # None unless a number or a flat sequence
+        rungs = () if values is None else tuple(float(r) for r in values.reshape(-1))
         if not rungs or any(not (math.isfinite(r) and r > 0) for r in rungs):
             raise XpnetError(f"Halving rungs must be positive numbers, got {self.rungs!r}.")
         if any(b <= a for a, b in zip(rungs, rungs[1:], strict=False)):
@@ -72,14 +74,25 @@ class Halving(PopulationSchedule):
             rungs = tuple(int(r) for r in rungs)
         object.__setattr__(self, "rungs", rungs)
         for name in ("eta", "min_models", "group_size"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, np.integer)) and value >= (2 if name == "eta" else 1)):
-                raise XpnetError(f"Halving {name} must be a whole number of at least "
-                                 f"{2 if name == 'eta' else 1}, got {value!r}.")
-            object.__setattr__(self, name, int(value))
-        if not isinstance(self.metric, str):
-            raise XpnetError(f"Halving metric must be a History key such as "
-                             f"'val_accuracy', got {self.metric!r}.")
+            value = inputs.whole(f"Halving {name}", getattr(self, name),
+                                 2 if name == "eta" else 1)
+            object.__setattr__(self, name, value)
+        # What train records, looked up at the call (xpnet.training imports this module),
+        # so that a misspelt metric is refused here rather than at the first rung.
+        from xpnet.training import METRICS
+
+        split, _, kind = self.metric.partition("_") if isinstance(self.metric, str) else ("",) * 3
+        if split not in ("train", "val") or kind not in METRICS:
+            keys = ", ".join(f"{s}_{k}" for s in ("train", "val") for k in METRICS)
+            raise XpnetError(f"Halving metric must be a History key, one of {keys}, got "
+                             f"{self.metric!r}.")
+
+    def check_metric(self, has_val: bool) -> None:
+        """Refuse, before training, ranking by a validation metric without validation data."""
+        split, _, kind = self.metric.partition("_")
+        if split == "val" and not has_val:
+            raise XpnetError(f"Halving by {self.metric} needs validation data; pass "
+                             f"val=(X_val, y_val) or rank by train_{kind}.")
 
     @property
     def higher_is_better(self) -> bool:

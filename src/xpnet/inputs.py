@@ -7,6 +7,8 @@ that names the argument.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from xpnet.errors import InputError
@@ -48,10 +50,20 @@ def per_model_value(name: str, value, whole: bool = False):
     if arr is None or arr.size == 0:
         raise InputError(f"{name} must be a number or a sequence of one number per model, "
                          f"got {value!r}.")
-    if whole and not np.all(np.isfinite(arr) & (arr == np.round(arr)) & (arr >= 0)):
+    if whole and not np.all(np.isfinite(arr) & (arr == np.round(arr)) & (arr >= 0)
+                            & (arr < 2.0**63)):
         raise InputError(f"{name} must be non-negative whole numbers, got {value!r}.")
     cast = int if whole else float
     return cast(arr) if arr.ndim == 0 else tuple(cast(v) for v in arr.tolist())
+
+
+def per_model_number(name: str, value, rule: str, test):
+    """A finite number where ``test`` holds (``rule`` says so in words), or a sequence of
+    them, one per model: a float, or a tuple of floats."""
+    checked = per_model_value(name, value)
+    if not np.all(np.isfinite(checked) & test(np.asarray(checked))):
+        raise InputError(f"{name} must be a number {rule} or one per model, got {value!r}.")
+    return checked
 
 
 def models_from(values: dict) -> int:
@@ -75,14 +87,60 @@ def split_pair(data, y, what: str):
     return data, y
 
 
-def features(X, what: str) -> np.ndarray:
-    """``X`` as a host array ``(n, d)`` of finite numbers, n and d at least 1."""
+def pair(value, what: str):
+    """``value`` if it is an ``(X, y)`` pair (a tuple or list of two, as ``data.val``)."""
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        shown = (f"a {type(value).__name__} of {len(value)}"
+                 if isinstance(value, (tuple, list)) else type(value).__name__)
+        raise InputError(f"{what} must be an (X, y) pair such as (X_val, y_val) or data.val, "
+                         f"got {shown}.")
+    return value
+
+
+def host_numbers(values, what: str) -> np.ndarray:
+    """``values`` (an array, nested lists, a DataFrame) as a host array; numbers held as
+    Python objects become float64.  Ragged rows, strings held as objects and missing
+    values (None, ``pandas.NA``) are refused in one sentence."""
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError):  # NumPy cannot make one array of it (ragged rows)
+        raise InputError(f"{what} must be a rectangular array of numbers, but its rows have "
+                         "different lengths; give every sample the same features.") from None
+    if arr.dtype != object:
+        return arr
+    for value in arr.reshape(-1):
+        if _real(value):
+            continue
+        if value is None or type(value).__name__ in ("NAType", "NaTType"):
+            raise InputError(f"{what} holds missing values ({value!r}); remove or impute "
+                             "them first.")
+        if isinstance(value, (str, bytes)):
+            raise InputError(f"{what} holds strings such as {value!r}; encode text features "
+                             "as numbers first.")
+        if isinstance(value, int):
+            raise InputError(f"{what} holds an integer of {value.bit_length()} bits, too large "
+                             "for a float; scale such values down first.")
+        raise InputError(f"{what} holds a {type(value).__name__} where a number should be; "
+                         "give numeric values.")
+    return arr.astype(np.float64)
+
+
+def _real(value) -> bool:
+    """Whether a value held as a Python object converts to a float: a number (a bool too),
+    a Python int included while it is within float64's range."""
+    if isinstance(value, int):  # bool is an int
+        return value.bit_length() <= 1023
+    return is_number(value) or isinstance(value, np.bool_)
+
+
+def features(X, what: str, dtype: str | None = None) -> np.ndarray:
+    """``X`` as a host array ``(n, d)`` of finite numbers, n and d at least 1; with
+    ``dtype`` (the training dtype), also within that dtype's range, so that the cast to it
+    cannot overflow to infinity."""
     if hasattr(X, "toarray") and hasattr(X, "nnz"):  # a SciPy sparse matrix or array
         raise InputError(f"{what} is a sparse matrix, and xpnet takes dense arrays only; "
                          "pass X.toarray().")
-    X = np.asarray(X)
-    if X.dtype == object:  # numbers held as objects; anything else raises NumPy's TypeError
-        X = X.astype(np.float64)
+    X = host_numbers(X, what)
     if X.ndim == 2 and min(X.shape) == 0:
         kind = "sample" if X.shape[0] == 0 else "feature"
         raise InputError(f"{what} has 0 {kind}(s) (shape={X.shape}) while a minimum of 1 "
@@ -98,7 +156,32 @@ def features(X, what: str) -> np.ndarray:
         raise InputError(f"{what} must hold numbers, got dtype {X.dtype}.")
     if X.dtype.kind == "f" and not np.isfinite(X).all():
         raise InputError(f"{what} holds NaN or infinite values; remove or replace them first.")
+    if dtype is not None and X.dtype.kind == "f" and X.dtype.itemsize > np.dtype(dtype).itemsize:
+        limit = float(np.finfo(dtype).max)
+        largest = max(float(X.max()), -float(X.min()))
+        if largest > limit:
+            way = " or train with dtype='float64'" if np.dtype(dtype) == np.float32 else ""
+            raise InputError(f"{what} holds values up to {largest:.3g}, beyond the {limit:.3g} "
+                             f"that {dtype} holds; scale the features (say with "
+                             f"StandardScaler){way}.")
     return X
+
+
+def sample_weights(weights, n: int, what: str = "sample_weight") -> np.ndarray:
+    """``weights`` as float64 ``(n,)``: one finite, non-negative number per sample (a
+    scalar weighs every sample alike), not all zero."""
+    arr = host_numbers(weights, what)
+    if arr.ndim == 0:
+        arr = np.full(n, arr)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{what} must hold numbers, got dtype {arr.dtype}.")
+    if arr.shape != (n,):
+        raise InputError(f"{what} must have one weight per sample, shape ({n},), got shape "
+                         f"{arr.shape}.")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr) & (arr >= 0)) or not arr.sum() > 0:
+        raise InputError(f"{what} must be finite, non-negative and not all zero.")
+    return arr
 
 
 def whole_labels(y: np.ndarray, what: str) -> np.ndarray:
@@ -115,3 +198,29 @@ def check_labels(y: np.ndarray, n_classes: int, what: str) -> None:
         bad = lo if lo < 0 else hi
         raise InputError(f"{what}'s y holds the label {bad}, outside the classes 0 to "
                          f"{n_classes - 1}.")
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def weight_count(sizes) -> int:
+    """Weights of the dense layers ``sizes[0] -> sizes[1] -> ...`` (Python int: no overflow)."""
+    sizes = [int(s) for s in sizes]
+    return sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def check_memory(n_bytes: int, what: str, way_out: str) -> None:
+    """Refuse, before anything is allocated, what needs more bytes than the machine has."""
+    total = physical_memory()
+    if total is not None and n_bytes > total:
+        raise InputError(f"{what} needs at least {_gib(n_bytes)} of memory, more than this "
+                         f"machine's {_gib(total)}; {way_out}.")
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"

@@ -30,6 +30,7 @@ import dataclasses
 
 import numpy as np
 
+from xpnet import inputs
 from xpnet.errors import XpnetError
 
 
@@ -40,8 +41,8 @@ class Epochs:
     epochs: float
 
     def __post_init__(self):
-        value = np.asarray(self.epochs, dtype=np.float64)
-        if value.ndim != 0 or not (np.isfinite(value) and value > 0):
+        value = inputs.numbers(self.epochs)
+        if value is None or value.ndim != 0 or not (np.isfinite(value) and value > 0):
             raise XpnetError(f"A length in epochs must be one positive number, "
                              f"got {self.epochs!r}.")
         object.__setattr__(self, "epochs", float(value))
@@ -88,12 +89,12 @@ class _Schedule:
             value = getattr(self, name)
             if isinstance(value, Epochs):
                 continue
-            arr = np.asarray(value, dtype=np.float64)
-            per_model = arr.ndim > 0
+            arr = inputs.numbers(value)  # None unless a number or a flat sequence of them
+            per_model = arr is not None and arr.ndim > 0
             if per_model and name not in self.PER_MODEL:
                 raise XpnetError(f"{name} is shared by all models; give one number, "
                                  f"got {value!r}.")
-            if arr.ndim > 1 or arr.size == 0 or not np.all(np.isfinite(arr) & (arr > 0)):
+            if arr is None or arr.size == 0 or not np.all(np.isfinite(arr) & (arr > 0)):
                 raise XpnetError(f"{name} must be a positive number"
                                  f"{' or one per model' if name in self.PER_MODEL else ''}, "
                                  f"got {value!r}.")
@@ -261,8 +262,9 @@ class RangeTestLR(_Schedule):
     def __post_init__(self):
         self._normalise()
         spacing = self.spacing
-        values = (spacing,) if isinstance(spacing, str) else tuple(spacing)
-        if not values or any(v not in SPACINGS for v in values):
+        values = ((spacing,) if not isinstance(spacing, (tuple, list, np.ndarray))
+                  else tuple(spacing))
+        if not values or any(not isinstance(v, str) or v not in SPACINGS for v in values):
             raise XpnetError(f"spacing must be one of {', '.join(SPACINGS)} (or one per "
                              f"model), got {spacing!r}.")
         object.__setattr__(self, "spacing", spacing if isinstance(spacing, str) else values)

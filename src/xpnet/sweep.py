@@ -18,15 +18,19 @@ import math
 
 import numpy as np
 
-from xpnet.errors import XpnetError
+from xpnet import inputs
+from xpnet.errors import DivergedError, XpnetError
 from xpnet.network import Network, NetworkConfig
 from xpnet.training import DeviceSplit, History, TrainConfig, train
 
 
 def log_uniform_grid(lo_exp: float, hi_exp: float, n: int) -> np.ndarray:
     """``n`` values with ``log10`` evenly spaced over ``[lo_exp, hi_exp]``, shape ``(n,)``."""
-    if n < 1 or not lo_exp <= hi_exp:
-        raise XpnetError("A grid needs n >= 1 and lo_exp <= hi_exp.")
+    n = inputs.whole("A grid's n", n, 1)
+    if not (_finite(lo_exp) and _finite(hi_exp) and lo_exp <= hi_exp):
+        raise XpnetError(f"A grid needs finite exponents with lo_exp <= hi_exp, got {lo_exp!r} "
+                         f"and {hi_exp!r}.")
+    inputs.check_memory(8 * n, f"A grid of {n} values", "ask for fewer values")
     if n == 1:
         return np.array([10.0 ** ((lo_exp + hi_exp) / 2)])
     # Python's power, not NumPy's: NumPy 2.4's vectorised power gives 9.999999999999999e-06
@@ -37,7 +41,10 @@ def log_uniform_grid(lo_exp: float, hi_exp: float, n: int) -> np.ndarray:
 
 def grid_spacing(values) -> float:
     """The step in ``log10`` between neighbours of a log-uniform grid (0 for one value)."""
-    logs = np.sort(np.log10(np.asarray(values, dtype=np.float64)))
+    arr = inputs.numbers(values)
+    if arr is None or arr.size == 0 or not np.all(np.isfinite(arr) & (arr > 0)):
+        raise XpnetError(f"A log-uniform grid holds positive numbers, got {values!r}.")
+    logs = np.sort(np.log10(arr.reshape(-1)))
     return float(np.min(np.diff(logs))) if logs.size > 1 else 0.0
 
 
@@ -48,8 +55,10 @@ def fine_grid(best: float, spacing: float, n: int = 8) -> np.ndarray:
     neighbours of the best value, where the true optimum must lie if the score is
     unimodal.
     """
-    if not best > 0:
+    if not (_finite(best) and best > 0):
         raise XpnetError(f"The best value must be positive to refine around it, got {best!r}.")
+    if not (_finite(spacing) and spacing >= 0):
+        raise XpnetError(f"The spacing must be a finite number of at least 0, got {spacing!r}.")
     centre = math.log10(best)
     return log_uniform_grid(centre - spacing, centre + spacing, n)
 
@@ -63,7 +72,11 @@ def search_scores(values, diverged_step=None) -> np.ndarray:
     diverged model, or one without a finite value, is excluded: its score is NaN, which
     never wins :func:`best_index`.
     """
-    scores = np.array(values, dtype=np.float64).reshape(-1)
+    held = np.asarray(values, dtype=object).reshape(-1)
+    scores = inputs.numbers([np.nan if v is None else v for v in held])  # None: stored NaN
+    if scores is None:
+        raise XpnetError(f"Search scores must be numbers, got {values!r}.")
+    scores = scores.reshape(-1)
     scores[~np.isfinite(scores)] = np.nan
     if diverged_step is not None:
         scores[np.asarray(diverged_step, dtype=np.float64).reshape(-1) >= 0] = np.nan
@@ -76,17 +89,28 @@ def final_scores(history: History, key: str = "val_accuracy") -> np.ndarray:
 
 
 def best_index(scores) -> int:
-    """Index of the highest score; NaN and -inf never win (ties: the first)."""
-    scores = np.asarray(scores, dtype=np.float64)
+    """Index of the highest score; NaN and -inf never win (ties: the first).  A
+    :class:`~xpnet.errors.DivergedError` when no score is finite (every model diverged)."""
+    scores = search_scores(scores)
+    if scores.size == 0:
+        raise XpnetError("A search needs one score at least to pick the best.")
     clean = np.where(np.isfinite(scores), scores, -np.inf)
     if not np.any(np.isfinite(clean)):
-        raise XpnetError("Every value of the search diverged; try a smaller learning rate.")
+        raise DivergedError("Every value of the search diverged; try a smaller learning rate.")
     return int(np.argmax(clean))
 
 
 def best_value(values, scores) -> float:
     """The value with the highest score."""
-    return float(np.asarray(values)[best_index(scores)])
+    values = np.asarray(values)
+    if values.shape[:1] != np.shape(scores)[:1]:
+        raise XpnetError(f"The search has {len(values)} values but {len(scores)} scores; give "
+                         "one score per value.")
+    return float(values[best_index(scores)])
+
+
+def _finite(value) -> bool:
+    return inputs.is_number(value) and bool(np.isfinite(value))
 
 
 def train_lockstep(config: NetworkConfig, schedule, train_data: DeviceSplit,
