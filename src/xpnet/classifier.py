@@ -35,12 +35,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import warnings
 
 import numpy as np
 
 from xpnet import classifier_file, estimator, inputs, network, options
 from xpnet.backend import get_backend, to_numpy
-from xpnet.errors import InputError, XpnetError
+from xpnet.errors import DivergedError, DivergenceWarning, InputError, XpnetError
+from xpnet.halving import Halving
 from xpnet.network import Network
 from xpnet.schedules import CyclicalLR
 from xpnet.training import DeviceSplit, TrainConfig, train
@@ -117,6 +119,15 @@ class Classifier(estimator.Params):
     ``n_features_in_``, ``n_classes_`` and ``n_models``; after fit, ``survivors_``: the
     indices of the fitted models among those fit started with (all of them unless
     ``halving`` dropped some).
+
+    Diverged models.  A model whose training loss became non-finite or exploded stops
+    training at that step (``history_.diverged_step``); ``fit`` says so in a
+    :class:`~xpnet.errors.DivergenceWarning` naming the models and steps.  Such a model has
+    no answer: ``predict``, ``predict_proba`` and ``score`` raise
+    :class:`~xpnet.errors.DivergedError` for it, ``predict_proba_all`` and ``score_all``
+    give NaN in its row (with a warning), and ``predict_all`` raises, since a label cannot
+    say "no answer".  After :meth:`load` (no history) a model is diverged when its stored
+    weights are not finite.
     """
 
     def __init__(self, hidden=(50, 50), **kwargs):
@@ -148,16 +159,16 @@ class Classifier(estimator.Params):
             raise InputError(str(err)) from None
 
     def _checked_settings(self) -> dict:
-        if self.dtype not in ("float32", "float64"):
-            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}.")
-        s = {"hidden": inputs.widths(self.hidden), "device": self.device, "dtype": self.dtype}
+        s = {"hidden": inputs.widths(self.hidden), "device": estimator.device(self.device),
+             "dtype": estimator.dtype_name(self.dtype)}
         # The network's options, checked (and per-model tuples normalised) by the config.
         probe = network.NetworkConfig(d_in=1, hidden=s["hidden"], n_classes=2,
                                       **{k: getattr(self, k) for k in network_keywords()})
         s.update({name: getattr(probe, name) for name in network_keywords()})
-        s["lam"] = inputs.per_model_value("lam", self.lam)
+        s["lam"] = inputs.per_model_number("lam", self.lam, "of at least 0", lambda a: a >= 0)
         s["seeds"] = inputs.per_model_value("seeds", self.seeds, whole=True)
-        s["sigma"] = None if self.sigma is None else inputs.per_model_value("sigma", self.sigma)
+        s["sigma"] = None if self.sigma is None else inputs.per_model_number(
+            "sigma", self.sigma, "above 0", lambda a: a > 0)
         s["momentum"] = inputs.per_model_value("momentum", self.momentum)
         s["batch_size"] = inputs.whole("batch_size", self.batch_size, 1)
         s["n_classes"] = (None if self.n_classes is None
@@ -167,9 +178,11 @@ class Classifier(estimator.Params):
                                 else inputs.whole("train_eval_size", self.train_eval_size, 1))
         s["optimizer"] = self.optimizer
         s["schedule"] = default_schedule() if self.schedule is None else self.schedule
-        if not hasattr(s["schedule"], "rates"):
-            raise InputError("schedule must be one from xpnet.schedules (CyclicalLR, "
-                             f"ConstantLR, ...), got {type(s['schedule']).__name__}.")
+        if isinstance(s["schedule"], type) or not hasattr(s["schedule"], "rates"):
+            got = (f"the class {s['schedule'].__name__}" if isinstance(s["schedule"], type)
+                   else type(s["schedule"]).__name__)
+            raise InputError("schedule must be one from xpnet.schedules (CyclicalLR(...), "
+                             f"ConstantLR(...), ...), got {got}.")
         self._train_config(s, s["batch_size"])  # checks the optimizer with the momentum
         self._model_count(s)  # lengths agree
         return s
@@ -213,21 +226,38 @@ class Classifier(estimator.Params):
 
         Returns:
             ``self``; ``self.history_`` is the run's ``History``
-            (``history_.metrics["val_accuracy"]`` is ``(n_points, M)``, ...).
+            (``history_.metrics["val_accuracy"]`` is ``(n_points, M)``, ...).  Models that
+            diverged are named in a :class:`~xpnet.errors.DivergenceWarning`.
         """
+        return self._fit(X, y, val=val, progress=progress, callbacks=callbacks,
+                         halving=halving, warn=True)
+
+    def _fit(self, X, y, *, val, progress, callbacks, halving, warn: bool) -> Classifier:
+        """:meth:`fit`; ``warn=False`` leaves the divergence warning to the caller."""
         if hasattr(y, "rates"):
             raise InputError("fit(X, y) takes the data only; pass the schedule as "
                              "Classifier(schedule=...).")
         s = self._settings()
+        callbacks = estimator.callbacks(callbacks)
+        if halving is not None:
+            if not isinstance(halving, Halving):
+                raise InputError("halving must be a schedule such as xpnet.Halving(rungs=...) "
+                                 f"or None, got {type(halving).__name__}.")
+            halving.check_metric(has_val=val is not None)
         space = estimator.input_namespace(X)
-        X, y = self._data(X, y, "The training data")
-        splits = [(X, y)] if val is None else [(X, y), self._data(*val, "val")]
+        X, y = self._data(X, y, "The training data", s["dtype"])
+        splits = [(X, y)] if val is None else [
+            (X, y), self._data(*inputs.pair(val, "val"), "val", s["dtype"])]
         if val is not None and splits[1][0].shape[1] != X.shape[1]:
             raise InputError(f"val has {splits[1][0].shape[1]} features but the training "
                              f"data has {X.shape[1]}.")
+        n_samples = sum(len(y_) for _, y_ in splits)
+        if s["n_classes"] is not None:  # before classes_ = arange(n_classes) is allocated
+            estimator.check_fit_memory(self._config(s, X.shape[1], s["n_classes"]).sizes,
+                                       self._model_count(s), s["dtype"], n_samples)
         classes, codes = estimator.encode_labels([y_ for _, y_ in splits], s["n_classes"])
         device = s["device"] if space is None else get_backend(estimator.backend_flag(*space))
-        net = self._new_network(s, X.shape[1], len(classes), device)
+        net = self._new_network(s, X.shape[1], len(classes), device, n_samples)
         C, dtype = len(classes), s["dtype"]
         train_split = DeviceSplit.from_host(net.backend, X, codes[0], C, dtype)
         val_split = None if val is None else DeviceSplit.from_host(
@@ -239,6 +269,10 @@ class Classifier(estimator.Params):
         survivors = np.arange(net.n_models) if history.survivors is None else history.survivors
         self.survivors_ = estimator.to_namespace(survivors, space)
         self._fitted_attributes(classes, space)
+        if warn:
+            message = diverged_message(history.diverged_step)
+            if message:
+                warnings.warn(message, DivergenceWarning, stacklevel=3)
         return self
 
     def _fitted_attributes(self, classes: np.ndarray, space) -> None:
@@ -246,77 +280,153 @@ class Classifier(estimator.Params):
         self.classes_ = estimator.to_namespace(classes, space)
         self.n_features_in_ = self.network_.config.d_in
         self.n_classes_ = self.network_.config.n_classes
+        # A tuple, no array: scikit-learn's array API checks want every array attribute
+        # of a fitted estimator in the namespace of its input.
+        self._diverged = tuple(self._divergence().tolist())
+
+    def _divergence(self) -> np.ndarray:
+        """Per model in the network, int64 ``(M,)``: the step it diverged at, -1 if it did
+        not, -2 if the step is unknown but its parameters are not finite (after load)."""
+        net = self.network_
+        history = getattr(self, "history_", None)
+        steps = np.full(net.n_models, -1, dtype=np.int64)
+        if history is not None and history.diverged_step is not None:
+            rows = slice(None) if history.survivors is None else history.survivors
+            steps = np.array(history.diverged_step, dtype=np.int64)[rows]
+        xp = net.xp
+        for value in (*net.params.values(), *net.buffers.values()):
+            finite = xp.all(xp.isfinite(xp.reshape(value, (net.n_models, -1))), axis=1)
+            steps[(steps == -1) & ~to_numpy(finite).astype(bool)] = -2
+        return steps
+
+    def _diverged_steps(self) -> np.ndarray:
+        """:meth:`_divergence`, as worked out when fitted (or loaded)."""
+        self._fitted()
+        if getattr(self, "_diverged", None) is None:  # fitted by an older xpnet, unpickled
+            self._diverged = tuple(self._divergence().tolist())
+        return np.array(self._diverged, dtype=np.int64)
 
     @staticmethod
-    def _data(X, y, what: str) -> tuple[np.ndarray, np.ndarray]:
-        """Checked host arrays ``X`` ``(n, d)`` and labels ``y`` ``(n,)``."""
+    def _data(X, y, what: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+        """Checked host arrays ``X`` ``(n, d)`` (within ``dtype``'s range) and labels
+        ``y`` ``(n,)``."""
         X, y = inputs.split_pair(X, y, what)
-        X = inputs.features(estimator.host(X), f"{what}'s X")
+        X = inputs.features(estimator.host(X), f"{what}'s X", dtype)
         return X, estimator.labels(y, X.shape[0], what)
 
-    def _new_network(self, s: dict, d_in: int, n_classes: int, device) -> Network:
-        """M freshly initialised models, M from the per-model values and the schedule."""
+    def _new_network(self, s: dict, d_in: int, n_classes: int, device,
+                     n_samples: int = 0) -> Network:
+        """M freshly initialised models, M from the per-model values and the schedule;
+        refused in one sentence first if they and ``n_samples`` of data cannot fit in
+        this machine's memory."""
         M = self._model_count(s)
-        shared = {name: s[name] for name in network_keywords()}
-        per_model = {name: shared.pop(name) for name in list(shared)
-                     if isinstance(shared[name], tuple)}
-        config = network.NetworkConfig(d_in=d_in, hidden=s["hidden"], n_classes=n_classes,
-                                       **shared)
+        config = self._config(s, d_in, n_classes)
+        estimator.check_fit_memory(config.sizes, M, s["dtype"], n_samples)
+        per_model = {name: s[name] for name in network_keywords() if isinstance(s[name], tuple)}
         return Network.create(config, n_models=M, seeds=s["seeds"], lam=s["lam"],
                               sigma=s["sigma"], device=device, dtype=s["dtype"], **per_model)
 
+    @staticmethod
+    def _config(s: dict, d_in: int, n_classes: int) -> network.NetworkConfig:
+        """The architecture; per-model options (tuples) are passed to ``Network.create``."""
+        shared = {name: s[name] for name in network_keywords() if not isinstance(s[name], tuple)}
+        return network.NetworkConfig(d_in=d_in, hidden=s["hidden"], n_classes=n_classes,
+                                     **shared)
+
     # ---------------------------------------------------------------- inference
     def predict(self, X):
-        """The predicted label of each sample: ``(n,)`` for ``X`` ``(n, d)`` (one model)."""
+        """The predicted label of each sample: ``(n,)`` for ``X`` ``(n, d)`` (one model;
+        :class:`~xpnet.errors.DivergedError` if it diverged)."""
         return self._one("predict")._labels_all(X, "predict")[0, ...]
 
     def predict_proba(self, X):
-        """Class probabilities ``(n, C)``, columns in ``classes_`` order (one model)."""
-        return self._one("predict_proba")._proba_all(X, "predict_proba")[0, ...]
+        """Class probabilities ``(n, C)``, columns in ``classes_`` order (one model;
+        :class:`~xpnet.errors.DivergedError` if it diverged)."""
+        return estimator.to_namespace(self._one("predict_proba")._proba_all(
+            X, "predict_proba")[0], self._output_space(X, "predict_proba"))
 
     def score(self, X, y=None, sample_weight=None) -> float:
         """Mean accuracy on ``X, y`` (or on an ``(X, y)`` pair), weighted by
-        ``sample_weight`` ``(n,)`` if given (one model)."""
+        ``sample_weight`` ``(n,)`` if given (one model; :class:`~xpnet.errors.DivergedError`
+        if it diverged)."""
         X, y = inputs.split_pair(X, y, "The data to score")
         pred = estimator.host(self._one("score")._labels_all(X, "score"))[0]
-        y = estimator.labels(y, pred.shape[0], "The data to score")
-        weights = None if sample_weight is None else estimator.host(sample_weight)
+        y = self._score_labels(y, pred.shape[0])
+        weights = (None if sample_weight is None
+                   else inputs.sample_weights(estimator.host(sample_weight), pred.shape[0]))
         return float(np.average(pred == y, weights=weights))
 
     def predict_all(self, X):
-        """Each model's predicted labels: ``(M, n)`` for ``X`` ``(n, d)``."""
+        """Each model's predicted labels: ``(M, n)`` for ``X`` ``(n, d)``.
+
+        Raises :class:`~xpnet.errors.DivergedError` when a model diverged: a label cannot
+        say "no answer", so use :meth:`predict_proba_all` (NaN rows for such models) or
+        :meth:`score_all` (NaN for them) instead.
+        """
+        self._fitted()
+        steps = self._diverged_steps()
+        if np.any(steps != -1):
+            raise DivergedError(f"{_models_text(steps)} diverged in training, and predict_all "
+                                "has no label that says so; use predict_proba_all or "
+                                "score_all, which answer NaN for a diverged model.")
         return self._labels_all(X, "predict_all")
 
     def predict_proba_all(self, X):
-        """Each model's softmax probabilities: ``(M, n, C)`` for ``X`` ``(n, d)``, rows sum to 1."""
-        return self._proba_all(X, "predict_proba_all")
+        """Each model's softmax probabilities: ``(M, n, C)`` for ``X`` ``(n, d)``, rows sum
+        to 1; a model that diverged has NaN rows (and a
+        :class:`~xpnet.errors.DivergenceWarning` names it)."""
+        proba = self._proba_all(X, "predict_proba_all")
+        self._blank_diverged(proba, "predict_proba_all")
+        return estimator.to_namespace(proba, self._output_space(X, "predict_proba_all"))
 
     def _labels_all(self, X, method: str):
+        """Every model's labels ``(M, n)``, diverged models' too (in the output's space)."""
         net = self._fitted()
         space = self._output_space(X, method)
         Xd = net.backend.asarray(self._inputs(X), dtype=net.dtype)
-        codes = to_numpy(net.predict(Xd, chunk=CHUNK))
+        with np.errstate(invalid="ignore", over="ignore"):  # a diverged model's NaN
+            codes = to_numpy(net.predict(Xd, chunk=CHUNK))
         return estimator.to_namespace(estimator.host(self.classes_)[codes], space)
 
-    def _proba_all(self, X, method: str):
+    def _proba_all(self, X, method: str) -> np.ndarray:
+        """Every model's probabilities ``(M, n, C)`` on the host, diverged models' too."""
         net = self._fitted()
         xp = net.xp
-        space = self._output_space(X, method)
+        self._output_space(X, method)
         X = self._inputs(X)
         parts = []
         for start in range(0, X.shape[0], CHUNK):
             Xd = net.backend.asarray(X[start:start + CHUNK], dtype=net.dtype)
-            scores, _ = net.forward(Xd, train=False)
-            exp = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
-            parts.append(to_numpy(exp / xp.sum(exp, axis=-1, keepdims=True)))
-        return estimator.to_namespace(np.concatenate(parts, axis=1), space)
+            with np.errstate(invalid="ignore", over="ignore"):  # a diverged model's NaN
+                scores, _ = net.forward(Xd, train=False)
+                exp = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
+                parts.append(to_numpy(exp / xp.sum(exp, axis=-1, keepdims=True)))
+        return np.concatenate(parts, axis=1)
 
     def score_all(self, X, y=None) -> np.ndarray:
-        """Accuracy of each model, float64 ``(M,)``, on ``X, y`` (or an ``(X, y)`` pair)."""
+        """Accuracy of each model, float64 ``(M,)``, on ``X, y`` (or an ``(X, y)`` pair);
+        NaN for a model that diverged (and a :class:`~xpnet.errors.DivergenceWarning`
+        names it)."""
         X, y = inputs.split_pair(X, y, "The data to score")
         pred = estimator.host(self._labels_all(X, "score_all"))
-        y = estimator.labels(y, pred.shape[1], "The data to score")
-        return np.mean(pred == y[None, :], axis=1, dtype=np.float64)
+        y = self._score_labels(y, pred.shape[1])
+        scores = np.mean(pred == y[None, :], axis=1, dtype=np.float64)
+        self._blank_diverged(scores, "score_all")
+        return scores
+
+    def _score_labels(self, y, n: int) -> np.ndarray:
+        """Labels to score against: ``(n,)`` of the kind of ``classes_``."""
+        y = estimator.labels(y, n, "The data to score")
+        estimator.check_label_kind(y, self.classes_, "The data to score")
+        return y
+
+    def _blank_diverged(self, values: np.ndarray, method: str) -> None:
+        """NaN in the rows (axis 0) of diverged models, with a warning naming them."""
+        steps = self._diverged_steps()
+        if np.any(steps != -1):
+            values[steps != -1, ...] = np.nan
+            warnings.warn(f"{_models_text(steps)} diverged in training, so {method} answers "
+                          "NaN for them.", DivergenceWarning, stacklevel=3)
 
     # -------------------------------------------------------------- checkpoints
     def save(self, path) -> None:
@@ -339,12 +449,19 @@ class Classifier(estimator.Params):
         return self._model_count(self._settings())
 
     def _one(self, method: str) -> Classifier:
-        """``self`` if it holds one model; else a one-sentence error naming the way out."""
+        """``self`` if it holds one model that did not diverge; else a one-sentence error
+        naming the way out."""
         self._fitted()
         if self.n_models != 1:
             raise XpnetError(f"This Classifier holds {self.n_models} models (per-model "
                              f"hyper-parameters) and {method} answers for one; use "
                              f"{method}_all for every model's, or ClassifierCV to keep the best.")
+        step = int(self._diverged_steps()[0])
+        if step != -1:
+            when = f"at step {step}" if step >= 0 else "(its weights are not finite)"
+            raise DivergedError(f"This Classifier's model diverged in training {when}, so "
+                                f"{method} has no answer; fit again with a lower learning "
+                                "rate.")
         return self
 
     def _fitted(self) -> Network:
@@ -366,7 +483,7 @@ class Classifier(estimator.Params):
 
     def _inputs(self, X) -> np.ndarray:
         """``X`` as a checked host array ``(n, d)`` with the fitted feature count."""
-        X = inputs.features(estimator.host(X), "X")
+        X = inputs.features(estimator.host(X), "X", str(self.network_.dtype).rpartition(".")[2])
         if X.shape[1] != self.n_features_in_:
             raise InputError(f"X has {X.shape[1]} features, but Classifier is expecting "
                              f"{self.n_features_in_} features as input.")
@@ -391,6 +508,30 @@ class Classifier(estimator.Params):
         return (f"Classifier(hidden={self.hidden}, norm={self.norm!r}, "
                 f"lam={self.lam}, seeds={self.seeds}, device={self.device!r}, "
                 f"n_models={self.n_models}, {state})")
+
+
+def diverged_message(diverged_step) -> str:
+    """The warning for models that diverged in a fit (``""`` if none did), from the
+    History's ``diverged_step`` ``(M,)`` (-1: did not)."""
+    steps = np.asarray(diverged_step, dtype=np.int64)
+    if not np.any(steps >= 0):
+        return ""
+    if steps.size == 1:
+        return (f"The model diverged at step {steps[0]} (its loss became non-finite or "
+                "exploded), so predict, predict_proba and score will refuse it; fit again "
+                "with a lower learning rate.")
+    return (f"{_models_text(steps)} of {steps.size} diverged in training (their loss became "
+            "non-finite or exploded) and give no predictions; lower their learning rate.")
+
+
+def _models_text(steps: np.ndarray, shown: int = 8) -> str:
+    """``"Model 2 (step 14)"`` / ``"Models 0 (step 3), 2 (step 14)"`` for the rows of
+    ``steps`` (-1: healthy; -2: step unknown)."""
+    bad = np.flatnonzero(np.asarray(steps) != -1)
+    parts = [f"{m} (step {steps[m]})" if steps[m] >= 0 else f"{m} (non-finite weights)"
+             for m in bad[:shown]]
+    more = f" and {bad.size - shown} more" if bad.size > shown else ""
+    return f"Model{'s' if bad.size > 1 else ''} {', '.join(parts)}{more}"
 
 
 def _signature() -> inspect.Signature:

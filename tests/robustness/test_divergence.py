@@ -4,6 +4,8 @@ diverged at its step with its last finite figures, and the rest of the study goe
 Library level: :func:`xpnet.train.train` on the tiny CIFAR-10 look-alike (3072 inputs, the
 quick suite's 500 / 500 split), checking the exact step, the figures up to it, and that
 the other models of the same lockstep Network train exactly as they would alone.
+Estimator level (issue 34): a diverged model is never a winner and never answers as if
+it had trained: Classifier and ClassifierCV say so, on tiny blobs.
 Study level: the ``lr_bn`` study and a sigma = 10 run through the suite's own
 :class:`experiments.suite.context.Context`.
 """
@@ -15,13 +17,24 @@ import math
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from xpnet import ConstantLR, Network, NetworkConfig, get_backend, to_numpy
+from tests.problems import blobs
+from xpnet import (
+    Classifier,
+    ClassifierCV,
+    ConstantLR,
+    Network,
+    NetworkConfig,
+    get_backend,
+    to_numpy,
+)
 from xpnet.data import load_cifar10
+from xpnet.errors import DivergedError, DivergenceWarning
 from xpnet.training import DeviceSplit, TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,6 +152,116 @@ def test_mid_run_divergence_in_lockstep_spares_the_survivor(splits):
         np.testing.assert_allclose(model_params(net, 0)[name], p, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(history.metrics["val_accuracy"][:, 0],
                                solo.metrics["val_accuracy"][:, 0])
+
+
+# ---------------------------------------------------------------- estimator level
+BLOBS = blobs(60, 6, 3, seed=0, spread=3.0)
+TAME, WILD = 0.05, 50.0  # eta 50 without batch norm diverges at step 1 on these blobs
+
+
+def estimator(**kwargs) -> Classifier:
+    return Classifier(**{"hidden": (4,), "batch_size": 10, "norm": None, **kwargs})
+
+
+def rates(*etas) -> ConstantLR:
+    return ConstantLR(eta=etas if len(etas) > 1 else etas[0], steps=12, cycle_length=6)
+
+
+def test_a_diverged_classifier_says_so_at_fit_and_has_no_answer(one_sentence):
+    X, y = BLOBS
+    with pytest.warns(DivergenceWarning) as caught:
+        clf = estimator(schedule=rates(WILD)).fit(X, y)
+    assert len(caught) == 1
+    one_sentence(str(caught[0].message), "diverged at step 1", "lower learning rate")
+    assert list(clf.history_.diverged_step) == [1]
+    for answer in (clf.predict, clf.predict_proba, lambda X: clf.score(X, y)):
+        with pytest.raises(DivergedError) as err:
+            answer(X)
+        one_sentence(str(err.value), "diverged in training at step 1", "lower learning rate")
+
+
+def test_lockstep_models_that_diverged_answer_nan_and_the_others_as_alone(one_sentence):
+    X, y = BLOBS
+    with pytest.warns(DivergenceWarning, match=r"Models 1 \(step 1\), 2 \(step 1\) of 3"):
+        clf = estimator(seeds=[0, 1, 2], schedule=rates(TAME, WILD, WILD)).fit(X, y)
+    alone = estimator(schedule=rates(TAME)).fit(X, y)
+    with pytest.warns(DivergenceWarning, match="score_all answers NaN"):
+        scores = clf.score_all(X, y)
+    assert scores[0] == alone.score(X, y) and np.all(np.isnan(scores[1:]))
+    with pytest.warns(DivergenceWarning, match="predict_proba_all answers NaN"):
+        proba = clf.predict_proba_all(X)
+    np.testing.assert_array_equal(proba[0], alone.predict_proba(X))
+    assert np.all(np.isnan(proba[1:]))
+    with pytest.raises(DivergedError) as err:  # a label cannot say "no answer"
+        clf.predict_all(X)
+    one_sentence(str(err.value), "Models 1 (step 1), 2 (step 1)", "predict_proba_all")
+
+
+def test_a_loaded_model_with_non_finite_weights_has_no_answer(tmp_path):
+    """A checkpoint has no History: a model whose stored weights are not finite (as an
+    overflowing update leaves them) is known diverged by them."""
+    X, y = BLOBS
+    clf = estimator(seeds=[0, 1], schedule=rates(TAME)).fit(X, y)
+    W1 = clf.network_.params["W1"]
+    W1[1, 0, 0] = np.nan
+    clf.save(tmp_path / "wild.npz")
+    back = Classifier.load(tmp_path / "wild.npz")
+    with pytest.raises(DivergedError, match=r"Model 1 \(non-finite weights\)"):
+        back.predict_all(X)
+    with pytest.warns(DivergenceWarning):
+        assert np.isnan(back.score_all(X, y)[1])
+
+
+def sigma_search(*sigmas, **kwargs) -> ClassifierCV:
+    """sigma = 1e4 with init "normal" diverges at step 0 by the loss threshold."""
+    return ClassifierCV(**{"hidden": (4,), "batch_size": 10, "norm": None, "init": "normal",
+                           "schedule": rates(TAME), "lams": (1e-3,), "seeds": (0, 1),
+                           "param_grid": {"sigma": sigmas}, **kwargs})
+
+
+def test_classifier_cv_ranks_a_diverged_candidate_last_and_names_it(one_sentence):
+    X, y = BLOBS
+    with pytest.warns(DivergenceWarning) as caught:
+        search = sigma_search(1e4, 0.1).fit(X, y)
+    one_sentence(str(caught[0].message), "1 of 2 candidates diverged", "rank last",
+                 "'sigma': 10000.0", "seed 0 at step 0, seed 1 at step 0")
+    results = search.cv_results_
+    assert np.isnan(results["mean_test_score"][0]) and list(results["rank_test_score"]) == [2, 1]
+    assert search.best_params_ == {"lam": 1e-3, "sigma": 0.1} and search.best_index_ == 1
+    assert np.isfinite(search.best_score_) and search.best_model_index_ in (2, 3)
+    assert np.all(np.isnan(search.val_scores_[:2]))
+    assert search.predict(X).shape == (60,)
+
+
+def test_classifier_cv_where_every_candidate_diverged_raises_and_keeps_the_figures(
+        one_sentence):
+    X, y = BLOBS
+    with pytest.raises(DivergedError) as err, pytest.warns(DivergenceWarning):
+        search = sigma_search(1e4, 2e4)
+        search.fit(X, y)
+    one_sentence(str(err.value), "Every candidate diverged", "lower the learning rate")
+    assert np.all(np.isnan(search.cv_results_["mean_test_score"]))  # kept, readable
+    assert search.classifier_.history_.diverged_step.tolist() == [0, 0, 0, 0]
+    assert not hasattr(search, "best_score_")
+    for answer in (search.predict, lambda X: search.score(X, y)):
+        with pytest.raises(DivergedError) as err:
+            answer(X)
+        one_sentence(str(err.value), "Every candidate of the last fit diverged")
+
+
+def test_grid_search_cv_never_picks_a_diverged_classifier():
+    """Through scikit-learn: a diverged model's score raises, GridSearchCV scores it NaN
+    (its error_score) and ranks it last."""
+    sklearn_search = pytest.importorskip("sklearn.model_selection")
+    X, y = BLOBS
+    grid = sklearn_search.GridSearchCV(
+        estimator(init="normal", sigma=0.1, schedule=rates(TAME)),
+        {"sigma": [1e4, 0.1]}, cv=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's own about the failed scores
+        grid.fit(X, y)
+    assert np.isnan(grid.cv_results_["mean_test_score"][0])
+    assert grid.best_params_ == {"sigma": 0.1}
 
 
 # -------------------------------------------------------------------- study level

@@ -127,8 +127,21 @@ def test_halving_drops_candidates_with_their_seeds(digits):
     assert len(kept) == 4 and np.all(kept // 2 == kept[::2].repeat(2) // 2)  # pairs of seeds
     results = search.cv_results_
     dropped = results["dropped_step"] >= 0
-    assert dropped.sum() == 2 and np.all(np.isnan(results["mean_test_score"][dropped]))
-    assert np.all(results["rank_test_score"][dropped] > 2)
+    assert dropped.sum() == 2 and np.all(results["rank_test_score"][dropped] > 2)
+    # A dropped candidate keeps the validation accuracy it had at its rung, and every
+    # candidate ranks by its score, as in scikit-learn's HalvingGridSearchCV.
+    history = search.classifier_.history_
+    for c in np.flatnonzero(dropped):
+        row = history.steps.index(int(results["dropped_step"][c]))
+        at_rung = history.metrics["val_accuracy"][row, 2 * c:2 * c + 2]
+        assert np.all(np.isnan(search.val_scores_[2 * c:2 * c + 2]))  # no score at the end
+        assert results["mean_test_score"][c] == at_rung.mean()
+        assert results["split0_test_score"][c] == at_rung[0]
+    means = results["mean_test_score"]
+    assert np.all(np.isfinite(means))
+    np.testing.assert_array_equal(results["rank_test_score"],
+                                  [1 + np.sum(means > m) for m in means])
+    assert not dropped[search.best_index_]  # the best is one that trained to the end
     assert search.best_params_["lam"] in (1e-4, 1e-2)
     assert search.predict_all(X[:5]).shape == (4, 5)
     row = int(np.flatnonzero(kept == search.best_model_index_)[0])
