@@ -118,7 +118,8 @@ class Classifier(estimator.Params):
     ``history_`` (the ``History`` of the last fit; None after load), ``classes_`` ``(C,)``,
     ``n_features_in_``, ``n_classes_`` and ``n_models``; after fit, ``survivors_``: the
     indices of the fitted models among those fit started with (all of them unless
-    ``halving`` dropped some).
+    ``halving`` dropped some), and ``diverged_step_``: for each of them, the step it
+    diverged at (-1: it did not).
 
     Diverged models.  A model whose training loss became non-finite or exploded stops
     training at that step (``history_.diverged_step``); ``fit`` says so in a
@@ -126,8 +127,7 @@ class Classifier(estimator.Params):
     no answer: ``predict``, ``predict_proba`` and ``score`` raise
     :class:`~xpnet.errors.DivergedError` for it, ``predict_proba_all`` and ``score_all``
     give NaN in its row (with a warning), and ``predict_all`` raises, since a label cannot
-    say "no answer".  After :meth:`load` (no history) a model is diverged when its stored
-    weights are not finite.
+    say "no answer"; :meth:`save` refuses it, so a loaded model never diverged.
     """
 
     def __init__(self, hidden=(50, 50), **kwargs):
@@ -243,7 +243,7 @@ class Classifier(estimator.Params):
             if not isinstance(halving, Halving):
                 raise InputError("halving must be a schedule such as xpnet.Halving(rungs=...) "
                                  f"or None, got {type(halving).__name__}.")
-            halving.check_metric(has_val=val is not None)
+            halving.check(self._model_count(s), has_val=val is not None)
         space = estimator.input_namespace(X)
         X, y = self._data(X, y, "The training data", s["dtype"])
         splits = [(X, y)] if val is None else [
@@ -268,6 +268,8 @@ class Classifier(estimator.Params):
         self.network_, self.history_ = net, history
         survivors = np.arange(net.n_models) if history.survivors is None else history.survivors
         self.survivors_ = estimator.to_namespace(survivors, space)
+        self.diverged_step_ = estimator.to_namespace(
+            np.asarray(history.diverged_step, dtype=np.int64)[survivors], space)
         self._fitted_attributes(classes, space)
         if warn:
             message = diverged_message(history.diverged_step)
@@ -280,31 +282,24 @@ class Classifier(estimator.Params):
         self.classes_ = estimator.to_namespace(classes, space)
         self.n_features_in_ = self.network_.config.d_in
         self.n_classes_ = self.network_.config.n_classes
-        # A tuple, no array: scikit-learn's array API checks want every array attribute
-        # of a fitted estimator in the namespace of its input.
-        self._diverged = tuple(self._divergence().tolist())
 
-    def _divergence(self) -> np.ndarray:
-        """Per model in the network, int64 ``(M,)``: the step it diverged at, -1 if it did
-        not, -2 if the step is unknown but its parameters are not finite (after load)."""
-        net = self.network_
-        history = getattr(self, "history_", None)
-        steps = np.full(net.n_models, -1, dtype=np.int64)
-        if history is not None and history.diverged_step is not None:
-            rows = slice(None) if history.survivors is None else history.survivors
-            steps = np.array(history.diverged_step, dtype=np.int64)[rows]
-        xp = net.xp
-        for value in (*net.params.values(), *net.buffers.values()):
-            finite = xp.all(xp.isfinite(xp.reshape(value, (net.n_models, -1))), axis=1)
-            steps[(steps == -1) & ~to_numpy(finite).astype(bool)] = -2
-        return steps
+    def _keep_models(self, keep: np.ndarray) -> None:
+        """Keep only the network's models ``keep`` (host int64 ``(k,)``, increasing), as
+        halving does: ``survivors_`` and ``diverged_step_`` follow."""
+        space = getattr(self, "_space", None)
+        self.network_.take_models(keep)
+        for name in ("survivors_", "diverged_step_"):
+            setattr(self, name, estimator.to_namespace(
+                np.asarray(estimator.host(getattr(self, name)))[keep], space))
 
     def _diverged_steps(self) -> np.ndarray:
-        """:meth:`_divergence`, as worked out when fitted (or loaded)."""
-        self._fitted()
-        if getattr(self, "_diverged", None) is None:  # fitted by an older xpnet, unpickled
-            self._diverged = tuple(self._divergence().tolist())
-        return np.array(self._diverged, dtype=np.int64)
+        """``diverged_step_`` on the host: int64 ``(M,)``, -1 for a model that did not
+        diverge (as none did after :meth:`load`, which sets no ``diverged_step_``)."""
+        net = self._fitted()
+        steps = getattr(self, "diverged_step_", None)
+        if steps is None:
+            return np.full(net.n_models, -1, dtype=np.int64)
+        return np.asarray(estimator.host(steps), dtype=np.int64)
 
     @staticmethod
     def _data(X, y, what: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
@@ -365,7 +360,7 @@ class Classifier(estimator.Params):
         """
         self._fitted()
         steps = self._diverged_steps()
-        if np.any(steps != -1):
+        if np.any(steps >= 0):
             raise DivergedError(f"{_models_text(steps)} diverged in training, and predict_all "
                                 "has no label that says so; use predict_proba_all or "
                                 "score_all, which answer NaN for a diverged model.")
@@ -423,15 +418,21 @@ class Classifier(estimator.Params):
     def _blank_diverged(self, values: np.ndarray, method: str) -> None:
         """NaN in the rows (axis 0) of diverged models, with a warning naming them."""
         steps = self._diverged_steps()
-        if np.any(steps != -1):
-            values[steps != -1, ...] = np.nan
+        if np.any(steps >= 0):
+            values[steps >= 0, ...] = np.nan
             warnings.warn(f"{_models_text(steps)} diverged in training, so {method} answers "
                           "NaN for them.", DivergenceWarning, stacklevel=3)
 
     # -------------------------------------------------------------- checkpoints
     def save(self, path) -> None:
         """Write the fitted models, these settings and ``classes_`` to a ``.npz`` file (no
-        pickle inside); see :func:`xpnet.classifier_file.save`."""
+        pickle inside); see :func:`xpnet.classifier_file.save`.  A model that diverged
+        has nothing to restore: :class:`~xpnet.errors.DivergedError`, before writing."""
+        steps = self._diverged_steps()
+        if np.any(steps >= 0):
+            raise DivergedError(f"{_models_text(steps)} diverged in training, and a checkpoint "
+                                "holds only models that answer; fit again with a lower "
+                                "learning rate (history_ keeps this run's figures).")
         classifier_file.save(self, path)
 
     @classmethod
@@ -457,10 +458,9 @@ class Classifier(estimator.Params):
                              f"hyper-parameters) and {method} answers for one; use "
                              f"{method}_all for every model's, or ClassifierCV to keep the best.")
         step = int(self._diverged_steps()[0])
-        if step != -1:
-            when = f"at step {step}" if step >= 0 else "(its weights are not finite)"
-            raise DivergedError(f"This Classifier's model diverged in training {when}, so "
-                                f"{method} has no answer; fit again with a lower learning "
+        if step >= 0:
+            raise DivergedError(f"This Classifier's model diverged in training at step {step}, "
+                                f"so {method} has no answer; fit again with a lower learning "
                                 "rate.")
         return self
 
@@ -526,10 +526,9 @@ def diverged_message(diverged_step) -> str:
 
 def _models_text(steps: np.ndarray, shown: int = 8) -> str:
     """``"Model 2 (step 14)"`` / ``"Models 0 (step 3), 2 (step 14)"`` for the rows of
-    ``steps`` (-1: healthy; -2: step unknown)."""
-    bad = np.flatnonzero(np.asarray(steps) != -1)
-    parts = [f"{m} (step {steps[m]})" if steps[m] >= 0 else f"{m} (non-finite weights)"
-             for m in bad[:shown]]
+    ``steps`` that diverged (-1: did not)."""
+    bad = np.flatnonzero(np.asarray(steps) >= 0)
+    parts = [f"{m} (step {steps[m]})" for m in bad[:shown]]
     more = f" and {bad.size - shown} more" if bad.size > shown else ""
     return f"Model{'s' if bad.size > 1 else ''} {', '.join(parts)}{more}"
 

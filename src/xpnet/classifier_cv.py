@@ -90,9 +90,11 @@ class ClassifierCV(estimator.Params):
     Diverged candidates.  A candidate with a seed whose training diverged (non-finite or
     exploding loss) scores NaN, ranks last (as a failed fit does in scikit-learn's
     searches) and is never the best; ``fit`` names such candidates in a
-    :class:`~xpnet.errors.DivergenceWarning`.  When no candidate that trained to the end
-    is free of divergence, ``fit`` raises :class:`~xpnet.errors.DivergedError` after
-    setting ``cv_results_``, ``val_scores_`` and ``classifier_`` (the figures stay
+    :class:`~xpnet.errors.DivergenceWarning`.  The diverged models leave the network at
+    the end of ``fit``, as halving's dropped ones do (``survivors_`` lists the others),
+    so ``predict_all`` answers for the models that can.  When no candidate that trained
+    to the end is free of divergence, ``fit`` raises :class:`~xpnet.errors.DivergedError`
+    after setting ``cv_results_``, ``val_scores_`` and ``classifier_`` (the figures stay
     readable), and ``predict`` / ``score`` raise it too.
     """
 
@@ -203,17 +205,20 @@ class ClassifierCV(estimator.Params):
         start = time.perf_counter()
         self.val_scores_ = _final_scores(clf, estimator.to_namespace(X_val, space), codes_val)
         score_s = time.perf_counter() - start
+        healthy = np.flatnonzero(clf._diverged_steps() < 0)
+        if 0 < healthy.size < clf.n_models:  # the diverged leave, as halving's dropped do
+            clf._keep_models(healthy)
         self.classifier_, self.survivors_ = clf, estimator.host(clf.survivors_)
         self.classes_ = estimator.to_namespace(classes, space)
         self.n_features_in_ = X.shape[1]
-        self._summarise(candidates, seeds, fit_s, score_s)
+        self._summarise(candidates, seeds, len(codes_val), fit_s, score_s)
         return self
 
-    def _summarise(self, candidates: list[dict], seeds: tuple, fit_s: float,
+    def _summarise(self, candidates: list[dict], seeds: tuple, n_val: int, fit_s: float,
                    score_s: float) -> None:
         """``cv_results_`` and the ``best_*`` attributes from ``val_scores_`` (and, for
         the candidates halving dropped, their scores at their rungs)."""
-        scores = _rung_scores(self.classifier_.history_, self.val_scores_).reshape(
+        scores = _rung_scores(self.classifier_.history_, self.val_scores_, n_val).reshape(
             len(candidates), len(seeds))
         mean = scores.mean(axis=1)  # NaN where a seed diverged
         ranked = np.where(np.isnan(mean), -np.inf, mean)  # diverged candidates rank last
@@ -267,8 +272,9 @@ class ClassifierCV(estimator.Params):
 
     def predict_all(self, X):
         """The labels ``(M', n)`` of every model still in the network (all M unless halving
-        dropped some), rows in ``survivors_`` order (indices into ``model_params_``);
-        :class:`~xpnet.errors.DivergedError` if one of them diverged (as
+        dropped some or some diverged), rows in ``survivors_`` order (indices into
+        ``model_params_``); after a fit where every model diverged,
+        :class:`~xpnet.errors.DivergedError` (as
         :meth:`Classifier.predict_all <xpnet.classifier.Classifier.predict_all>`)."""
         self._fitted()
         codes = estimator.host(self.classifier_.predict_all(X))
@@ -277,7 +283,7 @@ class ClassifierCV(estimator.Params):
 
     def predict_proba_all(self, X):
         """Every remaining model's probabilities ``(M', n, C)``, rows as :meth:`predict_all`'s
-        (NaN rows for a model that diverged)."""
+        (NaN rows after a fit where every model diverged)."""
         self._fitted()
         return self.classifier_.predict_proba_all(X)
 
@@ -372,14 +378,17 @@ def _final_scores(clf: Classifier, X_val, codes_val: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _rung_scores(history, final: np.ndarray) -> np.ndarray:
+def _rung_scores(history, final: np.ndarray, n_val: int) -> np.ndarray:
     """``final`` ``(M,)`` with each model halving dropped given its validation accuracy
-    at its rung, from the History (NaN still if it diverged)."""
+    at its rung, from the History (NaN still if it diverged).  The History's accuracy is
+    the training dtype's hits / n_val: rounded to the hit count, it is exactly the
+    float64 accuracy ``final`` holds for the others."""
     scores = final.copy()
     if history.dropped_step is not None:
         dropped = np.flatnonzero((history.dropped_step >= 0) & (history.diverged_step < 0))
         rows = [history.steps.index(int(history.dropped_step[m])) for m in dropped]
-        scores[dropped] = history.metrics["val_accuracy"][rows, dropped]
+        hits = np.round(history.metrics["val_accuracy"][rows, dropped] * n_val)
+        scores[dropped] = hits / n_val
     return scores
 
 

@@ -87,13 +87,6 @@ class Halving(PopulationSchedule):
             raise XpnetError(f"Halving metric must be a History key, one of {keys}, got "
                              f"{self.metric!r}.")
 
-    def check_metric(self, has_val: bool) -> None:
-        """Refuse, before training, ranking by a validation metric without validation data."""
-        split, _, kind = self.metric.partition("_")
-        if split == "val" and not has_val:
-            raise XpnetError(f"Halving by {self.metric} needs validation data; pass "
-                             f"val=(X_val, y_val) or rank by train_{kind}.")
-
     @property
     def higher_is_better(self) -> bool:
         return self.metric.endswith("accuracy")

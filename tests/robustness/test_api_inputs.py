@@ -208,7 +208,10 @@ def test_bad_callbacks_and_halving_are_refused_before_training(refused):
     refused(lambda: small(lam=[0, 1]).fit(X, Y, val=(X, Y), halving="yes"),
             "xpnet.Halving", "str")
     refused(lambda: small(lam=[0, 1]).fit(X, Y, halving=Halving(rungs=(6,))),
-            "val=(X_val, y_val)")
+            "needs validation data")
+    refused(lambda: small(lam=[0, 1, 2]).fit(X, Y, val=(X, Y),
+                                             halving=Halving(rungs=(6,), group_size=2)),
+            "group_size 2", "3 models")
 
 
 def test_models_and_data_that_cannot_fit_in_memory_are_refused_before_allocating(

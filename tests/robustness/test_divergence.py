@@ -184,6 +184,7 @@ def test_lockstep_models_that_diverged_answer_nan_and_the_others_as_alone(one_se
     X, y = BLOBS
     with pytest.warns(DivergenceWarning, match=r"Models 1 \(step 1\), 2 \(step 1\) of 3"):
         clf = estimator(seeds=[0, 1, 2], schedule=rates(TAME, WILD, WILD)).fit(X, y)
+    assert list(clf.diverged_step_) == [-1, 1, 1]
     alone = estimator(schedule=rates(TAME)).fit(X, y)
     with pytest.warns(DivergenceWarning, match="score_all answers NaN"):
         scores = clf.score_all(X, y)
@@ -197,19 +198,18 @@ def test_lockstep_models_that_diverged_answer_nan_and_the_others_as_alone(one_se
     one_sentence(str(err.value), "Models 1 (step 1), 2 (step 1)", "predict_proba_all")
 
 
-def test_a_loaded_model_with_non_finite_weights_has_no_answer(tmp_path):
-    """A checkpoint has no History: a model whose stored weights are not finite (as an
-    overflowing update leaves them) is known diverged by them."""
+def test_a_diverged_model_is_not_saved_as_if_it_answered(tmp_path, one_sentence):
+    """sigma = 1e4 diverges at step 0 by the loss threshold with finite weights: a file
+    would restore it as a model that answers, so save refuses before writing."""
     X, y = BLOBS
-    clf = estimator(seeds=[0, 1], schedule=rates(TAME)).fit(X, y)
-    W1 = clf.network_.params["W1"]
-    W1[1, 0, 0] = np.nan
-    clf.save(tmp_path / "wild.npz")
-    back = Classifier.load(tmp_path / "wild.npz")
-    with pytest.raises(DivergedError, match=r"Model 1 \(non-finite weights\)"):
-        back.predict_all(X)
     with pytest.warns(DivergenceWarning):
-        assert np.isnan(back.score_all(X, y)[1])
+        clf = estimator(init="normal", sigma=[0.1, 1e4], schedule=rates(TAME)).fit(X, y)
+    assert list(clf.history_.diverged_step) == [-1, 0]
+    assert np.all(np.isfinite(to_numpy(clf.network_.params["W1"])))
+    with pytest.raises(DivergedError) as err:
+        clf.save(tmp_path / "wild.npz")
+    one_sentence(str(err.value), "Model 1 (step 0)", "lower learning rate")
+    assert not (tmp_path / "wild.npz").exists()
 
 
 def sigma_search(*sigmas, **kwargs) -> ClassifierCV:
@@ -219,18 +219,28 @@ def sigma_search(*sigmas, **kwargs) -> ClassifierCV:
                            "param_grid": {"sigma": sigmas}, **kwargs})
 
 
-def test_classifier_cv_ranks_a_diverged_candidate_last_and_names_it(one_sentence):
+def test_classifier_cv_ranks_a_diverged_candidate_last_and_names_it(one_sentence, tmp_path):
+    """lam = 1e3 at eta = 0.05 makes weight decay overshoot: both its seeds diverge."""
     X, y = BLOBS
     with pytest.warns(DivergenceWarning) as caught:
-        search = sigma_search(1e4, 0.1).fit(X, y)
+        search = ClassifierCV(hidden=(4,), batch_size=10, norm=None, schedule=rates(TAME),
+                              lams=(1e3, 1e-3), seeds=(0, 1)).fit(X, y)
     one_sentence(str(caught[0].message), "1 of 2 candidates diverged", "rank last",
-                 "'sigma': 10000.0", "seed 0 at step 0, seed 1 at step 0")
+                 "{'lam': 1000.0} (seed 0 at step 2, seed 1 at step 2)")
     results = search.cv_results_
     assert np.isnan(results["mean_test_score"][0]) and list(results["rank_test_score"]) == [2, 1]
-    assert search.best_params_ == {"lam": 1e-3, "sigma": 0.1} and search.best_index_ == 1
+    assert search.best_params_ == {"lam": 1e-3} and search.best_index_ == 1
     assert np.isfinite(search.best_score_) and search.best_model_index_ in (2, 3)
     assert np.all(np.isnan(search.val_scores_[:2]))
     assert search.predict(X).shape == (60,)
+    # The diverged models left the network, as halving's dropped ones do: what remains
+    # answers, and the search saves and loads.
+    assert list(search.survivors_) == [2, 3]
+    assert list(search.classifier_.diverged_step_) == [-1, -1]
+    assert search.predict_all(X).shape == (2, 60)
+    search.save(tmp_path / "search.npz")
+    back = ClassifierCV.load(tmp_path / "search.npz")
+    np.testing.assert_array_equal(back.predict(X), search.predict(X))
 
 
 def test_classifier_cv_where_every_candidate_diverged_raises_and_keeps_the_figures(

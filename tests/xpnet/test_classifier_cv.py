@@ -133,7 +133,8 @@ def test_halving_drops_candidates_with_their_seeds(digits):
     history = search.classifier_.history_
     for c in np.flatnonzero(dropped):
         row = history.steps.index(int(results["dropped_step"][c]))
-        at_rung = history.metrics["val_accuracy"][row, 2 * c:2 * c + 2]
+        at_rung = history.metrics["val_accuracy"][row, 2 * c:2 * c + 2]  # float32 hits / n
+        at_rung = np.round(at_rung * 180) / 180  # validation_fraction 0.1 of 1797 digits
         assert np.all(np.isnan(search.val_scores_[2 * c:2 * c + 2]))  # no score at the end
         assert results["mean_test_score"][c] == at_rung.mean()
         assert results["split0_test_score"][c] == at_rung[0]
