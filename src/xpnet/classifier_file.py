@@ -13,6 +13,7 @@ unique, sorted, finite) and the search's indices against the network they descri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -41,10 +42,21 @@ def save(clf, path) -> None:
 
 
 def _state(clf, classes, **settings_changes) -> dict[str, np.ndarray]:
-    state = clf._fitted().state_dict()
+    net = clf._fitted()
+    state = net.state_dict()
     checked = clf._settings()
     settings = {name: checked[name] for name in SAVED}
-    settings["optimizer"] = optim.to_dict(clf.optimizer)
+    optimizer = clf.optimizer
+    survivors = getattr(clf, "survivors_", None)
+    if survivors is not None:  # halving (or divergence) left some models: theirs only
+        kept = [int(i) for i in estimator.host(survivors)]
+        settings.update({name: _kept(settings[name], kept, net.n_models)
+                         for name in ("sigma", "momentum")})
+        if optimizer is not None:
+            optimizer = dataclasses.replace(optimizer, **{
+                name: _kept(getattr(optimizer, name), kept, net.n_models)
+                for name in optimizer.per_model_fields()})
+    settings["optimizer"] = optim.to_dict(optimizer)
     settings.update(settings_changes)
     state["classifier"] = np.array(json.dumps(settings))
     # labels held as objects (strings) become text; numbers stay numbers
@@ -54,6 +66,14 @@ def _state(clf, classes, **settings_changes) -> dict[str, np.ndarray]:
                               "fit on numbers or strings to save the classifier.")
     state["classes"] = classes
     return state
+
+
+def _kept(value, kept: list[int], n_models: int):
+    """A per-model setting of the models that started (a tuple) for the ``kept`` ones
+    still in the network; one value for all stays as it is."""
+    if isinstance(value, tuple) and len(value) != n_models:
+        return tuple(value[i] for i in kept)
+    return value
 
 
 def load(cls, path, device="cpu"):

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.robustness import hostile_checkpoints as H
-from xpnet import Classifier, ClassifierCV, checkpoint
+from xpnet import Classifier, ClassifierCV, Halving, checkpoint
 from xpnet.errors import CheckpointError, OutputError, XpnetError
 from xpnet.network import Network, NetworkConfig
 from xpnet.schedules import ConstantLR
@@ -336,6 +336,29 @@ def test_a_classifier_cv_round_trips(search, tmp_path):
     clf = Classifier.load(path)
     assert clf.n_models == 8 and list(clf.classes_) == ["a", "b", "c"]
     np.testing.assert_array_equal(clf.predict_all(X), search.predict_all(X))
+
+
+@pytest.mark.parametrize("grid,extra", [({"momentum": (0.0, 0.5, 0.9)}, {}),
+                                         ({"sigma": (0.1, 0.01, 0.001)}, {"init": "normal"})],
+                         ids=["momentum", "sigma"])
+def test_a_halved_search_over_per_model_settings_round_trips(tmp_path, grid, extra):
+    """The file keeps the per-model settings of the models halving left, not of all."""
+    X, y = _problem()
+    search = ClassifierCV(hidden=(8,), param_grid=grid, seeds=(0, 1),
+                          halving=Halving(rungs=(1,), unit="epochs", eta=3),
+                          schedule=ConstantLR(eta=0.05, steps=40, cycle_length=40),
+                          evals_per_cycle=8, batch_size=20, **extra).fit(X, y)
+    path = tmp_path / "cv.npz"
+    search.save(path)
+    loaded = ClassifierCV.load(path)
+    assert loaded.best_params_ == search.best_params_
+    np.testing.assert_array_equal(loaded.predict(X), search.predict(X))
+
+
+def _problem():
+    from tests.problems import blobs
+
+    return blobs(300, 10, 3, 0, spread=1.5)
 
 
 def test_an_unfitted_classifier_cv_cannot_be_saved(tmp_path):
