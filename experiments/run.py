@@ -34,7 +34,7 @@ from experiments.suite.context import ABORT
 from experiments.suite.engine import Suite, command_line
 from experiments.suite.executor import make_executor
 from experiments.suite.folder_lock import FolderLock
-from experiments.suite.store import check_writable
+from experiments.suite.store import ResultStore, check_writable
 from xpnet.backend import USER_DEVICES, get_backend
 from xpnet.errors import XpnetError
 
@@ -124,13 +124,15 @@ def main(argv=None) -> int:
         made = _first_missing(out)
         # One writer per folder: held from before anything is written until the end.
         lock = FolderLock(out, command_line(argv)).acquire() if _make_folder(out) else None
+        # A results.json that is not the suite's is refused before anything is written.
+        store = ResultStore(out) if out.is_dir() else None
         check_writable(out)
         executor = make_executor(args.device, args.workers, args.scheduler,
                                  data_bytes=tasks.data_bytes(args.quick))
         probed = executor.probe(tasks.probe_device, args.device)
         return Suite(args, studies, out, probed, executor,
                      functools.partial(write_report, order=[*STUDY_NAMES, *studies]),
-                     argv).run()
+                     argv, store=store).run()
     except XpnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -63,8 +63,9 @@ class Suite:
     """
 
     def __init__(self, args, studies: dict, out: Path, probed: dict, executor, report,
-                 argv=()):
-        """``probed``: per process that trains, :func:`tasks.probe_device`'s answer."""
+                 argv=(), store: ResultStore | None = None):
+        """``probed``: per process that trains, :func:`tasks.probe_device`'s answer;
+        ``store``: ``out``'s results, read already (default: read now)."""
         self.studies = studies
         self.names = list(studies)
         self.write_report = report
@@ -80,7 +81,7 @@ class Suite:
         data_dir = str(Path(args.data_dir).expanduser().absolute()) if args.data_dir else None
         self.data_settings = runs.DataSettings(data_dir, args.download, args.quick,
                                                args.device, progress=not args.no_progress)
-        self.store = ResultStore(out)
+        self.store = store if store is not None else ResultStore(out)
         ABORT.clear()
         self.reporter = Reporter(enabled=not args.no_progress)
         executor.subscribe_progress(self.reporter.handle)
