@@ -105,6 +105,6 @@ def test_the_local_cluster_admits_only_its_own_client(procs, tiny_data, tmp_path
     assert suite.poll() is None  # it was up all along
     suite.send_signal(signal.SIGTERM)
     _, stderr = suite.communicate(timeout=60)
-    assert suite.returncode == 130, stderr
+    assert suite.returncode == 143, stderr
 
 
