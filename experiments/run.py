@@ -163,10 +163,11 @@ class Invocation:
             get_backend(args.device)
         self.made = _first_missing(out)
         # One writer per folder: held from before anything is written until the end.
+        store = None
         if _make_folder(out):
             self.lock = FolderLock(out, command_line(self.argv)).acquire()
-        # A results.json that is not the suite's is refused before anything is written.
-        store = ResultStore(out) if out.is_dir() else None
+            # A results.json that is not the suite's is refused before anything is written.
+            store = ResultStore(out)
         check_writable(out)
         with interrupts.deferred():  # a cluster cut mid-start is left half made
             self.executor = make_executor(args.device, args.workers, args.scheduler,
