@@ -66,6 +66,10 @@ def build_parser():
                         "per usable core as far as the memory allows, or one per GPU with "
                         "--device cuda or torch:cuda); 1 trains in this process, without "
                         "Dask")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve Dask's dashboard of the local cluster on a free port of "
+                        "127.0.0.1; it has no credentials: every user of this machine can "
+                        "open it (default: no HTTP server at all)")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="run on the Dask cluster whose scheduler is at ADDR, e.g. "
                         "tcp://10.0.0.5:8786, or tls://... with Dask's TLS settings "
@@ -171,7 +175,8 @@ class Invocation:
         check_writable(out)
         with interrupts.deferred():  # a cluster cut mid-start is left half made
             self.executor = make_executor(args.device, args.workers, args.scheduler,
-                                          data_bytes=tasks.data_bytes(args.quick))
+                                          data_bytes=tasks.data_bytes(args.quick),
+                                          dashboard=args.dashboard)
         probed = self.executor.probe(tasks.probe_device, args.device)
         return Suite(args, studies, out, probed, self.executor,
                      functools.partial(write_report, order=[*STUDY_NAMES, *studies]),

@@ -88,6 +88,7 @@ class Suite:
         self.trained = 0
         self.failures: list[failures.StudyFailure] = []
         self.show_traceback = bool(args.traceback) or os.environ.get("XPNET_TRACEBACK") == "1"
+        self.dashboard = bool(getattr(args, "dashboard", False))
         self.dispatcher = Dispatcher(executor, self.reporter, self.data_settings,
                                      n_studies=len(self.names))
 
@@ -228,6 +229,11 @@ class Suite:
     def run(self) -> int:
         if self.executor.notice:  # the memory capped the worker count: say so first
             self.say(self.executor.notice)
+        if self.dashboard:
+            link = self.executor.dashboard_link
+            self.say(f"Dask dashboard: {link} (no credentials: every user of this machine "
+                     "can open it)" if link else
+                     "Dask dashboard: none (no local cluster: --workers 1 or --scheduler)")
         self.prepare()
         start = time.perf_counter()
         try:
