@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 
-from experiments.suite import memory
+from experiments.suite import interrupts, memory
 from experiments.suite.cluster import (
     CONNECT_TIMEOUT_S,
     CUDA_DEVICES,
@@ -200,9 +200,16 @@ class DaskExecutor:
 
     def subscribe_progress(self, handler) -> None:
         self.client.subscribe_topic(PROGRESS_TOPIC, lambda event: handler(event[1]))
+        self._subscribed = True
 
     def close(self) -> None:
+        """Close the client (its runs still queued or running are dropped) and a local
+        cluster.  The progress topic goes first: a worker's event sent after the client
+        closed made the scheduler log a traceback (CRITICAL, "Closed comm")."""
         try:
+            if getattr(self, "_subscribed", False):
+                self._subscribed = False
+                self.client.unsubscribe_topic(PROGRESS_TOPIC)
             self.client.close()
         finally:
             if self.cluster is not None:
@@ -266,10 +273,12 @@ def start_local_cluster(plan: list[dict], device: str, memory_limit: int = 0,
     if not dashboard:
         closed["distributed.scheduler.http.routes"] = []
     try:
-        with dask.config.set({**DASK_CONFIG, **closed}):
+        # Dask's loop thread, and through it every worker process, never takes SIGINT:
+        # a terminal's Ctrl-C reaches the whole process group, and the suite ends them.
+        with interrupts.main_thread_only(), dask.config.set({**DASK_CONFIG, **closed}):
             cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40,
                                   security=security)
-        client = Client(cluster, security=security)
+            client = Client(cluster, security=security)
         client.register_plugin(no_http.WorkerWithoutHTTP())
         if not dashboard:
             client.register_plugin(no_http.SchedulerWithoutHTTP())

@@ -118,3 +118,36 @@ def cuttable():
         yield
     finally:
         _state["depth"] += 1
+
+
+@contextlib.contextmanager
+def main_thread_only():
+    """Threads started inside this block, and the processes they start, never take
+    SIGINT: it stays the main thread's.
+
+    A Ctrl-C in a terminal signals every process of its group, the local cluster's
+    worker processes too, which Dask's nannies start from its event-loop thread: each
+    printed a ``KeyboardInterrupt`` traceback.  Threads and processes inherit the signal
+    mask of the thread that starts them, so blocking SIGINT here (in the main thread,
+    while Dask starts its loop thread and the first workers) keeps it blocked in that
+    thread and every worker it starts, restarts included; the workers end when the suite
+    closes its cluster.  A SIGINT that comes meanwhile waits, and is handled (by the main
+    thread) as the block ends.  SIGTERM is left alone: the nannies stop their workers
+    with it.
+    """
+    sigint = getattr(signal, "SIGINT", None)
+    if (not hasattr(signal, "pthread_sigmask") or sigint is None
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+    # The first process a thread spawns starts multiprocessing's resource tracker, which
+    # unblocks SIGINT in that thread when it has (SIG_UNBLOCK after its own SIG_BLOCK):
+    # start it first, from here, so Dask's thread finds it running and keeps its mask.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {sigint})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
