@@ -116,11 +116,11 @@ def main(argv=None) -> int:
             code = invocation.failed(exc)
     finally:
         invocation.clean_up()  # never cut short: a second signal waits for it
+        if not _entry_point():  # in a process that goes on (a test, a notebook)
+            interrupts.restore(previous)
     if code is None or (interrupts.received() is not None and code in (0, 1)):
         print(invocation.interrupted_line(), file=sys.stderr)
         code = interrupts.exit_status()
-    if not _entry_point():  # in a process that goes on (a test, a notebook)
-        interrupts.restore(previous)
     return code
 
 
