@@ -19,13 +19,14 @@ The file::
                         "evidence": {claim: text}, ...}}}
 
 A *record* is what a run stored (``spec``, ``fingerprint``, ``wall_s``,
-``finished_at``, ``compute_s`` and what its function returned).  A training record
-(its ``spec`` has ``models``, or it has a ``history``) holds M models, M the length of
+``finished_at``, ``compute_s`` and what its function returned).  A record of a training
+spec (its ``spec`` has ``models``) holds M models, M the length of
 ``spec["models"]["seeds"]``: every per-model value has M entries (``spec["models"]``'s
-lists, ``test_accuracy``, ``test_loss``, ``last_val_accuracy``, ``diverged_step``,
-``history["diverged_step"]``), and the history's ``epochs``, ``eta`` and each metric
-have one entry per record point (``history["steps"]``), a metric's entry one value per
-model.  Other fields (a study's own) may hold any JSON.
+lists, ``test_accuracy``, ``test_loss``, ``last_val_accuracy``, ``diverged_step``).  A
+training record (it has a ``history``) has all of these, and the history's ``epochs``,
+``eta`` and each metric have one entry per record point (``history["steps"]``), a
+metric's entry one value per model (``history["diverged_step"]``: one per model).  Other
+fields (a study's own) may hold any JSON.
 """
 
 from __future__ import annotations
@@ -259,11 +260,12 @@ def _record(record, path):
     yield from _fields(record, path, RECORD_FIELDS)
     spec = record.get("spec")
     if (isinstance(spec, dict) and "models" in spec) or "history" in record:
-        yield from _training(record, path)
+        yield from _models(record, path)
 
 
-def _training(record: dict, path):
-    """A training record of M models (see the module's docstring)."""
+def _models(record: dict, path):
+    """A record of M models (see the module's docstring): a training record (it has a
+    ``history``), or another run of a training spec (bn_eps's look at initial weights)."""
     if "spec" not in record:
         yield _missing((*path, "spec"))
         return
@@ -298,15 +300,20 @@ def _training(record: dict, path):
         if _is(record["n_models"], "integer") and record["n_models"] != M:
             yield (f"{where((*path, 'n_models'))} is {record['n_models']}, but the run's "
                    f"spec has {M} models")
-    for name in (*PER_MODEL_RESULTS, "diverged_step", "history"):
-        if name not in record:
-            yield _missing((*path, name))
-            return
+    if "history" in record:  # trained: its results are all there
+        for name in (*PER_MODEL_RESULTS, "diverged_step"):
+            if name not in record:
+                yield _missing((*path, name))
+                return
     for name in PER_MODEL_RESULTS:
-        yield from _array(record[name], (*path, name), M, "model", ("number",), null=True)
-    yield from _array(record["diverged_step"], (*path, "diverged_step"), M, "model",
-                      ("integer",))
-    yield from _history(record["history"], (*path, "history"), M)
+        if name in record:
+            yield from _array(record[name], (*path, name), M, "model", ("number",),
+                              null=True)
+    if "diverged_step" in record:
+        yield from _array(record["diverged_step"], (*path, "diverged_step"), M, "model",
+                          ("integer",))
+    if "history" in record:
+        yield from _history(record["history"], (*path, "history"), M)
 
 
 def _history(history, path, M: int):
