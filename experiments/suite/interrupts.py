@@ -5,13 +5,18 @@ remembers the first signal (the exit status is ``128 + signal``: 130 for SIGINT,
 SIGTERM) and, inside :func:`cuttable` (the suite's work), raises
 :class:`KeyboardInterrupt` in the main thread, where the suite stops what it does, keeps
 what has finished and ends its cluster.  Two kinds of moment must not be cut short, and
-there the signal is only remembered (inside :func:`deferred`, then acted on as the
-block ends):
+there the signal is only remembered:
 
-- the local cluster's start-up: Dask's ``SpecCluster`` cut mid-start is left half made,
-  and its exit hook then printed a traceback (the cluster is closed after it has started);
-- the clean-up itself (closing the cluster, releasing the folder's lock), which a second
-  signal would otherwise cut, ending the process with a traceback.
+- the local cluster's start-up (inside :func:`deferred`, which acts on the signal as it
+  ends): Dask's ``SpecCluster`` cut mid-start is left half made, and its exit hook then
+  printed a traceback (the cluster is closed after it has started);
+- the clean-up itself (closing the cluster, releasing the folder's lock: outside
+  :func:`cuttable`), which a second signal would otherwise cut, ending the process with
+  a traceback.
+
+A terminal's Ctrl-C signals the whole process group, the local cluster's workers too:
+they are started where SIGINT is blocked (:func:`main_thread_only`), so only the suite
+takes it, and ends them.
 
 A signal is never lost: Python runs a handler wherever the main thread is, and a
 :class:`KeyboardInterrupt` raised inside a finalizer (a ``__del__`` method, a weakref
