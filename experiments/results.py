@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.suite import schema
 from xpnet import NetworkConfig, TrainConfig
 from xpnet.atomic import write_text_atomic
 from xpnet.codec import to_float_array
@@ -76,7 +77,8 @@ def read_results(out_dir) -> dict:
         record}, ...}}}``.
 
     Raises:
-        ResultsError: no ``results.json`` there, or one that is not the suite's.
+        ResultsError: no ``results.json`` there, or one that is not the suite's (its
+            first entry of another shape is named, see :mod:`experiments.suite.schema`).
 
     >>> try:
     ...     read_results("/nonexistent/run")
@@ -95,8 +97,10 @@ def read_results(out_dir) -> dict:
     except (OSError, ValueError) as exc:
         raise ResultsError(f"{path} is not readable JSON ({type(exc).__name__}); pass the "
                            "--out folder of a suite run.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("studies"), dict):
-        raise ResultsError(f"{path} holds no studies; pass the --out folder of a suite run.")
+    what = schema.problem(data)
+    if what is not None:
+        raise ResultsError(f"{path} is not a results file of the suite ({what}); pass the "
+                           "--out folder of a suite run.")
     return data
 
 

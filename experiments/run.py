@@ -5,8 +5,9 @@ Writes ``OUT/results.json`` (every number, saved after every finished run),
 resumes: finished studies and finished runs are not recomputed unless ``--force``.
 One invocation at a time writes a folder: a second one on a folder in use exits at once
 with status 2, having written nothing (see :mod:`experiments.suite.folder_lock`).
-Errors a user can fix end in one sentence on stderr and exit status 2; Ctrl-C (or
-SIGTERM) keeps what has finished and exits with 130.
+Errors a user can fix end in one sentence on stderr and exit status 2; Ctrl-C or SIGTERM,
+at any moment, keeps what has finished, ends the workers and exits within seconds, with
+status 130 (SIGINT) or 143 (SIGTERM) and one line (see :mod:`experiments.suite.interrupts`).
 
 Runs execute on every usable core by default (as many as the memory allows): a local
 Dask cluster of single-threaded worker processes (``--workers N``; ``--workers 1``
@@ -18,28 +19,21 @@ and line, with the traceback in ``OUT/errors/STUDY.txt``, and the suite exits 1.
 
 from __future__ import annotations
 
-import argparse
-import datetime as _dt
-import functools
 import os
-import signal
 import sys
 from pathlib import Path
 
-from experiments.report.markdown import write_report
-from experiments.studies import STUDY_NAMES, load_study, load_study_file
-from experiments.suite import tasks
-from experiments.suite.args import Parser, UsageError, positive_int
-from experiments.suite.context import ABORT
-from experiments.suite.engine import Suite, command_line
-from experiments.suite.executor import make_executor
-from experiments.suite.folder_lock import FolderLock
-from experiments.suite.store import check_writable
-from xpnet.backend import USER_DEVICES, get_backend
-from xpnet.errors import XpnetError
+# Only the standard library and the signal handling load before main() starts: the rest
+# (NumPy, Dask, ...) loads inside it, where a Ctrl-C or SIGTERM ends the suite cleanly.
+from experiments.suite import interrupts
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
+    """The CLI's :class:`argparse.ArgumentParser` (one-sentence errors, see
+    :mod:`experiments.suite.args`)."""
+    from experiments.suite.args import Parser, positive_int
+    from xpnet.backend import USER_DEVICES
+
     p = Parser(prog="python -m experiments.run",
                description="Reproduce the DD2424 Assignment 3 studies on CIFAR-10.")
     p.add_argument("--device", choices=USER_DEVICES, default="cpu",
@@ -72,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "per usable core as far as the memory allows, or one per GPU with "
                         "--device cuda or torch:cuda); 1 trains in this process, without "
                         "Dask")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve Dask's dashboard of the local cluster on a free port of "
+                        "127.0.0.1; it has no credentials: every user of this machine can "
+                        "open it (default: no HTTP server at all)")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="run on the Dask cluster whose scheduler is at ADDR, e.g. "
                         "tcp://10.0.0.5:8786, or tls://... with Dask's TLS settings "
@@ -82,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 def select_studies(only: str | None, files=()) -> dict:
     """The studies to run, by name, in report order: the built-in ones ``--only`` names
     (all of them when neither ``--only`` nor ``--study`` is given), then the files'."""
+    from experiments.studies import STUDY_NAMES, load_study, load_study_file
+    from experiments.suite.args import UsageError
+
     own = {}
     for path in files:
         module = load_study_file(path, taken=own)
@@ -98,60 +99,126 @@ def select_studies(only: str | None, files=()) -> dict:
     return {**chosen, **own}
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
-    out = None
-    made = None  # the outermost folder this invocation creates for --out, if any
-    executor = lock = None
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run the suite as the command line ``argv`` (default ``sys.argv[1:]``) says; the exit
+    status: 0 done, 1 a study failed, 2 a user error (one sentence on stderr), 130 / 143
+    stopped by SIGINT / SIGTERM (one line on stderr, see :mod:`experiments.suite.interrupts`)."""
+    previous = interrupts.install()  # from here a signal cuts only the work itself
+    invocation = Invocation(sys.argv[1:] if argv is None else list(argv))
+    code = None
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            with interrupts.cuttable():
+                code = invocation.run()
+        except KeyboardInterrupt:
+            code = None
+        except Exception as exc:
+            code = invocation.failed(exc)
+    finally:
+        invocation.clean_up()  # never cut short: a second signal waits for it
+        if not _entry_point():  # in a process that goes on (a test, a notebook)
+            interrupts.restore(previous)
+    if code is None or (interrupts.received() is not None and code in (0, 1)):
+        print(invocation.interrupted_line(), file=sys.stderr)
+        code = interrupts.exit_status()
+    return code
+
+
+def _entry_point() -> bool:
+    """Whether :func:`main` is this process's entry point (``python -m experiments.run``,
+    ``python -m experiments``, ``xpnet-run``): then the process ends when it returns, and
+    a signal in that moment must find the suite's handler, not print a traceback."""
+    return getattr(sys.modules.get("__main__"), "main", None) is main
+
+
+class Invocation:
+    """One run of the command: what it has made so far, for :meth:`clean_up`."""
+
+    def __init__(self, argv: list):
+        self.argv = argv
+        self.out: Path | None = None
+        self.made: Path | None = None  # the outermost folder it creates for --out, if any
+        self.executor = self.lock = None
+
+    def run(self) -> int:
+        import datetime as _dt
+        import functools
+
+        from experiments.report.markdown import write_report
+        from experiments.studies import STUDY_NAMES, load_study
+        from experiments.suite import tasks
+        from experiments.suite.engine import Suite, command_line
+        from experiments.suite.executor import make_executor
+        from experiments.suite.folder_lock import FolderLock
+        from experiments.suite.store import ResultStore, check_writable
+        from xpnet.backend import get_backend
+
+        args = build_parser().parse_args(self.argv)
         if args.list:
             for name in STUDY_NAMES:
                 print(f"{name:18s} {load_study(name).DESCRIPTION}")
             return 0
         studies = select_studies(args.only, args.study)
-        out = Path(args.out or Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+        out = self.out = Path(args.out or Path("runs") /
+                              _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
         if not (args.scheduler or os.environ.get("XPNET_SCHEDULER")):
             # This machine trains: vet its device before starting workers on it.  With
             # --scheduler the device is the workers' business (probed on them below).
             get_backend(args.device)
-        made = _first_missing(out)
+        self.made = _first_missing(out)
         # One writer per folder: held from before anything is written until the end.
-        lock = FolderLock(out, command_line(argv)).acquire() if _make_folder(out) else None
+        store = None
+        if _make_folder(out):
+            self.lock = FolderLock(out, command_line(self.argv)).acquire()
+            # A results.json that is not the suite's is refused before anything is written.
+            store = ResultStore(out)
         check_writable(out)
-        executor = make_executor(args.device, args.workers, args.scheduler,
-                                 data_bytes=tasks.data_bytes(args.quick))
-        probed = executor.probe(tasks.probe_device, args.device)
-        return Suite(args, studies, out, probed, executor,
+        with interrupts.deferred():  # a cluster cut mid-start is left half made
+            self.executor = make_executor(args.device, args.workers, args.scheduler,
+                                          data_bytes=tasks.data_bytes(args.quick),
+                                          dashboard=args.dashboard)
+        probed = self.executor.probe(tasks.probe_device, args.device)
+        return Suite(args, studies, out, probed, self.executor,
                      functools.partial(write_report, order=[*STUDY_NAMES, *studies]),
-                     argv).run()
-    except XpnetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+                     self.argv, store=store).run()
+
+    def failed(self, exc: Exception) -> int:
+        """Say a user's error in one sentence (exit status 2); re-raise any other."""
+        from xpnet.errors import XpnetError  # loaded already if ``exc`` is one
+
+        if isinstance(exc, XpnetError):
+            print(f"error: {exc}", file=sys.stderr)
+        elif isinstance(exc, OSError):  # a figure or the report could not be written
+            reason = exc.strerror or type(exc).__name__
+            print(f"error: Could not write to {self.out} ({reason}); free some space or fix "
+                  "the folder and run again with the same --out to resume.", file=sys.stderr)
+        else:
+            raise exc
         return 2
-    except OSError as exc:  # a figure or the report could not be written (disk full, ...)
-        reason = exc.strerror or type(exc).__name__
-        print(f"error: Could not write to {out} ({reason}); free some space or fix the "
-              "folder and run again with the same --out to resume.", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        where = f" in {out / 'results.json'}" if out is not None else ""
-        print(f"Interrupted: finished runs are saved{where}; run again with the same --out "
-              "to resume.", file=sys.stderr)
-        return 130
-    finally:
-        ABORT.set()  # study threads still waiting on runs give up
-        if executor is not None:
-            executor.close()
-        if made is not None:
-            _remove_if_empty(out, made, lock)
-        if lock is not None:
-            lock.release()
+
+    def clean_up(self) -> None:
+        """Stop the studies' threads, close the executor (and its local cluster), remove
+        the folders a failed start made, and release the folder's lock."""
+        if "experiments.suite.context" in sys.modules:
+            from experiments.suite.context import ABORT
+
+            ABORT.set()  # study threads still waiting on runs give up
+        try:
+            if self.executor is not None:
+                self.executor.close()
+        finally:
+            if self.made is not None:
+                _remove_if_empty(self.out, self.made, self.lock)
+            if self.lock is not None:
+                self.lock.release()
+
+    def interrupted_line(self) -> str:
+        """The one line a stopped suite prints, naming only files that exist."""
+        results = self.out / "results.json" if self.out is not None else None
+        if results is not None and results.is_file():
+            return (f"Interrupted: finished runs are saved in {results}; run again with the "
+                    "same --out to resume.")
+        return "Interrupted before any run was saved; run the command again to start."
 
 
 def _first_missing(out: Path) -> Path | None:
@@ -178,7 +245,7 @@ def _make_folder(out: Path) -> bool:
     return out.is_dir()
 
 
-def _remove_if_empty(out: Path, made: Path, lock: FolderLock | None) -> None:
+def _remove_if_empty(out: Path, made: Path, lock) -> None:
     """After a failed start, remove the folders this invocation made for ``out`` (up to
     ``made``) if they hold nothing but the lock (released then)."""
     try:

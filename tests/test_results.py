@@ -132,7 +132,8 @@ def test_a_folder_without_results_is_one_sentence(tmp_path, capsys):
     with pytest.raises(ResultsError, match="not readable JSON"):
         load(tmp_path)
     (tmp_path / "results.json").write_text(json.dumps([1, 2]))
-    with pytest.raises(ResultsError, match="holds no studies"):
+    with pytest.raises(ResultsError, match=r"is not a results file of the suite \(the top "
+                                           r"level is an array, not an object\)"):
         load(tmp_path)
 
 

@@ -23,8 +23,8 @@ import contextlib
 import threading
 import time
 
+from experiments.suite import interrupts, tasks
 from experiments.suite import spec as specs
-from experiments.suite import tasks
 from experiments.suite.store import fingerprint
 
 #: Seconds a held run waits on a busy study before a cluster gets it anyway.
@@ -79,6 +79,7 @@ class Dispatcher:
     def serve(self, done) -> None:
         """Start held runs as they become due until ``done()`` is true (main thread)."""
         while not done():
+            interrupts.check()  # a signal whose KeyboardInterrupt a finalizer swallowed
             batch = self._due()
             for i, handle in enumerate(batch):
                 self._start(handle, upcoming=len(batch) - i - 1)

@@ -63,8 +63,9 @@ class Suite:
     """
 
     def __init__(self, args, studies: dict, out: Path, probed: dict, executor, report,
-                 argv=()):
-        """``probed``: per process that trains, :func:`tasks.probe_device`'s answer."""
+                 argv=(), store: ResultStore | None = None):
+        """``probed``: per process that trains, :func:`tasks.probe_device`'s answer;
+        ``store``: ``out``'s results, read already (default: read now)."""
         self.studies = studies
         self.names = list(studies)
         self.write_report = report
@@ -80,13 +81,14 @@ class Suite:
         data_dir = str(Path(args.data_dir).expanduser().absolute()) if args.data_dir else None
         self.data_settings = runs.DataSettings(data_dir, args.download, args.quick,
                                                args.device, progress=not args.no_progress)
-        self.store = ResultStore(out)
+        self.store = store if store is not None else ResultStore(out)
         ABORT.clear()
         self.reporter = Reporter(enabled=not args.no_progress)
         executor.subscribe_progress(self.reporter.handle)
         self.trained = 0
         self.failures: list[failures.StudyFailure] = []
         self.show_traceback = bool(args.traceback) or os.environ.get("XPNET_TRACEBACK") == "1"
+        self.dashboard = bool(getattr(args, "dashboard", False))
         self.dispatcher = Dispatcher(executor, self.reporter, self.data_settings,
                                      n_studies=len(self.names))
 
@@ -227,6 +229,11 @@ class Suite:
     def run(self) -> int:
         if self.executor.notice:  # the memory capped the worker count: say so first
             self.say(self.executor.notice)
+        if self.dashboard:
+            link = self.executor.dashboard_link
+            self.say(f"Dask dashboard: {link} (no credentials: every user of this machine "
+                     "can open it)" if link else
+                     "Dask dashboard: none (no local cluster: --workers 1 or --scheduler)")
         self.prepare()
         start = time.perf_counter()
         try:

@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 
-from experiments.suite import memory
+from experiments.suite import interrupts, memory
 from experiments.suite.cluster import (
     CONNECT_TIMEOUT_S,
     CUDA_DEVICES,
@@ -88,6 +88,7 @@ class InProcess:
     #: Runs start one at a time, each when the one before has finished.
     one_at_a_time = True
     notice = None  # a line for the user about the choice of executor, if any
+    dashboard_link = None  # no cluster, no dashboard
 
     def __init__(self):
         self.publish = None
@@ -126,6 +127,7 @@ class DaskExecutor:
     one_at_a_time = False  # Dask's scheduler queues what is submitted
     publish = None  # workers publish progress on PROGRESS_TOPIC instead
     notice = None  # a line for the user about the choice of executor, if any
+    dashboard_link = None  # the local cluster's dashboard, with --dashboard
 
     def __init__(self, client, cluster=None, description: str = "", device: str = "cpu"):
         self.client = client
@@ -198,9 +200,16 @@ class DaskExecutor:
 
     def subscribe_progress(self, handler) -> None:
         self.client.subscribe_topic(PROGRESS_TOPIC, lambda event: handler(event[1]))
+        self._subscribed = True
 
     def close(self) -> None:
+        """Close the client (its runs still queued or running are dropped) and a local
+        cluster.  The progress topic goes first: a worker's event sent after the client
+        closed made the scheduler log a traceback (CRITICAL, "Closed comm")."""
         try:
+            if getattr(self, "_subscribed", False):
+                self._subscribed = False
+                self.client.unsubscribe_topic(PROGRESS_TOPIC)
             self.client.close()
         finally:
             if self.cluster is not None:
@@ -234,42 +243,59 @@ def connect(address: str, device: str) -> DaskExecutor:
 WORKER_LOG_LEVEL = logging.CRITICAL
 
 
-def start_local_cluster(plan: list[dict], device: str, memory_limit: int = 0) -> DaskExecutor:
+def start_local_cluster(plan: list[dict], device: str, memory_limit: int = 0,
+                        dashboard: bool = False) -> DaskExecutor:
     """A cluster of ``len(plan)`` single-threaded worker processes on this machine.
 
     Each worker runs in its own process under a nanny (which restarts it if it dies or
     passes 95 % of ``memory_limit`` bytes; 0: no limit) with the environment of its plan
     entry.  Scheduler, workers and nannies listen on the loopback address only, over TLS
-    with credentials only this process holds (:func:`local_security`); the dashboard is
-    off.
+    with credentials only this process holds (:func:`local_security`).  No HTTP server
+    listens (:mod:`experiments.suite.no_http`), unless ``dashboard``: then the
+    scheduler's dashboard is on a free loopback port, open to every local user
+    (``executor.dashboard_link``).
     """
     import dask
     from distributed import Client, Nanny, Scheduler, SpecCluster
 
+    from experiments.suite import no_http
+
     security = local_security()
-    # Its health/metrics HTTP server on any free loopback port: the default, 8787, would
-    # be taken by a second suite running at the same time, with a warning.
     scheduler = {"cls": Scheduler, "options": {
-        "dashboard": False, "host": "127.0.0.1", "protocol": "tls", "security": security,
+        "dashboard": dashboard, "host": "127.0.0.1", "protocol": "tls", "security": security,
+        # A free port: the default, 8787, would be taken by a second suite, with a warning.
         "dashboard_address": "127.0.0.1:0"}}
     workers = {f"worker-{i}": {"cls": Nanny, "options": {
         "nthreads": 1, "env": env, "host": "127.0.0.1", "protocol": "tls",
         "security": security, "silence_logs": WORKER_LOG_LEVEL, "memory_limit": memory_limit,
         "dashboard": False}} for i, env in enumerate(plan)}
+    closed = {"distributed.worker.http.routes": []}
+    if not dashboard:
+        closed["distributed.scheduler.http.routes"] = []
     try:
-        with dask.config.set(DASK_CONFIG):
+        # Dask's loop thread, and through it every worker process, never takes SIGINT:
+        # a terminal's Ctrl-C reaches the whole process group, and the suite ends them.
+        with interrupts.main_thread_only(), dask.config.set({**DASK_CONFIG, **closed}):
             cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40,
                                   security=security)
-        client = Client(cluster, security=security)
+            client = Client(cluster, security=security)
+        client.register_plugin(no_http.WorkerWithoutHTTP())
+        if not dashboard:
+            client.register_plugin(no_http.SchedulerWithoutHTTP())
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"Could not start {len(plan)} local Dask workers ({exc}); run "
                            "with --workers 1 to train in this process.") from None
     what = "GPU" if device in GPU_DEVICES else "CPU"
-    return DaskExecutor(client, cluster, f"local cluster, {len(plan)} {what} workers", device)
+    executor = DaskExecutor(client, cluster, f"local cluster, {len(plan)} {what} workers",
+                            device)
+    if dashboard:
+        executor.dashboard_link = cluster.dashboard_link
+    return executor
 
 
 def make_executor(device: str, workers: int | None, scheduler: str | None, *,
-                  gpu_count=None, data_bytes: int = 0, available: int | None = None):
+                  gpu_count=None, data_bytes: int = 0, available: int | None = None,
+                  dashboard: bool = False):
     """The executor the CLI's flags ask for.
 
     ``--scheduler`` (or ``$XPNET_SCHEDULER``) wins; otherwise a local cluster of
@@ -277,7 +303,8 @@ def make_executor(device: str, workers: int | None, scheduler: str | None, *,
     ``available`` bytes of memory (default: what is available now) hold ``data_bytes``
     of shared data, the client and the workers, or every visible GPU), and a single
     worker means in-process, without Dask.  When the memory caps the count, the
-    executor's ``notice`` says so.
+    executor's ``notice`` says so.  ``dashboard``: a local cluster serves Dask's
+    dashboard (see :func:`start_local_cluster`).
     """
     if workers is None and os.environ.get("XPNET_WORKERS", "").strip():
         from experiments.suite.args import UsageError
@@ -307,7 +334,7 @@ def make_executor(device: str, workers: int | None, scheduler: str | None, *,
         executor = InProcess()
     else:
         limit = memory.worker_memory_limit(available, data_bytes, len(plan))
-        executor = start_local_cluster(plan, device, memory_limit=limit)
+        executor = start_local_cluster(plan, device, memory_limit=limit, dashboard=dashboard)
     executor.notice = notice
     return executor
 

@@ -1,16 +1,20 @@
 """One writer per output folder: the lock an invocation holds on ``OUT`` while it runs.
 
 Every file of an output folder (``results.json``, ``figures/``, ``report.md``,
-``errors/``) is written by the one process that holds ``OUT/.lock``: an exclusive
-``fcntl.flock`` that the OS releases when the process ends, however it ends (a SIGKILL
-leaves no stale lock behind).  The holder writes its pid and command line into the file,
-so a second invocation refused the folder can say who holds it (in the moment before it
-has, Linux's ``/proc/locks`` names it).  Where ``fcntl`` is
+``errors/``) is written by the one process that holds the folder's lock: an exclusive
+``fcntl.flock`` on the folder itself, which the OS releases when the process ends,
+however it ends (a SIGKILL leaves no stale lock behind).  A lock on the folder cannot be
+sidestepped by deleting or replacing a file in it.  The holder also locks ``OUT/.lock``
+(as suites before this one did, and where a filesystem cannot lock a folder: some
+network filesystems) and writes its pid and command line there, so a second invocation
+refused the folder can say who holds it; on Linux the kernel's table of locks
+(``/proc/locks``) names the holder first, whatever the file says.  Where ``fcntl`` is
 missing (Windows) the lock is a no-op, as the data cache's is.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -44,14 +48,47 @@ class FolderLock:
         self.path = self.folder / LOCK_NAME
         self.command = command
         self._fd: int | None = None
+        self._folder_fd: int | None = None
 
     def acquire(self) -> FolderLock:
         """Take the lock at once or raise :class:`FolderInUse`; the folder must exist.
 
-        Opening the file writes nothing, so a refused invocation leaves the folder as it
-        was.  The file a lock is taken on must still be the one at :attr:`path` (a holder
-        that ends removes it): otherwise the lock is taken again on the new one.
+        The folder first, then the file :attr:`path`.  Opening either writes nothing, so
+        a refused invocation leaves the folder as it was.  The file a lock is taken on
+        must still be the one at :attr:`path` (a holder that ends removes it): otherwise
+        the lock is taken again on the new one.
         """
+        self._folder_fd = self._lock_folder()
+        try:
+            self._lock_file()
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def _lock_folder(self) -> int | None:
+        """The folder open and locked, or None where it cannot be locked (no fcntl, or a
+        filesystem without locks on folders: the file's lock then stands alone)."""
+        if fcntl is None:
+            return None
+        try:
+            fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            raise self._not_writable(exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            message = self._refusal(fd)
+            os.close(fd)
+            raise FolderInUse(message) from None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EBADF, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                return None
+            raise self._not_writable(exc) from None
+        return fd
+
+    def _lock_file(self) -> None:
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -76,18 +113,19 @@ class FolderLock:
         except OSError as exc:  # a full disk, say
             self.release()
             raise self._not_writable(exc) from None
-        return self
 
     def release(self) -> None:
-        """Remove the lock file and let go (closing the file releases the lock)."""
-        if self._fd is None:
-            return
-        try:
-            self.path.unlink()  # while still held: a waiter then locks a new file
-        except OSError:
-            pass
-        os.close(self._fd)
-        self._fd = None
+        """Remove the lock file and let go (closing a file releases its lock)."""
+        if self._fd is not None:
+            try:
+                self.path.unlink()  # while still held: a waiter then locks a new file
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+        if self._folder_fd is not None:
+            os.close(self._folder_fd)
+            self._folder_fd = None
 
     def __enter__(self) -> FolderLock:
         return self.acquire()
@@ -101,7 +139,7 @@ class FolderLock:
                            "folder you can write to.")
 
     def _refusal(self, fd: int) -> str:
-        pid, command = holder(fd)
+        pid, command = holder(fd, self.path)
         who = "another process"
         if len(command) > MAX_COMMAND:
             command = command[:MAX_COMMAND] + "..."
@@ -111,30 +149,37 @@ class FolderLock:
                 "finishes, or pass another --out.")
 
 
-def holder(fd: int) -> tuple[int | None, str]:
-    """The pid and command line written in the lock file open as ``fd``; the command as
-    ``/proc/PID/cmdline`` gives it where that is readable.
+def holder(fd: int, info: Path | None = None) -> tuple[int | None, str]:
+    """The pid and command line of the process that holds a lock on the file or folder
+    open as ``fd``; the command as ``/proc/PID/cmdline`` gives it where that is readable.
 
-    A holder that has just taken the lock may not have written its pid yet: the kernel's
-    table of locks (``/proc/locks``, Linux) names it then.
+    The kernel's table of locks (``/proc/locks``, Linux) names the holder where it
+    exists; elsewhere the pid and command written in ``info`` (default: the file ``fd``
+    itself) do: a holder that has just taken the lock may not have written them yet.
     """
+    fields = {}
     try:
-        text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-    except OSError:
-        return None, ""
-    fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
-    try:
-        pid = int(fields.get("pid", ""))
-    except ValueError:
-        pid = _flock_holder(fd)
-        if pid is None:
+        if info is None:
+            text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+        else:
+            text = Path(info).read_text(encoding="utf-8", errors="replace")[:4096]
+        fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    except OSError:  # removed, or not a file
+        pass
+    pid = _flock_holder(fd)
+    written = fields.get("pid", "").strip()
+    if pid is None:
+        if not written.isdigit():
             return None, ""
+        pid = int(written)
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         command = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
     except OSError:
         command = ""
-    return pid, command or fields.get("command", "").strip()
+    if not command and written == str(pid):
+        command = fields.get("command", "").strip()
+    return pid, command
 
 
 def _flock_holder(fd: int) -> int | None:

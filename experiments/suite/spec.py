@@ -7,7 +7,8 @@ record can be reused, and any worker can compute it:
 - ``config``: :class:`xpnet.NetworkConfig` as a dict (``NetworkConfig.spec_dict``: fields
   newer than the first format only when not at their defaults); ``train``:
   :class:`xpnet.TrainConfig` fields, ``optimizer`` (``{"type": name, **fields}``) only
-  when not SGD; ``schedule``: ``{"type": class name, **fields}``; ``n_train``; ``data``:
+  when not SGD; ``schedule``: ``{"type": class name, **fields}``, lengths in steps (one
+  given in epochs is turned into steps, :func:`in_steps`); ``n_train``; ``data``:
   the data's sizes and training statistics.
 - ``models``: every per-model value as a list of length M (``seeds``, ``lam``, ``sigma``,
   and when used the config's per-model fields (``eps`` for ``bn_eps``, ``dropout``...),
@@ -89,6 +90,7 @@ def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sig
     and the optimizer's per-model fields and ``train.momentum``; every per-model value
     goes under ``spec["models"]``, where :func:`split_spec` can cut it into model groups.
     """
+    schedule = in_steps(schedule, n_train, train.batch_size)
     fields = network_options(network_fields)
     per_model_names = options.per_model_names(network.NetworkConfig)
     given = {name: fields.pop(name) for name in per_model_names if name in fields}
@@ -127,6 +129,22 @@ def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sig
         halving.check_models(M)
         spec["halving"] = dataclasses.asdict(halving)
     return spec
+
+
+def in_steps(schedule, n_train: int, batch_size: int):
+    """``schedule`` with its lengths in epochs (``CyclicalLR(n_s_epochs=5)``) turned into
+    steps as training turns them (an epoch is ``n_train // batch_size`` steps, see
+    :func:`xpnet.schedules.resolve`), so a spec holds steps only: a schedule given in
+    epochs is the same run, with the same fingerprint, as the one given in the steps it
+    comes to."""
+    steps_per_epoch = n_train // batch_size
+    if steps_per_epoch < 1:
+        if _schedules.resolve(schedule, 1) is schedule:  # nothing in epochs: train says it
+            return schedule
+        raise SpecError(f"A schedule in epochs needs at least one step per epoch, and "
+                        f"batch_size {batch_size} is larger than the {n_train} training "
+                        "images; lower the batch size or train on more images.")
+    return _schedules.resolve(schedule, steps_per_epoch)
 
 
 def make_halving(spec: dict) -> Halving | None:

@@ -18,6 +18,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from experiments.suite import schema
 from xpnet.atomic import write_text_atomic
 from xpnet.codec import to_jsonable
 from xpnet.errors import OutputError
@@ -62,6 +63,10 @@ def library_versions(device: str) -> dict:
 class ResultStore:
     """``results.json`` in memory, written atomically after every change.
 
+    A file already there is read if it is the suite's (:func:`schema.problem` finds
+    nothing wrong with it); any other file there is refused with an :class:`OutputError`
+    and left as it is.
+
     The file is valid JSON at every instant: each save writes a temp file in the same
     folder, fsyncs it and ``os.replace``-s it over the old one.
     """
@@ -69,7 +74,7 @@ class ResultStore:
     def __init__(self, out_dir: Path):
         self.path = Path(out_dir) / "results.json"
         self.lock = threading.RLock()  # runs finish on other threads
-        self.data = {"format": 1, "meta": {}, "studies": {}}
+        self.data = {"format": schema.FORMAT, "meta": {}, "studies": {}}
         if self.path.exists():
             try:
                 loaded = json.loads(self.path.read_text(encoding="utf-8"))
@@ -77,9 +82,13 @@ class ResultStore:
                 raise OutputError(
                     f"{self.path} exists but is not readable JSON ({type(exc).__name__}); "
                     "move it away or choose another --out.") from None
-            if isinstance(loaded, dict) and isinstance(loaded.get("studies"), dict):
-                self.data = loaded
-                self.data.setdefault("meta", {})
+            # Another tool's file, or ours edited into another shape: never overwritten.
+            what = schema.problem(loaded)
+            if what is not None:
+                raise OutputError(f"{self.path} is not a results file of this suite ({what}); "
+                                  "move it away or choose another --out.")
+            self.data = loaded
+            self.data.setdefault("meta", {})
 
     def study(self, name: str) -> dict:
         return self.data["studies"].setdefault(name, {"runs": {}})

@@ -10,6 +10,7 @@ test starts is ended by its fixture (:mod:`tests.processes`), also when the test
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -106,11 +107,16 @@ def test_a_failing_run_fails_alone(procs, tiny_data, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.startswith("study ")]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert lines[0].startswith("study gradcheck failed: RecursionError: "), lines[0]
-    # Dask runs a copy of the preload file from the worker's scratch folder.
-    assert lines[0].endswith("/break_gradcheck.py:4 in broken, run gradcheck/K3-bn-lam0.01); "
-                             "full traceback in "
+    # The innermost frame: its line is the one the saved traceback ends in, the call (4)
+    # or, on Python 3.10, which raises the RecursionError one line earlier, the
+    # comparison (3).  Dask runs a copy of the preload file from the worker's scratch folder.
+    saved = (out / "errors" / "gradcheck.txt").read_text()
+    assert "The run's traceback, on the worker:" in saved
+    frames = re.findall(r'break_gradcheck\.py", line (\d+), in broken', saved)
+    assert frames and frames[-1] in ("3", "4"), saved[-2000:]
+    assert lines[0].endswith(f"/break_gradcheck.py:{frames[-1]} in broken, run "
+                             "gradcheck/K3-bn-lam0.01); full traceback in "
                              f"{out / 'errors' / 'gradcheck.txt'}"), lines[0]
-    assert "The run's traceback, on the worker:" in (out / "errors" / "gradcheck.txt").read_text()
     studies = load(out)["studies"]
     assert studies["gradcheck"]["status"] == "failed"
     assert set(studies["gradcheck"]["runs"]) == {"K2-bn-lam0.01", "K2-nobn-lam0.01",
@@ -164,7 +170,7 @@ def test_interrupting_the_client_ends_its_cluster(procs, tiny_data, tmp_path, si
     stored = numbers(load(out))
     suite.send_signal(sig)
     stdout, stderr = suite.communicate(timeout=60)
-    assert suite.returncode == 130, stderr
+    assert suite.returncode == 128 + sig, stderr  # 130 SIGINT, 143 SIGTERM
     assert "Interrupted: finished runs are saved" in stderr
     kept = numbers(load(out))
     assert stored.items() <= kept.items()

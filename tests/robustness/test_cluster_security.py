@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from experiments.suite import cluster
 from tests.hold import hold_env
@@ -105,6 +106,54 @@ def test_the_local_cluster_admits_only_its_own_client(procs, tiny_data, tmp_path
     assert suite.poll() is None  # it was up all along
     suite.send_signal(signal.SIGTERM)
     _, stderr = suite.communicate(timeout=60)
-    assert suite.returncode == 130, stderr
+    assert suite.returncode == 143, stderr
 
 
+
+
+def http_answer(port: int) -> str | None:
+    """The status line ``GET /health`` on 127.0.0.1:``port`` gets, or None where nothing
+    answers HTTP (a Dask TLS port hangs up on it)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        return f"{response.status} {response.read(100)!r}"
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_no_http_server_listens_unless_asked_and_then_it_says_so(procs, tiny_data, tmp_path):
+    """Dask starts an HTTP server on the scheduler and each worker whatever
+    ``dashboard_address`` says; before, the scheduler's answered every local process
+    (workers' logs, tasks' call stacks).  By default now nothing on the cluster's side
+    answers HTTP; ``--dashboard`` opens the scheduler's and names it, with its risk."""
+    held = {}
+    for flags in ([], ["--dashboard"]):
+        out = tmp_path / f"out{len(flags)}"
+        suite = start_suite(procs, out, *QUICK, "--workers", 2, *flags, "--data-dir",
+                            tiny_data, env=hold_env(tmp_path / f"hold{len(flags)}",
+                                                    "depth_bn/9-layer-bn"))
+        held[bool(flags)] = {port: http_answer(port) for _, port in listening(suite.pid)}
+        if not flags:  # 1 scheduler, 2 nannies, 2 workers, none answering HTTP
+            assert set(held[False].values()) == {None}, held[False]
+            assert len(held[False]) == 5, held[False]
+        assert suite.poll() is None
+        suite.send_signal(signal.SIGTERM)
+        stdout, stderr = suite.communicate(timeout=60)
+        assert suite.returncode == 143, stderr
+        dashboard = [line for line in stdout.splitlines() if line.startswith("Dask dashboard")]
+        if flags:
+            assert len(dashboard) == 1, stdout
+            port = int(dashboard[0].split("http://127.0.0.1:", 1)[1].split("/", 1)[0])
+            assert dashboard[0].endswith("(no credentials: every user of this machine can "
+                                         "open it)"), dashboard
+        else:
+            assert not dashboard, stdout
+    answering = {port: answer for port, answer in held[True].items() if answer is not None}
+    assert answering == {port: "200 b'ok'"}, held[True]

@@ -3,7 +3,9 @@ sentence, having written nothing, and a SIGKILLed holder leaves no lock behind.
 
 The invocations are real processes (:mod:`tests.processes`, every one ended by the
 ``procs`` fixture).  The holder cannot finish first: its study file trains one run and
-then waits for a file that the test creates only once it has seen what it came to see.
+then waits for a file that the test creates only once it has seen what it came to see,
+or its first run waits an hour (:mod:`tests.hold`).  Deleting or replacing the lock file
+does not free the folder: the lock is on the folder itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import pytest
 
 from experiments.suite.folder_lock import LOCK_NAME, FolderInUse, FolderLock
+from tests.hold import held, hold_env
 from tests.processes import kill_session, load, run_cli, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no fcntl: no folder lock")
@@ -146,6 +149,53 @@ def test_after_a_sigkill_of_the_holder_the_next_invocation_resumes(procs, tiny_d
     assert again.returncode == 0, again.stderr
     assert "blocker: 1 run (0 trained, 1 reused)" in again.stdout
     assert not (out / LOCK_NAME).exists()
+
+
+def _delete(lock):
+    lock.unlink()
+
+
+def _replace_with(text):
+    def replace(lock):
+        other = lock.with_name("other")
+        other.write_text(text)
+        os.replace(other, lock)  # a new file (inode) under the lock's name
+    return replace
+
+
+SIDESTEPS = [
+    pytest.param(_delete, id="deleted"),
+    pytest.param(_replace_with(""), id="replaced-by-an-empty-file"),
+    pytest.param(_replace_with("pid 1\ncommand someone else\n"), id="replaced-naming-another"),
+]
+
+
+@pytest.mark.parametrize("sidestep", SIDESTEPS)
+def test_deleting_or_replacing_the_lock_file_does_not_free_the_folder(
+        procs, tiny_data, tmp_path, one_sentence, sidestep):
+    """The lock is on the folder itself: a new file under the lock's name is not a new
+    lock.  The holder waits in its first run (tests.hold) from before the test looks."""
+    out, hold = tmp_path / "out", tmp_path / "hold"
+    holder = start(procs, ["--quick", "--only", "depth_bn", "--seeds", 1, "--no-progress",
+                           "--workers", 1, "--data-dir", tiny_data],
+                   hold_env(hold, "depth_bn/3-layer-nobn"), out)
+    wait_for(lambda: holds_lock(out, holder) and held(hold), 120, "the holder's first run",
+             holder)
+    sidestep(out / LOCK_NAME)
+    before = snapshot(out)
+
+    second = run_cli(procs, "--quick", "--no-progress", "--workers", 1, "--only", "overfit",
+                     "--seeds", 1, "--data-dir", tiny_data, "--out", out, timeout=120)
+
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert second.stdout == "" and len(second.stderr.splitlines()) == 1, second.stderr
+    line = second.stderr.strip()
+    assert line.startswith(f"error: The output folder {out} is in use by process "
+                           f"{holder.pid} ("), line
+    assert "experiments.run" in line and "depth_bn" in line  # its command line
+    one_sentence(line.removeprefix("error: "), "wait until it finishes, or pass another --out")
+    assert snapshot(out) == before
+    assert holder.poll() is None  # still held in its first run
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="the kernel's lock table is Linux's")

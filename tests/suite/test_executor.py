@@ -191,7 +191,7 @@ def test_the_memory_caps_the_default_worker_count_and_says_so(monkeypatch):
     monkeypatch.delenv("XPNET_WORKERS", raising=False)
     monkeypatch.setattr(cluster, "usable_cores", lambda: 8)
     started = []
-    monkeypatch.setattr(executor, "start_local_cluster", lambda plan, device, memory_limit=0:
+    monkeypatch.setattr(executor, "start_local_cluster", lambda plan, device, memory_limit=0, **_:
                         started.append((len(plan), memory_limit)) or InProcess())
     data = int(0.7 * GIB)
     # Room for the data, the client and three workers: three workers, and a line saying so.
