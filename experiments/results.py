@@ -16,13 +16,15 @@ into two pandas DataFrames a user can filter, group and plot:
   and ``eta``), ``value`` (NaN where a model had diverged).
 
 Columns come from the stored dicts themselves, so a setting added to a config, the
-spec or a record appears without a change here.  A per-model value that replaces a
-run-wide field (per-model ``momentum`` for ``train.momentum``, ``eps`` for
-``config.bn_eps``) goes into that field's column: the one run-wide field whose last
-dotted part is the per-model name, else the one whose last part ends in ``_`` + it
-(every field of ``NetworkConfig`` and ``TrainConfig`` counts, also one the spec leaves
-out).  Lists of length M hold one value per model; other lists (a study's per-layer
-probes) stay out.
+spec or a record appears without a change here.  Every field of ``NetworkConfig`` and
+``TrainConfig`` has its column (``config.norm``, ``config.dropout``, ``train.momentum``,
+...) in every row, filled with the run's value or the field's default where the spec
+leaves it out, so ``groupby`` on it never meets a NaN that means "the default".  A
+per-model value (a Grid setting) is a column under its own name (``lam``, ``dropout``,
+``momentum``, ``eps``, ``schedule.eta``...) and also fills the run-wide field it replaces
+(``train.momentum``, ``config.bn_eps``): the one whose last dotted part is the per-model
+name, else the one whose last part ends in ``_`` + it.  Lists of length M hold one value
+per model; other lists (a study's per-layer probes) stay out.
 Runs without per-model models (a gradient check) have no rows.
 
 The suite replaces ``results.json`` atomically after every finished run, so reading a
@@ -44,8 +46,8 @@ import numpy as np
 
 from experiments.suite import schema
 from xpnet import NetworkConfig, TrainConfig
-from xpnet.atomic import write_text_atomic
-from xpnet.codec import to_float_array
+from xpnet.base.atomic import write_text_atomic
+from xpnet.base.codec import to_float_array
 from xpnet.errors import XpnetError
 
 RESULTS_FILE = "results.json"
@@ -158,19 +160,41 @@ def _is_per_model(value, M: int) -> bool:
             and all(v is None or isinstance(v, (bool, int, float, str)) for v in value))
 
 
+def _with_defaults(run_wide: dict) -> dict:
+    """``run_wide`` with every field of :data:`SPEC_SECTIONS` the spec leaves out at its
+    default (a spec writes only what differs, so older runs keep their fingerprints), and
+    ``config.norm`` beside the legacy ``config.batch_norm`` the spec writes for it."""
+    out = dict(run_wide)
+    if "config.batch_norm" in out:
+        out.setdefault("config.norm", "batch" if out["config.batch_norm"] else None)
+    for section, cls in SPEC_SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            column = f"{section}.{field.name}"
+            if column in out or any(k.startswith(column + ".") for k in out):
+                continue
+            default = field.default
+            out[column] = tuple(default) if isinstance(default, (list, tuple)) else default
+    if "config.norm" in out:
+        out["config.batch_norm"] = out["config.norm"] == "batch"
+    return out
+
+
 def model_rows(study: str, key: str, record: dict, status=None) -> list[dict]:
     """The rows of one training run in the models table (see the module's docstring)."""
     spec = record["spec"]
     M = len(spec["models"]["seeds"])
-    run_wide = flatten({k: v for k, v in spec.items() if k != "models"})
+    run_wide = _with_defaults(flatten({k: v for k, v in spec.items() if k != "models"}))
     per_model = {}
     for name, values in flatten(spec["models"]).items():
         if values is None:  # e.g. sigma when the init's default is used: no values
-            per_model.setdefault(_run_wide_name(name, run_wide), (None,) * M)
+            per_model.setdefault(name, (None,) * M)
         elif _is_per_model(values, M):
-            column = "seed" if name == "seeds" else _run_wide_name(name, run_wide)
-            run_wide.pop(column, None)
-            per_model[column] = values
+            # Under its own name (a Grid setting's), and in the run-wide field it replaces.
+            per_model["seed" if name == "seeds" else name] = values
+            wide = _run_wide_name(name, run_wide)
+            if wide != name:
+                run_wide.pop(wide, None)
+                per_model[wide] = values
     results, scalars = {}, {}
     for name, value in flatten({k: v for k, v in record.items()
                                 if k not in ("spec", "history")}).items():

@@ -18,7 +18,7 @@ from tests.conftest import block_import, in_ci
 from tests.hold import hold_env
 from tests.processes import REPO, start_suite, wait_for
 from tests.processes import load as load_json
-from xpnet.codec import to_float_array
+from xpnet.base.codec import to_float_array
 
 if in_ci():  # the dev extra installs pandas: its absence there is a failure
     import pandas as pd
@@ -103,7 +103,33 @@ def test_a_per_model_value_fills_the_run_wide_field_it_replaces(tmp_path):
     models, _ = load(tmp_path)
     assert models["config.bn_eps"].tolist() == list(grid.values("eps"))
     assert models["train.momentum"].tolist() == list(grid.values("momentum"))
-    assert "eps" not in models and "momentum" not in models
+    # ... and each Grid setting is a column under its own name, for the obvious groupby.
+    assert models["eps"].tolist() == list(grid.values("eps"))
+    assert models.groupby("momentum")["test_accuracy"].size().to_dict() == {0.0: 4, 0.9: 4}
+
+
+def test_every_option_is_a_column_with_its_default_filled_in(tmp_path):
+    """A Grid over dropout gives ``dropout`` (not only ``config.dropout``); options the spec
+    leaves out at their defaults are filled in, batch norm's ``config.norm`` included."""
+    from experiments.studies.kit import Grid
+    from experiments.suite.sandbox import sandbox
+
+    ctx = sandbox(tmp_path, study="drop")
+    ctx.submit_train("bn", Grid(ctx.seeds, dropout=(0.0, 0.3)), hidden=(8,),
+                     schedule=ctx.cyclical(1)).result()
+    ctx.submit_train("plain", seeds=ctx.seeds, hidden=(8,), norm=None,
+                     schedule=ctx.cyclical(1)).result()
+    models, _ = load(tmp_path)
+    bn, plain = models[models.key == "bn"], models[models.key == "plain"]
+    assert bn["dropout"].tolist() == [0.0, 0.0, 0.3, 0.3]
+    assert bn["config.dropout"].tolist() == [0.0, 0.0, 0.3, 0.3]
+    assert plain["config.dropout"].tolist() == [0.0, 0.0]  # the default, not NaN
+    assert bn["config.norm"].tolist() == ["batch"] * 4
+    assert plain["config.norm"].isna().all() and not plain["config.batch_norm"].any()
+    assert (models["config.activation"] == "relu").all()
+    assert (models["train.divergence_loss"] == 1e4).all()
+    assert models.groupby(["key", "dropout"]).size().to_dict() == {("bn", 0.0): 2,
+                                                                  ("bn", 0.3): 2}
 
 
 def test_the_command_writes_both_tables_as_csv(quick_folder, tmp_path, capsys):

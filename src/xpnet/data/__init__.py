@@ -8,6 +8,8 @@ per machine, which every process maps read-only: ``load_cifar10(..., cache=True)
 This package re-exports their public names.
 To replace a function in a test, patch the module that looks it up (for example
 ``xpnet.data.cifar10.download_cifar``), not this package.
+
+Imports: :mod:`xpnet.base`, :mod:`xpnet.errors`.
 """
 
 from __future__ import annotations

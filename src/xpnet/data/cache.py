@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xpnet.atomic import atomic_write
+from xpnet.base.atomic import atomic_write
 
 if sys.platform != "win32":
     import fcntl

@@ -1,7 +1,7 @@
 """The official CIFAR-10 python layout: where the archive comes from and its checksum,
 the batch folder and file names, the image size and class names, and the test of
 whether a folder holds batch files.  Every other module of ``xpnet.data`` (and the
-synthetic writer in ``xpnet.testing``) takes these facts from here.
+synthetic writer in ``xpnet.data.synthetic``) takes these facts from here.
 """
 
 from __future__ import annotations

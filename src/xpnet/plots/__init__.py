@@ -17,6 +17,8 @@ module                    what
 
 The library knows no data set: a chance level comes from ``n_classes``
 (:func:`chance_refs`) or from the caller (``BarPanel(chance=...)``, a :class:`Ref`).
+
+Imports: :mod:`xpnet.base`, :mod:`xpnet.errors`.
 """
 
 from xpnet.plots.bars import BarPanel, plot_bars

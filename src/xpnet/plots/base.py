@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xpnet.atomic import atomic_write  # noqa: E402
+from xpnet.base.atomic import atomic_write  # noqa: E402
 
 #: Figure width in inches; at :data:`DPI` this is ~990 px, a markdown page's width.
 PAGE_WIDTH = 9.0

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from xpnet.codec import to_float_array
+from xpnet.base.codec import to_float_array
 from xpnet.plots.curves import Curve, Panel
 
 #: The metrics of ``History.to_dict()`` that :func:`training_panels` draws.
