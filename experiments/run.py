@@ -32,7 +32,7 @@ def build_parser():
     """The CLI's :class:`argparse.ArgumentParser` (one-sentence errors, see
     :mod:`experiments.suite.args`)."""
     from experiments.suite.args import Parser, positive_int
-    from xpnet.backend import USER_DEVICES
+    from xpnet.backend.devices import USER_DEVICES
 
     p = Parser(prog="python -m experiments.run",
                description="Reproduce the DD2424 Assignment 3 studies on CIFAR-10.")
@@ -151,7 +151,7 @@ class Invocation:
         from experiments.suite.executor import make_executor
         from experiments.suite.folder_lock import FolderLock
         from experiments.suite.store import ResultStore, check_writable
-        from xpnet.backend import get_backend
+        from xpnet.backend.devices import get_backend
 
         args = build_parser().parse_args(self.argv)
         if args.list:
@@ -200,7 +200,7 @@ class Invocation:
         """Stop the studies' threads, close the executor (and its local cluster), remove
         the folders a failed start made, and release the folder's lock."""
         if "experiments.suite.context" in sys.modules:
-            from experiments.suite.context import ABORT
+            from experiments.suite.handle import ABORT
 
             ABORT.set()  # study threads still waiting on runs give up
         try:

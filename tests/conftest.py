@@ -32,7 +32,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from xpnet.backend import get_backend  # noqa: E402
+from xpnet.backend.devices import get_backend  # noqa: E402
 
 # The data cache (xpnet.data.cache) of every test, and of the processes tests start, goes
 # to a folder of this session, never to the user's ~/.cache.
@@ -128,7 +128,7 @@ def dtype(request):
 def tiny_data(tmp_path_factory) -> Path:
     """A learnable CIFAR-10 look-alike in the official format: 1,000 training images in
     five batches, 200 test images.  Shared by the CLI tests, which only read it."""
-    from xpnet.testing import write_cifar_batches
+    from xpnet.data.synthetic import write_cifar_batches
 
     root = tmp_path_factory.mktemp("tiny-cifar")
     write_cifar_batches(root, n_per_batch=200, seed=1)
@@ -155,7 +155,7 @@ def cifar_root() -> Path:
 #: The quick ``depth_bn`` cells a device other than NumPy must reproduce, in accuracy
 #: points: float32 rounding differs between libraries and a deep net on the quick slice
 #: amplifies it (the same seeds on NumPy 2.4.6 and 2.5.5 give 19.4 and 21.3 % for the
-#: 9-layer BN net), so the exact comparison is tests/xpnet/test_torch.py's.
+#: 9-layer BN net), so the exact comparison is tests/xpnet/backend/test_torch.py's.
 DEPTH_BN_POINTS = {"3-layer": 1.0, "9-layer": 3.0}
 QUICK_DEPTH_BN = ["--quick", "--only", "depth_bn", "--no-progress"]
 

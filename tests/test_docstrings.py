@@ -22,6 +22,7 @@ import pytest
 
 import xpnet.plots
 from experiments.suite.context import Context
+from experiments.suite.view import StudyView
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,8 +45,9 @@ API = {
     "experiments.studies.kit": ["Grid", "Grid.n_models", "Grid.values", "Grid.per_model",
                                 "Grid.columns", "column", "test_cell", "seeds_split",
                                 "mean_test", "metric"],
-    "experiments.suite.context": [*public(Context), "RunHandle.result", "RunHandle.done",
-                                  "RunHandle.wait"],
+    "experiments.suite.context": public(Context),
+    "experiments.suite.view": public(StudyView),
+    "experiments.suite.handle": ["RunHandle.result", "RunHandle.done", "RunHandle.wait"],
     "experiments.suite.sandbox": ["sandbox"],
     "experiments.results": ["load", "read_results", "flatten"],
     **plots_api(),
@@ -97,7 +99,8 @@ def write_a_study_section() -> str:
 def test_every_ctx_name_readme_offers_is_in_the_checked_api():
     offered = set(re.findall(r"\bctx\.(\w+)", write_a_study_section()))
     assert {"submit_train", "figure_path_and_link", "seeds"} <= offered
-    checked = {name.split(".", 1)[1] for name in API["experiments.suite.context"]}
+    checked = {name.split(".", 1)[1] for name in
+               (*API["experiments.suite.context"], *API["experiments.suite.view"])}
     assert offered <= checked, offered - checked
 
 

@@ -2,7 +2,7 @@
 
 The Python blocks of a README section run in order in one namespace, as a reader would
 paste them into one session, from a working folder whose ``../shared/data`` holds a tiny
-CIFAR-10 look-alike made by :mod:`xpnet.testing` (so the README's own relative path is
+CIFAR-10 look-alike made by :mod:`xpnet.data.synthetic` (so the README's own relative path is
 used, nothing is substituted).  That tiny set is used even when the real data is at
 ``XPNET_DATA``: it keeps the test at a few seconds.  It has 5,100 training images, so
 ``load_cifar10``'s default 5,000 validation images leave 100 for training: one step an
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def python_blocks(section: str) -> list[str]:

@@ -2,8 +2,8 @@
 
 On a GPU the generic (array-API) step is bound by how many kernels it launches, not by
 their arithmetic: each small CuPy call costs some 15-25 us of host time.  This module
-counts those calls on the CPU by running :func:`xpnet.training.train` with the reference
-step :func:`xpnet.backprop.loss_and_data_gradients` on a *counting namespace*: a proxy
+counts those calls on the CPU by running :func:`xpnet.training.loop.train` with the reference
+step :func:`xpnet.step.backprop.loss_and_data_gradients` on a *counting namespace*: a proxy
 around ``array_api_compat.numpy`` whose arrays (:class:`CountedArray`) wrap NumPy arrays.
 
 What counts as one call (one kernel launch on a GPU):
@@ -19,7 +19,7 @@ What counts as one call (one kernel launch on a GPU):
   basic indexing (integers, slices, ``None``, ``...``) and ``.mT`` are views: free.
 
 Not counted: shape and dtype look-ups, Python arithmetic on scalars, and host
-conversions (``float(x)``: those are host syncs, counted by :mod:`xpnet.syncs`).
+conversions (``float(x)``: those are host syncs, counted by :mod:`xpnet.training.syncs`).
 Only calls between a step's ``on_step_begin`` and ``on_step_end`` count, so the
 per-epoch upload of the batch order and the record points stay out.
 
@@ -37,8 +37,8 @@ import types
 
 import numpy as np
 
-from xpnet.backend import Backend
-from xpnet.backprop import loss_and_data_gradients as generic_step
+from xpnet.backend.devices import Backend
+from xpnet.step.backprop import loss_and_data_gradients as generic_step
 from xpnet.training import Callback, DeviceSplit
 
 #: The generic step's calls per training step measured before issue 28's reductions
@@ -262,11 +262,11 @@ class StepCalls:
 def calls_per_step(net: str = "3-layer", n_models: int = 1, *, steps: int = 2,
                    batch_size: int = 100, d_in: int = 3072, n_classes: int = 10,
                    lam: float = 0.005) -> StepCalls:
-    """Count the generic step's calls in ``steps`` steps of :func:`xpnet.training.train`
+    """Count the generic step's calls in ``steps`` steps of :func:`xpnet.training.loop.train`
     for ``n_models`` models (one seed each) of the batch-norm net ``net`` (a :data:`NETS`
     key) on random data ``(steps * batch_size, d_in)``."""
     from experiments.bench.runners import train_steps
-    from xpnet.network import Network, NetworkConfig, one_hot
+    from xpnet.network.network import Network, NetworkConfig, one_hot
 
     counter = CallCounter()
     backend = counting_backend(counter)

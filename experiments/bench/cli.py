@@ -3,12 +3,12 @@
 Run ``python -m experiments.bench --device cpu`` (or ``cuda``, ``torch``, ``torch:cuda``,
 ``torch:mps``).  Every figure comes from the same run:
 
-* **ours** -- seconds per epoch of the real :func:`xpnet.training.train` loop (batch
+* **ours** -- seconds per epoch of the real :func:`xpnet.training.loop.train` loop (batch
   gathers, forward, backward, on-device divergence tracking, the SGD update) for a
   3072-50-50-10 batch-norm network in float32 at batch 100;
 * **generic step** -- where the backend carries a specialised training step (the
-  CPU's :mod:`xpnet.numpy_step`), the same loop with the array-API reference step
-  :func:`xpnet.backprop.loss_and_data_gradients` instead: the ratio says what the
+  CPU's :mod:`xpnet.backend.numpy_step`), the same loop with the array-API reference step
+  :func:`xpnet.step.backprop.loss_and_data_gradients` instead: the ratio says what the
   specialised step buys;
 * **layer norm + Adam** -- the same loop for the same net with layer norm instead of
   batch norm and the Adam update instead of SGD (the recipe's options, through the
@@ -81,11 +81,11 @@ from experiments.bench.runners import (
 )
 from experiments.bench.syncs import check_host_syncs, sync_line
 from experiments.suite.args import Parser, positive_int, positive_int_list
-from xpnet.atomic import write_text_atomic
-from xpnet.backend import USER_DEVICES, get_backend
+from xpnet.backend.devices import USER_DEVICES, get_backend
+from xpnet.base.atomic import write_text_atomic
 from xpnet.errors import OutputError, XpnetError
-from xpnet.optim import Adam
 from xpnet.training import DeviceSplit
+from xpnet.training.optim import Adam
 
 
 # ----------------------------------------------------------------------------- options
@@ -366,7 +366,7 @@ def run(args):
         print(f"figures written to {args.json}", flush=True)
     if result["sync_check"] is not None and not result["sync_check"]["passed"]:
         print("bench: the training step waited for the GPU (see the host-sync check "
-              "above); find the host copy in xpnet.training.", file=sys.stderr)
+              "above); find the host copy in xpnet.training.loop.", file=sys.stderr)
         return 1
     return 0
 

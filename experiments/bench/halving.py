@@ -19,11 +19,11 @@ import numpy as np
 
 from experiments.bench.runners import D_IN, DTYPE, HIDDEN, N_CLASSES
 from experiments.studies.lambda_halving import ETA, lambda_grid
-from xpnet.backend import get_backend, to_numpy
-from xpnet.halving import Halving, geometric_rungs
-from xpnet.network import Network, NetworkConfig
-from xpnet.schedules import CyclicalLR
+from xpnet.backend.devices import get_backend, to_numpy
+from xpnet.network.network import Network, NetworkConfig
+from xpnet.search.halving import Halving, geometric_rungs
 from xpnet.training import DeviceSplit, TrainConfig, record_steps, train
+from xpnet.training.schedules import CyclicalLR
 
 #: The goal of issue 27: at most this fraction of the full search's wall time ...
 GOAL_TIME = 0.45

@@ -14,11 +14,11 @@ import time
 
 import numpy as np
 
-from xpnet.backprop import loss_and_data_gradients as generic_step
 from xpnet.errors import XpnetError
-from xpnet.network import Network, NetworkConfig
-from xpnet.schedules import ConstantLR
+from xpnet.network.network import Network, NetworkConfig
+from xpnet.step.backprop import loss_and_data_gradients as generic_step
 from xpnet.training import TrainConfig, batch_orders, gather, train
+from xpnet.training.schedules import ConstantLR
 
 D_IN, HIDDEN, N_CLASSES = 3072, (50, 50), 10
 ETA, LAM = 0.01, 0.005
@@ -79,9 +79,9 @@ def step_name(backend) -> str:
 
 
 def train_steps(net, split, steps, *, batch_size, callbacks=(), optimizer=None):
-    """:func:`xpnet.training.train` for ``steps`` steps at a constant rate, recording only
+    """:func:`xpnet.training.loop.train` for ``steps`` steps at a constant rate, recording only
     at the start and the end (on 100 training images), then wait for the device.
-    ``optimizer``: options of :mod:`xpnet.optim` (default: SGD without momentum)."""
+    ``optimizer``: options of :mod:`xpnet.training.optim` (default: SGD without momentum)."""
     schedule = ConstantLR(eta=ETA, steps=steps, cycle_length=steps)
     config = TrainConfig(batch_size=batch_size, evals_per_cycle=1, train_eval_size=100,
                          optimizer=optimizer)
@@ -90,7 +90,7 @@ def train_steps(net, split, steps, *, batch_size, callbacks=(), optimizer=None):
 
 
 def ours_runner(net, split, *, epochs, batch_size, warmup_steps=10, optimizer=None):
-    """Runner for :func:`xpnet.training.train` itself, with the step ``net``'s backend has
+    """Runner for :func:`xpnet.training.loop.train` itself, with the step ``net``'s backend has
     and ``optimizer`` (see :func:`train_steps`)."""
     steps_per_epoch = split.size // batch_size
     net.backend.synchronize()
@@ -105,7 +105,7 @@ def matmul_runner(split, backend, *, n_models, epochs, batch_size, warmup_steps=
 
     Forward ``X@W1, H1@W2, H2@W3``; backward ``dW3 = (G3^T@H2)^T, G2 = G3@W3^T,
     dW2 = (G2^T@H1)^T, G1 = G2@W2^T, dW1 = (G1^T@X)^T`` (no input gradient for layer 1;
-    ``dW`` transposes the small product, never the input, as :mod:`xpnet.layers` does), with
+    ``dW`` transposes the small product, never the input, as :mod:`xpnet.nn.layers` does), with
     the model axis for M > 1 (each model gathers its own batch, as in lockstep
     training with one seed per model).  For M = 1 the weights are plain 2-D matrices.
     """

@@ -2,9 +2,9 @@
 
 Two pieces of evidence, both taken from outside the library:
 
-* **counting** -- while :func:`xpnet.training.train` is inside a step, every
+* **counting** -- while :func:`xpnet.training.loop.train` is inside a step, every
   device-to-host door of the array library's public API is counted by
-  :mod:`xpnet.syncs` (the same counter the tests use): CuPy's on cuda, PyTorch's on the
+  :mod:`xpnet.training.syncs` (the same counter the tests use): CuPy's on cuda, PyTorch's on the
   torch devices (on ``torch``, CPU tensors, the count is the evidence a CUDA run would
   wait nowhere), array_api_strict's on ``strict``.  Must be 0.  NumPy arrays already
   live on the host, so on ``cpu`` there is nothing to count.
@@ -21,11 +21,11 @@ import time
 import numpy as np
 
 from experiments.bench.runners import BenchError, train_steps
-from xpnet.syncs import SyncCounter, counting, host_doors
+from xpnet.training.syncs import SyncCounter, counting, host_doors
 
 
 class StepWatch(SyncCounter):
-    """:class:`xpnet.syncs.SyncCounter` that also times the host's run of the steps.
+    """:class:`xpnet.training.syncs.SyncCounter` that also times the host's run of the steps.
 
     Before the first step it waits for the device and, given a ``spin`` function,
     queues the busy kernel; ``t_start`` is then, ``t_end`` the end of the last step.
@@ -76,7 +76,7 @@ def _spinner(backend):
 
 
 def check_host_syncs(net, split, *, steps=3, spin_seconds=1.0, batch_size=100):
-    """Show that the training step of :func:`xpnet.training.train` never waits for the
+    """Show that the training step of :func:`xpnet.training.loop.train` never waits for the
     device (see the module docstring); ``net`` trains ``steps`` steps in place.
 
     ``steps`` stays small so the queued kernels fit CUDA's launch queue.  Returns a
@@ -94,7 +94,7 @@ def check_host_syncs(net, split, *, steps=3, spin_seconds=1.0, batch_size=100):
     t_done = time.perf_counter()
     if watch.steps_seen != steps:
         raise BenchError(f"The host-sync check saw {watch.steps_seen} of {steps} training steps; "
-                         "update experiments/bench/syncs.py to xpnet.training's callbacks.")
+                         "update experiments/bench/syncs.py to xpnet.training.loop's callbacks.")
     loop_s = watch.t_end - watch.t_start
     total_s = t_done - watch.t_start
     n_conversions = sum(watch.counts.values())

@@ -4,7 +4,7 @@
 batch 100 and each k, the layer's forward product and weight gradient in three forms,
 round-robin in one run (best of ``--repeats`` rounds):
 
-* **wide** -- :mod:`xpnet.wide`: ``x @ [W_1 ... W_k]`` ``(n, d) @ (d, k*h)`` and
+* **wide** -- :mod:`xpnet.step.wide`: ``x @ [W_1 ... W_k]`` ``(n, d) @ (d, k*h)`` and
   ``dWt = dout^T @ x`` ``(k*h, n) @ (n, d)``: two products for all k models;
 * **broadcast** -- what the step computes today for models of one seed: the shared
   ``x`` ``(n, d)`` broadcast against ``W`` ``(k, d, h)``, ``dW = (dout^T @ x)^T``;
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from xpnet.wide import wide_forward, wide_weight_grad, wide_weights
+from xpnet.step.wide import wide_forward, wide_weight_grad, wide_weights
 
 D, H, BATCH = 3072, 50, 100
 
@@ -74,8 +74,8 @@ def measure_wide(backend, ks=(8, 64), *, repeats: int = 5, inner: int = 3,
 
 
 def _check_agree(backend, forms, k):
-    from xpnet.backend import to_numpy
-    from xpnet.wide import stacked_weights
+    from xpnet.backend.devices import to_numpy
+    from xpnet.step.wide import stacked_weights
 
     ref_s, ref_dw = (to_numpy(a) for a in forms["broadcast"]())
     s, dWt = forms["wide"]()

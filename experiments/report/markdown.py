@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xpnet.atomic import write_text_atomic
+from xpnet.base.atomic import write_text_atomic
 
 QUICK_BANNER = (
     "> **Smoke test (`--quick`).** Data and schedules were shrunk so the whole suite "

@@ -13,7 +13,7 @@ import numpy as np
 from experiments.report.markdown import sci
 from experiments.studies.kit import ARCHS
 from xpnet import Network, NetworkConfig, get_backend, one_hot
-from xpnet.gradcheck import check_gradients
+from xpnet.network.gradcheck import check_gradients
 from xpnet.plots import DotPanel, plot_dot_rows
 
 NAME = "gradcheck"

@@ -37,7 +37,7 @@ import numpy as np
 
 from experiments.report.markdown import accuracy_cell, mean_or_nan, split_outcome
 from experiments.suite.context import BATCH  # noqa: F401  (re-exported for studies)
-from xpnet.codec import to_float_array
+from xpnet.base.codec import to_float_array
 
 #: The reports' architectures.
 ARCHS = {

@@ -17,8 +17,8 @@ import numpy as np
 from experiments.report.markdown import pct
 from experiments.studies.kit import ARCHS, Grid, column, metric
 from xpnet import Halving
-from xpnet.halving import geometric_rungs
-from xpnet.sweep import fine_grid, grid_spacing, log_uniform_grid
+from xpnet.search.halving import geometric_rungs
+from xpnet.search.sweep import fine_grid, grid_spacing, log_uniform_grid
 from xpnet.training import record_steps
 
 NAME = "lambda_halving"

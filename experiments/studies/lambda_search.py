@@ -11,7 +11,7 @@ import numpy as np
 from experiments.report.markdown import differs, pct, unexplained
 from experiments.studies.kit import ARCHS, column, seeds_split, test_cell
 from xpnet.plots import plot_panels, plot_xy, spread_caption, training_panels
-from xpnet.sweep import (
+from xpnet.search.sweep import (
     best_value,
     fine_grid,
     grid_spacing,

@@ -37,7 +37,7 @@ from experiments.report.markdown import CHANCE, mean_or_nan
 from experiments.studies.kit import ARCHS, BATCH, Grid, column, metric, test_cell
 from xpnet import CyclicalLR
 from xpnet.plots import BarPanel, Curve, Panel, Ref, plot_bars, plot_panels
-from xpnet.schedules import RangeTestLR
+from xpnet.training.schedules import RangeTestLR
 
 NAME = "lr_range"
 DESCRIPTION = ("Learning-rate range test (Smith 2017, 'Cyclical Learning Rates for Training "

@@ -33,9 +33,9 @@ from experiments.report.markdown import CHANCE, pct
 from experiments.studies.depth_bn import REPORTS
 from experiments.studies.kit import ARCHS, BATCH, Grid, column, metric, test_cell
 from experiments.studies.lr_range import suggest_bounds
-from xpnet.optim import Adam
 from xpnet.plots import PALETTE, BarPanel, Curve, Panel, plot_bars, plot_panels, plot_xy
-from xpnet.schedules import ConstantLR, RangeTestLR
+from xpnet.training.optim import Adam
+from xpnet.training.schedules import ConstantLR, RangeTestLR
 
 NAME = "norm_opt"
 DESCRIPTION = ("Past the reports: 3-layer and 9-layer nets, no normalization / batch norm / "

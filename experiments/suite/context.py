@@ -12,182 +12,23 @@ interrupted suite resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 from pathlib import Path
 
 from experiments.suite import spec as specs
 from experiments.suite import tasks
+from experiments.suite.handle import RunHandle
 from experiments.suite.store import fingerprint, now
-from xpnet import CyclicalLR, TrainConfig
-from xpnet.codec import to_jsonable
-from xpnet.errors import OutputError, XpnetError
+from experiments.suite.view import BATCH, Settings, StudyView  # noqa: F401 (BATCH: the kit's)
+from xpnet import TrainConfig
+from xpnet.base.codec import to_jsonable
 
-#: The reports' batch size.
-BATCH = 100
 #: Priority step between links of a chain: more than any run's estimated seconds.
 CHAIN_LEVEL = 1e9
 
-#: Set when the suite stops (Ctrl-C, SIGTERM): study threads waiting on runs give up.
-ABORT = threading.Event()
 
-
-@dataclasses.dataclass
-class Settings:
-    """The CLI choices that every study sees."""
-
-    quick: bool = False
-    seeds: int = 3
-    data_dir: str | None = None
-    download: bool = False
-    force: bool = False
-    progress: bool = True
-
-    def scale(self) -> dict:
-        """What makes results of one invocation comparable with another's."""
-        return {"quick": self.quick, "seeds": self.seeds}
-
-
-class RunFailed(XpnetError):
-    """A run raised; names its study and key (``run``: ``"study/key"``); the run's error
-    is its ``__cause__``."""
-
-    def __init__(self, message: str, run: str = ""):
-        super().__init__(message)
-        self.run = run
-
-
-class RunHandle:
-    """A submitted run: its record once every part has finished (see :meth:`Context.submit`).
-
-    Made by :meth:`Context.submit`, started by the dispatcher (:meth:`started`), and
-    stored in ``results.json`` the moment it finishes, on whichever thread learns of it,
-    whether or not a study is waiting for it yet.
-    """
-
-    def __init__(self, ctx: Context, key: str, spec: dict, fn=None, *,
-                 splittable: bool = False, steps: int = 0, priority: float = 0.0):
-        self.ctx, self.key, self.spec, self.fn = ctx, key, spec, fn
-        self.name = f"{ctx.study_name}/{key}"
-        self.splittable, self.steps, self.priority = splittable, steps, priority
-        self._merge = None
-        self._futures: list = []
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._record = self._error = None
-        #: Cancelled (the suite is stopping): neither finished nor failed.
-        self._stopped = False
-        self._start = 0.0
-
-    @classmethod
-    def finished(cls, ctx, key, record) -> RunHandle:
-        handle = cls(ctx, key, record.get("spec"))
-        handle._record = record
-        handle._done.set()
-        return handle
-
-    @property
-    def done(self) -> bool:
-        """Whether the run has finished (or failed): :meth:`result` then returns at once.
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> ctx = sandbox(tempfile.mkdtemp())  # runs train as they are submitted
-        >>> ctx.submit_train("2-layer", seeds=ctx.seeds, hidden=(8,),
-        ...                  schedule=ctx.cyclical(1)).done
-        True
-        """
-        return self._done.is_set()
-
-    def started(self, futures: list, merge, start: float) -> None:
-        """The dispatcher has handed the run's parts to the executor as ``futures`` at
-        ``start`` (``time.perf_counter()``); ``merge(records)`` joins the parts' records
-        (None: one part)."""
-        self._merge, self._futures, self._pending = merge, futures, len(futures)
-        self._start = start
-        for future in futures:
-            future.add_done_callback(self._part_done)
-
-    def _part_done(self, _future) -> None:
-        with self._lock:
-            self._pending -= 1
-            if self._pending:
-                return
-        try:
-            # Done futures answer at once; the timeout guards Dask's callback thread (which
-            # the interpreter joins at exit) against a future that can never answer.
-            parts = [f.result(timeout=60) for f in self._futures]
-            record = self._merge(parts) if self._merge else parts[0]
-            self._record = self.ctx.store_run(self.key, self.spec, record,
-                                              time.perf_counter() - self._start)
-        except Exception as exc:  # a run's error, a cancelled future, a full disk
-            self._error = exc
-            self._stopped = any(f.cancelled() for f in self._futures)
-        except BaseException as exc:  # Ctrl-C during an in-process run's save: stop now
-            self._error = exc
-            raise
-        finally:
-            self._done.set()
-            self.ctx.reporter.run_finished(self.name, failed=self._error is not None,
-                                           stopped=self._stopped)
-
-    def wait(self) -> None:
-        """Return once the run has finished, failed or not (its record is then saved).
-
-        Returns None; unlike :meth:`result`, a failed run raises nothing here.
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> ctx = sandbox(tempfile.mkdtemp())
-        >>> handle = ctx.submit_train("2-layer", seeds=ctx.seeds, hidden=(8,),
-        ...                           schedule=ctx.cyclical(1))
-        >>> handle.wait(); handle.done
-        True
-        """
-        while not self._done.wait(0.2):  # short waits keep Ctrl-C responsive
-            if ABORT.is_set():
-                raise KeyboardInterrupt
-
-    def result(self) -> dict:
-        """The run's record, waiting for it to finish if it has not.
-
-        Returns:
-            The record as saved in ``results.json``: what the run function returned
-            (a training run: ``test_accuracy``, ``test_loss``, ``diverged_step``,
-            ``last_val_accuracy``, each ``(M,)`` with None for a diverged model;
-            ``history`` with ``steps``, ``epochs``, ``eta`` and ``metrics``, each metric
-            ``(n_points, M)``; ``n_models``), plus ``spec``, ``fingerprint``,
-            ``wall_s``, ``compute_s`` and ``finished_at``.
-
-        Raises:
-            RunFailed: the run raised (the message names the study and run).
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> ctx = sandbox(tempfile.mkdtemp())
-        >>> record = ctx.submit_train("2-layer", seeds=ctx.seeds, hidden=(8,),
-        ...                           schedule=ctx.cyclical(1)).result()
-        >>> record["n_models"], len(record["test_accuracy"]), sorted(record["history"])
-        (2, 2, ['diverged_step', 'epochs', 'eta', 'metrics', 'steps', 'stopped_step'])
-        """
-        self.ctx.waits += 1
-        if not self.done:
-            with self.ctx.dispatcher.waiting():
-                self.wait()
-        if self._stopped:  # cancelled because the suite is stopping (Ctrl-C, SIGTERM)
-            raise KeyboardInterrupt
-        if self._error is not None:
-            if isinstance(self._error, OutputError) or not isinstance(self._error, Exception):
-                raise self._error
-            err = self._error
-            what = str(err) if isinstance(err, XpnetError) else f"{type(err).__name__}: {err}"
-            raise RunFailed(f"Run {self.name} failed: {what}", run=self.name) from err
-        return self._record
-
-
-class Context:
-    """Handed to ``study.run(ctx)``: data, schedules, figure paths and runs.
+class Context(StudyView):
+    """Handed to ``study.run(ctx)``: data, schedules, figure paths (:class:`StudyView`)
+    and runs.
 
     One per study.  Submit the runs that do not depend on each other first
     (:meth:`submit_train`, :meth:`submit`), then ask for their records: the suite starts
@@ -212,157 +53,6 @@ class Context:
         #: A study whose later runs wait on its earlier ones declares ``CHAINED = True``.
         self.chained = chained
         self._handles: list[RunHandle] = []  # every run this context handed on
-
-    # ------------------------------------------------------------------ data
-    @property
-    def quick(self) -> bool:
-        """Whether the suite runs with ``--quick`` (small data and schedules).
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> sandbox(tempfile.mkdtemp(), quick=True).quick
-        True
-        """
-        return self.settings.quick
-
-    @property
-    def seeds(self) -> list[int]:
-        """The seeds of every setting: ``[0, ..., N - 1]`` for ``--seeds N`` (default 3).
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> sandbox(tempfile.mkdtemp(), seeds=3).seeds
-        [0, 1, 2]
-        """
-        return list(range(self.settings.seeds))
-
-    @property
-    def env(self):
-        """This process's data and backend (:class:`experiments.suite.tasks.RunEnv`).
-
-        ``env.data`` is the host data set, ``env.split("train")`` (``"val"``,
-        ``"test"``) its split on the device, ``env.backend`` the array backend.
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> env = sandbox(tempfile.mkdtemp()).env
-        >>> env.split("val").X.shape, env.backend.name
-        ((500, 3072), 'cpu')
-        """
-        return tasks.env_for(self.data_settings)
-
-    @property
-    def data(self):
-        """The host :class:`xpnet.data.Dataset` (loaded once; smaller with --quick).
-
-        ``X_train``, ``X_val``, ``X_test`` are standardised float32 ``(n, 3072)``;
-        ``y_*`` int labels ``(n,)``; ``n_classes``; ``mean``, ``std`` the training
-        statistics.
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> data = sandbox(tempfile.mkdtemp()).data
-        >>> data.X_train.shape, data.y_test.shape, data.n_classes
-        ((500, 3072), (200,), 10)
-        """
-        return self.env.data
-
-    def data_sizes(self) -> dict:
-        """The data's split sizes and a fingerprint of its training statistics.
-
-        Returns:
-            ``{"train": int, "val": int, "test": int, "train_stats": str}``: part of
-            every training spec, so other data means other runs.
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> sizes = sandbox(tempfile.mkdtemp()).data_sizes()
-        >>> sizes["train"], sizes["val"], sizes["test"], len(sizes["train_stats"])
-        (500, 500, 200, 16)
-        """
-        return self.env.data_sizes()
-
-    def train_config(self, **changes) -> TrainConfig:
-        """The reports' training settings (batch 100), with ``changes`` applied.
-
-        Training metrics are measured on 10,000 training images (all of them with --quick).
-
-        Args:
-            **changes: fields of :class:`xpnet.TrainConfig` (``batch_size``,
-                ``momentum`` (a float, or a tuple of M), ``evals_per_cycle``,
-                ``train_eval_size``, ``divergence_loss``).
-
-        Returns:
-            A :class:`xpnet.TrainConfig`, for ``submit_train(train=...)``.
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> config = sandbox(tempfile.mkdtemp()).train_config(momentum=0.9)
-        >>> config.batch_size, config.momentum
-        (100, 0.9)
-        """
-        settings = dict(batch_size=BATCH, train_eval_size=None if self.quick else 10000)
-        return TrainConfig(**{**settings, **changes})
-
-    def cyclical(self, cycles: int, n_train: int | None = None) -> CyclicalLR:
-        """The reports' schedule: eta 1e-5..1e-1, n_s = 5 epochs of batch 100.
-
-        Args:
-            cycles: the number of cycles (each ``2 * n_s`` update steps).
-            n_train: the training images an epoch has; default all of :attr:`data`'s.
-
-        Returns:
-            A :class:`xpnet.CyclicalLR`, for ``submit_train(schedule=...)``.
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> ctx = sandbox(tempfile.mkdtemp())  # 500 training images: n_s = 25
-        >>> ctx.cyclical(2)
-        CyclicalLR(eta_min=1e-05, eta_max=0.1, n_s=25, cycles=2)
-        >>> ctx.cyclical(1, n_train=100).total_steps
-        10
-        """
-        n = n_train or len(self.data.y_train)
-        return CyclicalLR(1e-5, 1e-1, n_s=max(1, 5 * n // BATCH), cycles=cycles)
-
-    # --------------------------------------------------------------- figures
-    def figure_path_and_link(self, name: str) -> tuple[Path, str]:
-        """Where to save figure ``<study>_<name>.png``, and its link for the report.
-
-        Args:
-            name: the figure's name within the study (no extension).
-
-        Returns:
-            ``(path, link)``: the absolute :class:`~pathlib.Path` to save to (pass it to
-            an ``xpnet.plots`` function) and the report-relative link (put it in the
-            study's ``"figures"``).
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> ctx = sandbox(tempfile.mkdtemp(), study="demo")
-        >>> path, link = ctx.figure_path_and_link("curves")
-        >>> link, path == ctx.out_dir / link
-        ('figures/demo_curves.png', True)
-        """
-        rel = f"figures/{self.study_name}_{name}.png"
-        return self.out_dir / rel, rel
-
-    def figure_path(self, name: str) -> tuple[Path, str]:
-        """The older name of :meth:`figure_path_and_link`: returns the pair ``(path, link)``.
-
-        Args:
-            name: the figure's name within the study (no extension).
-
-        Returns:
-            ``(path, link)``: where to save the figure, and its link for the report.
-
-        >>> import tempfile
-        >>> from experiments.suite.sandbox import sandbox
-        >>> path, link = sandbox(tempfile.mkdtemp(), study="demo").figure_path("curves")
-        >>> path.name, link
-        ('demo_curves.png', 'figures/demo_curves.png')
-        """
-        return self.figure_path_and_link(name)
 
     # ------------------------------------------------------------------ runs
     def submit(self, key: str, spec: dict, fn, *, splittable: bool = False,
@@ -469,10 +159,10 @@ class Context:
             hidden: the hidden layers' widths, e.g. ``(50, 50)`` (a 3-layer net).
             seeds, lam, sigma: a scalar, or one value per model; ``sigma`` is the
                 std of ``init="normal"`` weights.
-            schedule: a schedule from :mod:`xpnet.schedules`; default ``cyclical(2)``.
+            schedule: a schedule from :mod:`xpnet.training.schedules`; default ``cyclical(2)``.
             train: a :class:`xpnet.TrainConfig`; default :meth:`train_config`.
             n_train: train on the first ``n_train`` training images; default all.
-            optimizer: an option object of :mod:`xpnet.optim` (``SGD(...)``,
+            optimizer: an option object of :mod:`xpnet.training.optim` (``SGD(...)``,
                 ``Adam(...)``, ``AdamW(...)``); it replaces ``train``'s.
             halving: an :class:`xpnet.Halving` schedule that drops the losing models at
                 its rungs; the spec holds it only when given.

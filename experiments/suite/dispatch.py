@@ -49,7 +49,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------ study threads
     def add(self, handle) -> None:
-        """Hold ``handle`` (a :class:`~experiments.suite.context.RunHandle`) until it starts."""
+        """Hold ``handle`` (a :class:`~experiments.suite.handle.RunHandle`) until it starts."""
         with self._cond:
             if not self._held:
                 self._held_since = time.monotonic()

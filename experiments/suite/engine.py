@@ -20,8 +20,9 @@ from pathlib import Path
 from experiments.suite import failures
 from experiments.suite import tasks as runs
 from experiments.suite.args import UsageError
-from experiments.suite.context import ABORT, Context, Settings
+from experiments.suite.context import Context, Settings
 from experiments.suite.dispatch import Dispatcher
+from experiments.suite.handle import ABORT
 from experiments.suite.progress import Reporter
 from experiments.suite.store import ResultStore, library_versions, now
 from xpnet.errors import DataError, OutputError

@@ -20,10 +20,10 @@ import os
 import traceback
 from pathlib import Path
 
-from experiments.suite.context import RunFailed
+from experiments.suite.handle import RunFailed
 from experiments.suite.store import now
 from experiments.suite.tasks import RunError
-from xpnet.atomic import write_text_atomic
+from xpnet.base.atomic import write_text_atomic
 from xpnet.errors import XpnetError
 
 #: A message longer than this is cut in the line (the file holds all of it).

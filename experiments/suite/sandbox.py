@@ -28,7 +28,8 @@ def sandbox(out_dir, *, study: str = "my_study", seeds: int = 2, data_dir=None,
         study: the study's name (its runs' entry in ``results.json``).
         seeds: ``ctx.seeds`` is ``[0, ..., seeds - 1]``.
         data_dir: a folder holding ``cifar-10-batches-py``; default: a tiny learnable
-            look-alike written to ``out_dir/data`` (:func:`xpnet.testing.write_cifar_batches`).
+            look-alike written to ``out_dir/data``
+            (:func:`xpnet.data.synthetic.write_cifar_batches`).
         quick: the ``--quick`` data slice and schedules.
 
     Returns:
@@ -41,7 +42,7 @@ def sandbox(out_dir, *, study: str = "my_study", seeds: int = 2, data_dir=None,
     """
     out_dir = Path(out_dir)
     if data_dir is None:
-        from xpnet.testing import write_cifar_batches
+        from xpnet.data.synthetic import write_cifar_batches
 
         data_dir = out_dir / "data"
         if not (data_dir / "cifar-10-batches-py").is_dir():

@@ -30,10 +30,12 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import Halving, TrainConfig, network, optim, options
-from xpnet import schedules as _schedules
+from xpnet import Halving, TrainConfig
 from xpnet.errors import XpnetError
-from xpnet.training import record_steps
+from xpnet.network import config as network_config
+from xpnet.nn import options
+from xpnet.training import optim, record_steps
+from xpnet.training import schedules as _schedules
 
 
 class SpecError(XpnetError):
@@ -52,7 +54,7 @@ def network_options(given: dict) -> dict:
 
     Raises a one-sentence :class:`SpecError` for a name that is no option.
     """
-    names = [f.name for f in dataclasses.fields(network.NetworkConfig)
+    names = [f.name for f in dataclasses.fields(network_config.NetworkConfig)
              if f.name not in ("d_in", "n_classes")]
     out = {}
     for name, value in given.items():
@@ -68,7 +70,7 @@ def network_options(given: dict) -> dict:
 
 def grid_options(per_model: dict) -> dict:
     """The per-model settings of a grid that are network options, by field name."""
-    names = set(options.per_model_names(network.NetworkConfig))
+    names = set(options.per_model_names(network_config.NetworkConfig))
     return network_options({k: v for k, v in per_model.items()
                             if k in names or LEGACY.get(k) in names})
 
@@ -92,11 +94,11 @@ def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sig
     """
     schedule = in_steps(schedule, n_train, train.batch_size)
     fields = network_options(network_fields)
-    per_model_names = options.per_model_names(network.NetworkConfig)
+    per_model_names = options.per_model_names(network_config.NetworkConfig)
     given = {name: fields.pop(name) for name in per_model_names if name in fields}
     given = {name: v for name, v in given.items() if v is not None}  # None: the default
-    config = network.NetworkConfig(d_in=d_in, hidden=tuple(hidden), n_classes=n_classes,
-                                   **fields)
+    config = network_config.NetworkConfig(d_in=d_in, hidden=tuple(hidden),
+                                          n_classes=n_classes, **fields)
     field_of = {f.name: f for f in dataclasses.fields(config)}
     sched = {"type": type(schedule).__name__, **dataclasses.asdict(schedule)}
     train_fields = {f.name: getattr(train, f.name) for f in dataclasses.fields(train)}
@@ -134,7 +136,7 @@ def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sig
 def in_steps(schedule, n_train: int, batch_size: int):
     """``schedule`` with its lengths in epochs (``CyclicalLR(n_s_epochs=5)``) turned into
     steps as training turns them (an epoch is ``n_train // batch_size`` steps, see
-    :func:`xpnet.schedules.resolve`), so a spec holds steps only: a schedule given in
+    :func:`xpnet.training.schedules.resolve`), so a spec holds steps only: a schedule given in
     epochs is the same run, with the same fingerprint, as the one given in the steps it
     comes to."""
     steps_per_epoch = n_train // batch_size
@@ -182,14 +184,14 @@ def make_train_config(spec: dict) -> TrainConfig:
 
 def make_config(spec: dict):
     """The run's :class:`xpnet.NetworkConfig` (the first format's ``batch_norm`` read too)."""
-    return network.NetworkConfig.from_dict(spec["config"])
+    return network_config.NetworkConfig.from_dict(spec["config"])
 
 
 def network_per_model(spec: dict) -> dict:
     """The config's per-model fields the run gives per model: ``{field name: [M values]}``."""
     models = spec["models"]
     return {name: models[SPEC_NAMES.get(name, name)]
-            for name in options.per_model_names(network.NetworkConfig)
+            for name in options.per_model_names(network_config.NetworkConfig)
             if models.get(SPEC_NAMES.get(name, name)) is not None}
 
 

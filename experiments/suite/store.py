@@ -19,8 +19,8 @@ import threading
 from pathlib import Path
 
 from experiments.suite import schema
-from xpnet.atomic import write_text_atomic
-from xpnet.codec import to_jsonable
+from xpnet.base.atomic import write_text_atomic
+from xpnet.base.codec import to_jsonable
 from xpnet.errors import OutputError
 
 

@@ -30,7 +30,7 @@ from experiments.suite.spec import (
     network_per_model,
 )
 from xpnet import Network, to_numpy
-from xpnet.codec import to_jsonable
+from xpnet.base.codec import to_jsonable
 from xpnet.errors import DataError, XpnetError
 from xpnet.training import DeviceSplit, train
 
@@ -72,7 +72,7 @@ class RunEnv:
     @property
     def backend(self):
         if self._backend is None:
-            from xpnet.backend import get_backend
+            from xpnet.backend.devices import get_backend
 
             self._backend = get_backend(self.settings.device)
         return self._backend
@@ -218,12 +218,12 @@ def portable(fn):
 def probe_device(device: str) -> dict:
     """What this process computes ``--device`` on, run by every process that trains.
 
-    Returns :meth:`xpnet.backend.Backend.describe` (the device flag; on a GPU its name
+    Returns :meth:`xpnet.backend.devices.Backend.describe` (the device flag; on a GPU its name
     and index), the CPU and the versions of the libraries that shape the numbers.
     Raises :class:`~xpnet.errors.BackendError` when this process cannot compute there.
     """
     from experiments.suite.store import library_versions
-    from xpnet.backend import get_backend
+    from xpnet.backend.devices import get_backend
 
     info = get_backend(device).describe()
     return {**info, "cpu": f"{os.cpu_count()} cores, {platform.machine()}",

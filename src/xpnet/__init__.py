@@ -14,15 +14,15 @@ matplotlib, tqdm nor scikit-learn.
 """
 
 from xpnet.backend.devices import Backend, get_backend, to_numpy
-from xpnet.estimators.classifier import Classifier
-from xpnet.estimators.classifier_cv import ClassifierCV
 from xpnet.data import Dataset, Split, load_cifar10
 from xpnet.errors import XpnetError
-from xpnet.search.halving import Halving
+from xpnet.estimators.classifier import Classifier
+from xpnet.estimators.classifier_cv import ClassifierCV
 from xpnet.network.network import Network, NetworkConfig, one_hot
+from xpnet.search.halving import Halving
+from xpnet.training import Callback, DeviceSplit, History, ProgressBar, TrainConfig, train
 from xpnet.training.optim import SGD, Adam, AdamW
 from xpnet.training.schedules import ConstantLR, CyclicalLR, StepDecayLR
-from xpnet.training.loop import Callback, DeviceSplit, History, ProgressBar, TrainConfig, train
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ import pytest
 from experiments.bench import cli as bench
 from experiments.bench import runners as bench_runners
 from experiments.bench import syncs as bench_syncs
-from xpnet.backend import get_backend
+from xpnet.backend.devices import get_backend
 from xpnet.training import DeviceSplit
 
 TINY = ["--device", "cpu", "--n-samples", "1000", "--epochs", "1", "--repeats", "1"]

@@ -10,8 +10,8 @@ import pytest
 from experiments.bench import calls
 from experiments.bench.calls import BASELINE, GOAL, CallCounter, CountingNamespace
 from experiments.bench.runners import make_net, train_steps
-from xpnet.backend import get_backend, to_numpy
-from xpnet.backprop import loss_and_data_gradients as generic_step
+from xpnet.backend.devices import get_backend, to_numpy
+from xpnet.step.backprop import loss_and_data_gradients as generic_step
 from xpnet.training import DeviceSplit
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from xpnet.data import BATCH_FOLDER
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
 
 
 @pytest.fixture

@@ -13,17 +13,10 @@ import numpy as np
 import pytest
 
 from tests.problems import blobs
-from xpnet import (
-    Classifier,
-    ClassifierCV,
-    ConstantLR,
-    CyclicalLR,
-    Halving,
-    XpnetError,
-    inputs,
-    sweep,
-)
-from xpnet.schedules import Epochs, RangeTestLR
+from xpnet import Classifier, ClassifierCV, ConstantLR, CyclicalLR, Halving, XpnetError
+from xpnet.base import inputs
+from xpnet.search import sweep
+from xpnet.training.schedules import Epochs, RangeTestLR
 
 X, Y = blobs(60, 6, 3, seed=0, spread=3.0)
 NAMES = np.array(["ant", "bee", "cat"])
@@ -119,7 +112,7 @@ def test_whole_numbers_given_as_floats_are_whole_numbers():
 
 def test_schedules_in_epochs_work_wherever_a_schedule_goes():
     from xpnet import DeviceSplit, Network, NetworkConfig, get_backend
-    from xpnet.sweep import train_lockstep
+    from xpnet.search.sweep import train_lockstep
     from xpnet.training import TrainConfig, train
 
     epochs = CyclicalLR(1e-3, 0.1, n_s_epochs=1, cycles=1)  # 6 steps an epoch: 12 steps

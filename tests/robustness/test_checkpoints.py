@@ -25,10 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.robustness import hostile_checkpoints as H
-from xpnet import Classifier, ClassifierCV, Halving, checkpoint
+from xpnet import Classifier, ClassifierCV, Halving
 from xpnet.errors import CheckpointError, OutputError, XpnetError
-from xpnet.network import Network, NetworkConfig
-from xpnet.schedules import ConstantLR
+from xpnet.network import checkpoint
+from xpnet.network.network import Network, NetworkConfig
+from xpnet.training.schedules import ConstantLR
 
 
 def _id(case: H.Case) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from xpnet.backend import get_backend
+from xpnet.backend.devices import get_backend
 from xpnet.errors import BackendError
 
 REPO = Path(__file__).resolve().parents[2]

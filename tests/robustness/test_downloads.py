@@ -23,7 +23,7 @@ from xpnet.data import (
     load_batch,
     load_cifar10,
 )
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
 
 TIMEOUT = 0.5  # seconds; the stalling handlers wait far longer
 

@@ -265,7 +265,7 @@ def test_interrupt_inside_a_save_leaves_the_last_good_results(tiny_data, tmp_pat
     """Ctrl-C while results.json is being replaced: the old file stays, no temp file stays."""
     import experiments.suite.store as store
     from experiments.run import main
-    from xpnet.atomic import atomic_write
+    from xpnet.base.atomic import atomic_write
 
     real_write = store.write_text_atomic
     good = {}

@@ -53,7 +53,7 @@ def test_spec_has_halving_only_when_given_and_halving_runs_are_not_split(tiny_da
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
-    from xpnet.testing import write_cifar_batches
+    from xpnet.data.synthetic import write_cifar_batches
 
     root = tmp_path_factory.mktemp("tiny-halving")
     write_cifar_batches(root, n_per_batch=200, seed=3)

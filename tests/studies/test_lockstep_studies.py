@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = ("lr_bn", "lr_range", "bn_eps", "activations")

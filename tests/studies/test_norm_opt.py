@@ -22,7 +22,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
-    from xpnet.testing import write_cifar_batches
+    from xpnet.data.synthetic import write_cifar_batches
 
     root = tmp_path_factory.mktemp("tiny-norm-opt")
     write_cifar_batches(root, n_per_batch=200, seed=3)

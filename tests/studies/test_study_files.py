@@ -118,7 +118,7 @@ def test_two_files_with_one_name_are_refused(tiny_data, tmp_path):
 
 
 def test_the_readme_study_runs_as_written(tiny_data, tmp_path):
-    from tests.xpnet.test_readme import python_blocks
+    from tests.test_readme import python_blocks
 
     (block,) = python_blocks("Write a study")
     study = tmp_path / "my_study.py"

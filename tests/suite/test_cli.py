@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
 
 REPO = Path(__file__).resolve().parents[2]  # pytest's pythonpath makes `experiments` importable
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

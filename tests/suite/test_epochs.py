@@ -14,12 +14,12 @@ import pytest
 from experiments.suite import spec as specs
 from experiments.suite.store import fingerprint
 from tests.suite.test_options import FixedData
-from xpnet import schedules
-from xpnet.schedules import CyclicalLR
+from xpnet.training import schedules
+from xpnet.training.schedules import CyclicalLR
 
 
 def epoch_options() -> list:
-    """``(schedule class, keyword)`` for every length a schedule of xpnet.schedules takes
+    """``(schedule class, keyword)`` for every length a schedule of xpnet.training.schedules takes
     in epochs (a keyword named ``*_epochs``): a new one is tested with no edit here."""
     found = []
     for _, cls in inspect.getmembers(schedules, inspect.isclass):

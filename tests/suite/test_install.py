@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from experiments.suite import memory, tasks
 from experiments.suite.cluster import worker_plan
 from experiments.suite.executor import start_local_cluster
 from xpnet.data import cache
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,15 +10,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import xpnet.network
+import xpnet.network.config
 from experiments.studies.kit import ARCHS, Grid
 from experiments.suite import spec as specs
 from experiments.suite.context import Context, Settings
 from experiments.suite.store import fingerprint
-from xpnet import Classifier, options
-from xpnet.network import Network, NetworkConfig
-from xpnet.optim import SGD, Adam, AdamW
-from xpnet.schedules import ConstantLR, CyclicalLR
+from xpnet import Classifier
+from xpnet.network.network import Network, NetworkConfig
+from xpnet.nn import options
+from xpnet.training.optim import SGD, Adam, AdamW
+from xpnet.training.schedules import ConstantLR, CyclicalLR
 
 
 class FixedData(Context):
@@ -121,8 +122,9 @@ class Extended(NetworkConfig):
 
 @pytest.fixture
 def extended(monkeypatch):
-    """``xpnet.network.NetworkConfig`` with two more fields: the one change a new option is."""
-    monkeypatch.setattr(xpnet.network, "NetworkConfig", Extended)
+    """``xpnet.network.config.NetworkConfig`` with two more fields: the one change a new
+    option is (what reads the config class looks it up there)."""
+    monkeypatch.setattr(xpnet.network.config, "NetworkConfig", Extended)
     return Extended
 
 

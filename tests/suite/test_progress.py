@@ -13,7 +13,7 @@ import numpy as np
 
 from experiments.suite.progress import UNTRAINED_RUN_STEPS, Reporter
 from xpnet import ConstantLR, Network, NetworkConfig, TrainConfig, get_backend
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
 from xpnet.training import DeviceSplit, train
 
 REPO = Path(__file__).resolve().parents[2]

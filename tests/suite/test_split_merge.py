@@ -13,8 +13,8 @@ from experiments.suite import spec as specs
 from experiments.suite import tasks as runs
 from tests.records import assert_same_record
 from xpnet import TrainConfig
-from xpnet.schedules import ConstantLR, CyclicalLR
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
+from xpnet.training.schedules import ConstantLR, CyclicalLR
 
 
 @pytest.fixture(scope="module")

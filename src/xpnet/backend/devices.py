@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from xpnet.backend import numpy_step
 from xpnet.errors import BackendError
+from xpnet.step import backprop
 
 #: What a host value without ``flags`` (a Python scalar or list) counts as: writable.
 _WRITABLE = types.SimpleNamespace(writeable=True)
@@ -58,9 +60,7 @@ class Backend:
         if not self.flag:
             object.__setattr__(self, "flag", self.name)
         if self.data_gradients is None:
-            from xpnet.step.backprop import loss_and_data_gradients
-
-            object.__setattr__(self, "data_gradients", loss_and_data_gradients)
+            object.__setattr__(self, "data_gradients", backprop.loss_and_data_gradients)
 
     def __reduce__(self):
         # A backend holds a module (its namespace); pickled, it is its flag, so a pickled
@@ -160,9 +160,7 @@ def get_backend(device: str = "cpu") -> Backend:
     if device == "cpu":
         import array_api_compat.numpy as xp
 
-        from xpnet.backend.numpy_step import loss_and_data_gradients
-
-        return Backend("cpu", xp, "cpu", loss_and_data_gradients)
+        return Backend("cpu", xp, "cpu", numpy_step.loss_and_data_gradients)
     if device == "strict" or device.startswith("strict:"):
         return _strict_backend(device.partition(":")[2] or "CPU_DEVICE")
     if device == "cuda":

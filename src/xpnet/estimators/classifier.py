@@ -32,64 +32,29 @@ lower layer (``Network``, ``train``, ``DeviceSplit``, callbacks) stays available
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
 import warnings
 
 import numpy as np
 
-from xpnet.estimators import files as classifier_file, common as estimator
+from xpnet.backend.devices import get_backend
 from xpnet.base import inputs
-from xpnet.network import network
-from xpnet.nn import options
-from xpnet.backend.devices import get_backend, to_numpy
 from xpnet.errors import DivergedError, DivergenceWarning, InputError, XpnetError
-from xpnet.search.halving import Halving
+from xpnet.estimators import common, files, settings
+from xpnet.estimators.keywords import OWN, keywords, network_keywords
+from xpnet.estimators.lockstep import LockstepAnswers, diverged_message, models_text
+from xpnet.network import config as network_config
 from xpnet.network.network import Network
-from xpnet.training.schedules import CyclicalLR
-from xpnet.training.loop import DeviceSplit, TrainConfig, train
-
-#: Classifier's own keywords and their defaults; the network's come from the fields of
-#: :class:`~xpnet.network.network.NetworkConfig` (:func:`network_keywords`), never listed here.
-OWN = {"lam": 0.005, "seeds": 0, "sigma": None, "momentum": 0.0, "optimizer": None,
-       "schedule": None, "batch_size": 100, "n_classes": None, "evals_per_cycle": 10,
-       "train_eval_size": 10000, "device": "cpu", "dtype": "float32"}
-
-#: Own keywords that take one value for all models or one per model.
-OWN_PER_MODEL = ("lam", "seeds", "sigma", "momentum")
-
-def network_keywords() -> dict:
-    """The network options ``Classifier`` takes, with their defaults: every field of
-    ``NetworkConfig`` but the sizes, which come from the data (and ``hidden``)."""
-    return {f.name: f.default for f in dataclasses.fields(network.NetworkConfig)
-            if f.name not in ("d_in", "hidden", "n_classes")}
+from xpnet.search.halving import Halving
+from xpnet.training import DeviceSplit, train
 
 
-def keywords() -> list[str]:
-    """Every constructor argument, in order: what ``get_params`` returns."""
-    return ["hidden", *network_keywords(), *OWN]
-
-
-def per_model_keywords() -> tuple[str, ...]:
-    """Constructor arguments that take one value for all models or one per model."""
-    return (*OWN_PER_MODEL, *options.per_model_names(network.NetworkConfig))
-
-
-#: Samples per forward pass in predict / predict_proba.
-CHUNK = 10000
-
-
-def default_schedule() -> CyclicalLR:
-    """The reports' schedule: eta 1e-5 .. 1e-1, n_s = 5 epochs, 2 cycles."""
-    return CyclicalLR(1e-5, 1e-1, n_s_epochs=5, cycles=2)
-
-
-class Classifier(estimator.Params):
+class Classifier(LockstepAnswers, common.Params):
     """Fully connected softmax classifiers with optional batch norm: one, or M in lockstep.
 
     The keywords are this class's own (below) and every field of
-    :class:`~xpnet.network.network.NetworkConfig` but the sizes (``norm``, ``activation``,
+    :class:`~xpnet.network.network_config.NetworkConfig` but the sizes (``norm``, ``activation``,
     ``dropout``, ``init``, ``bn_momentum``, ``bn_eps``, ...: see its docstring), derived
     from it; its per-model fields take one value or one per model here too.  The legacy
     ``batch_norm=True/False`` means ``norm="batch"/None``.  The arguments are stored as
@@ -105,7 +70,7 @@ class Classifier(estimator.Params):
         optimizer: options from :mod:`xpnet.training.optim` (``Adam()``, ``AdamW(...)``); None: SGD
             with ``momentum``.
         schedule: the learning rates, a schedule from :mod:`xpnet.training.schedules` with lengths
-            in steps or epochs; None: :func:`default_schedule`.
+            in steps or epochs; None: :func:`~xpnet.estimators.settings.default_schedule`.
         batch_size: samples per step (at most the training set's size: a smaller set
             trains in full batches); an epoch is ``n_train // batch_size`` steps.
         n_classes: C, for integer labels ``0 .. C - 1`` some of which the training data may
@@ -155,59 +120,14 @@ class Classifier(estimator.Params):
     def _settings(self) -> dict:
         """Every argument checked and in its normal form (per-model sequences as tuples)."""
         try:
-            return self._checked_settings()
+            return settings.checked(self)
         except InputError:
             raise
         except XpnetError as err:  # scikit-learn expects a ValueError for a bad parameter
             raise InputError(str(err)) from None
 
-    def _checked_settings(self) -> dict:
-        s = {"hidden": inputs.widths(self.hidden), "device": estimator.device(self.device),
-             "dtype": estimator.dtype_name(self.dtype)}
-        # The network's options, checked (and per-model tuples normalised) by the config.
-        probe = network.NetworkConfig(d_in=1, hidden=s["hidden"], n_classes=2,
-                                      **{k: getattr(self, k) for k in network_keywords()})
-        s.update({name: getattr(probe, name) for name in network_keywords()})
-        s["lam"] = inputs.per_model_number("lam", self.lam, "of at least 0", lambda a: a >= 0)
-        s["seeds"] = inputs.per_model_value("seeds", self.seeds, whole=True)
-        s["sigma"] = None if self.sigma is None else inputs.per_model_number(
-            "sigma", self.sigma, "above 0", lambda a: a > 0)
-        s["momentum"] = inputs.per_model_value("momentum", self.momentum)
-        s["batch_size"] = inputs.whole("batch_size", self.batch_size, 1)
-        s["n_classes"] = (None if self.n_classes is None
-                          else inputs.whole("n_classes", self.n_classes, 2))
-        s["evals_per_cycle"] = inputs.whole("evals_per_cycle", self.evals_per_cycle, 1)
-        s["train_eval_size"] = (None if self.train_eval_size is None
-                                else inputs.whole("train_eval_size", self.train_eval_size, 1))
-        s["optimizer"] = self.optimizer
-        s["schedule"] = default_schedule() if self.schedule is None else self.schedule
-        if isinstance(s["schedule"], type) or not hasattr(s["schedule"], "rates"):
-            got = (f"the class {s['schedule'].__name__}" if isinstance(s["schedule"], type)
-                   else type(s["schedule"]).__name__)
-            raise InputError("schedule must be one from xpnet.training.schedules (CyclicalLR(...), "
-                             f"ConstantLR(...), ...), got {got}.")
-        self._train_config(s, s["batch_size"])  # checks the optimizer with the momentum
-        self._model_count(s)  # lengths agree
-        return s
-
-    @staticmethod
-    def _train_config(s: dict, batch_size: int) -> TrainConfig:
-        return TrainConfig(batch_size=batch_size, momentum=s["momentum"],
-                           evals_per_cycle=s["evals_per_cycle"],
-                           train_eval_size=s["train_eval_size"], optimizer=s["optimizer"])
-
-    @staticmethod
-    def _model_count(s: dict) -> int:
-        """M from the per-model values (and the schedule's); checks that they agree."""
-        values = {name: s[name] for name in per_model_keywords()}
-        opt = s["optimizer"]
-        for name in () if opt is None else opt.per_model_fields():
-            values[name] = getattr(opt, name)
-        n_schedule = getattr(s["schedule"], "n_models", None)
-        return inputs.models_from({**values, "the schedule": n_schedule})
-
     def __sklearn_tags__(self):
-        return estimator.classifier_tags()
+        return common.classifier_tags()
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y=None, *, val=None, progress: bool = False, callbacks=(),
@@ -241,13 +161,13 @@ class Classifier(estimator.Params):
             raise InputError("fit(X, y) takes the data only; pass the schedule as "
                              "Classifier(schedule=...).")
         s = self._settings()
-        callbacks = estimator.callbacks(callbacks)
+        callbacks = common.callbacks(callbacks)
         if halving is not None:
             if not isinstance(halving, Halving):
                 raise InputError("halving must be a schedule such as xpnet.Halving(rungs=...) "
                                  f"or None, got {type(halving).__name__}.")
-            halving.check(self._model_count(s), has_val=val is not None)
-        space = estimator.input_namespace(X)
+            halving.check(settings.model_count(s), has_val=val is not None)
+        space = common.input_namespace(X)
         X, y = self._data(X, y, "The training data", s["dtype"])
         splits = [(X, y)] if val is None else [
             (X, y), self._data(*inputs.pair(val, "val"), "val", s["dtype"])]
@@ -256,22 +176,22 @@ class Classifier(estimator.Params):
                              f"data has {X.shape[1]}.")
         n_samples = sum(len(y_) for _, y_ in splits)
         if s["n_classes"] is not None:  # before classes_ = arange(n_classes) is allocated
-            estimator.check_fit_memory(self._config(s, X.shape[1], s["n_classes"]).sizes,
-                                       self._model_count(s), s["dtype"], n_samples)
-        classes, codes = estimator.encode_labels([y_ for _, y_ in splits], s["n_classes"])
-        device = s["device"] if space is None else get_backend(estimator.backend_flag(*space))
+            common.check_fit_memory(self._config(s, X.shape[1], s["n_classes"]).sizes,
+                                       settings.model_count(s), s["dtype"], n_samples)
+        classes, codes = common.encode_labels([y_ for _, y_ in splits], s["n_classes"])
+        device = s["device"] if space is None else get_backend(common.backend_flag(*space))
         net = self._new_network(s, X.shape[1], len(classes), device, n_samples)
         C, dtype = len(classes), s["dtype"]
         train_split = DeviceSplit.from_host(net.backend, X, codes[0], C, dtype)
         val_split = None if val is None else DeviceSplit.from_host(
             net.backend, splits[1][0], codes[1], C, dtype)
         history = train(net, s["schedule"], train_split, val_split,
-                        self._train_config(s, min(s["batch_size"], X.shape[0])),
+                        settings.train_config(s, min(s["batch_size"], X.shape[0])),
                         callbacks=callbacks, progress=progress, halving=halving)
         self.network_, self.history_ = net, history
         survivors = np.arange(net.n_models) if history.survivors is None else history.survivors
-        self.survivors_ = estimator.to_namespace(survivors, space)
-        self.diverged_step_ = estimator.to_namespace(
+        self.survivors_ = common.to_namespace(survivors, space)
+        self.diverged_step_ = common.to_namespace(
             np.asarray(history.diverged_step, dtype=np.int64)[survivors], space)
         self._fitted_attributes(classes, space)
         if warn:
@@ -282,7 +202,7 @@ class Classifier(estimator.Params):
 
     def _fitted_attributes(self, classes: np.ndarray, space) -> None:
         self._space = space  # fit's (namespace, device); None: NumPy
-        self.classes_ = estimator.to_namespace(classes, space)
+        self.classes_ = common.to_namespace(classes, space)
         self.n_features_in_ = self.network_.config.d_in
         self.n_classes_ = self.network_.config.n_classes
 
@@ -292,8 +212,8 @@ class Classifier(estimator.Params):
         space = getattr(self, "_space", None)
         self.network_.take_models(keep)
         for name in ("survivors_", "diverged_step_"):
-            setattr(self, name, estimator.to_namespace(
-                np.asarray(estimator.host(getattr(self, name)))[keep], space))
+            setattr(self, name, common.to_namespace(
+                np.asarray(common.host(getattr(self, name)))[keep], space))
 
     def _diverged_steps(self) -> np.ndarray:
         """``diverged_step_`` on the host: int64 ``(M,)``, -1 for a model that did not
@@ -302,34 +222,34 @@ class Classifier(estimator.Params):
         steps = getattr(self, "diverged_step_", None)
         if steps is None:
             return np.full(net.n_models, -1, dtype=np.int64)
-        return np.asarray(estimator.host(steps), dtype=np.int64)
+        return np.asarray(common.host(steps), dtype=np.int64)
 
     @staticmethod
     def _data(X, y, what: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
         """Checked host arrays ``X`` ``(n, d)`` (within ``dtype``'s range) and labels
         ``y`` ``(n,)``."""
         X, y = inputs.split_pair(X, y, what)
-        X = inputs.features(estimator.host(X), f"{what}'s X", dtype)
-        return X, estimator.labels(y, X.shape[0], what)
+        X = inputs.features(common.host(X), f"{what}'s X", dtype)
+        return X, common.labels(y, X.shape[0], what)
 
     def _new_network(self, s: dict, d_in: int, n_classes: int, device,
                      n_samples: int = 0) -> Network:
         """M freshly initialised models, M from the per-model values and the schedule;
         refused in one sentence first if they and ``n_samples`` of data cannot fit in
         this machine's memory."""
-        M = self._model_count(s)
+        M = settings.model_count(s)
         config = self._config(s, d_in, n_classes)
-        estimator.check_fit_memory(config.sizes, M, s["dtype"], n_samples)
+        common.check_fit_memory(config.sizes, M, s["dtype"], n_samples)
         per_model = {name: s[name] for name in network_keywords() if isinstance(s[name], tuple)}
         return Network.create(config, n_models=M, seeds=s["seeds"], lam=s["lam"],
                               sigma=s["sigma"], device=device, dtype=s["dtype"], **per_model)
 
     @staticmethod
-    def _config(s: dict, d_in: int, n_classes: int) -> network.NetworkConfig:
+    def _config(s: dict, d_in: int, n_classes: int) -> network_config.NetworkConfig:
         """The architecture; per-model options (tuples) are passed to ``Network.create``."""
         shared = {name: s[name] for name in network_keywords() if not isinstance(s[name], tuple)}
-        return network.NetworkConfig(d_in=d_in, hidden=s["hidden"], n_classes=n_classes,
-                                     **shared)
+        return network_config.NetworkConfig(d_in=d_in, hidden=s["hidden"],
+                                            n_classes=n_classes, **shared)
 
     # ---------------------------------------------------------------- inference
     def predict(self, X):
@@ -340,7 +260,7 @@ class Classifier(estimator.Params):
     def predict_proba(self, X):
         """Class probabilities ``(n, C)``, columns in ``classes_`` order (one model;
         :class:`~xpnet.errors.DivergedError` if it diverged)."""
-        return estimator.to_namespace(self._one("predict_proba")._proba_all(
+        return common.to_namespace(self._one("predict_proba")._proba_all(
             X, "predict_proba")[0], self._output_space(X, "predict_proba"))
 
     def score(self, X, y=None, sample_weight=None) -> float:
@@ -348,83 +268,11 @@ class Classifier(estimator.Params):
         ``sample_weight`` ``(n,)`` if given (one model; :class:`~xpnet.errors.DivergedError`
         if it diverged)."""
         X, y = inputs.split_pair(X, y, "The data to score")
-        pred = estimator.host(self._one("score")._labels_all(X, "score"))[0]
+        pred = common.host(self._one("score")._labels_all(X, "score"))[0]
         y = self._score_labels(y, pred.shape[0])
         weights = (None if sample_weight is None
-                   else inputs.sample_weights(estimator.host(sample_weight), pred.shape[0]))
+                   else inputs.sample_weights(common.host(sample_weight), pred.shape[0]))
         return float(np.average(pred == y, weights=weights))
-
-    def predict_all(self, X):
-        """Each model's predicted labels: ``(M, n)`` for ``X`` ``(n, d)``.
-
-        Raises :class:`~xpnet.errors.DivergedError` when a model diverged: a label cannot
-        say "no answer", so use :meth:`predict_proba_all` (NaN rows for such models) or
-        :meth:`score_all` (NaN for them) instead.
-        """
-        self._fitted()
-        steps = self._diverged_steps()
-        if np.any(steps >= 0):
-            raise DivergedError(f"{_models_text(steps)} diverged in training, and predict_all "
-                                "has no label that says so; use predict_proba_all or "
-                                "score_all, which answer NaN for a diverged model.")
-        return self._labels_all(X, "predict_all")
-
-    def predict_proba_all(self, X):
-        """Each model's softmax probabilities: ``(M, n, C)`` for ``X`` ``(n, d)``, rows sum
-        to 1; a model that diverged has NaN rows (and a
-        :class:`~xpnet.errors.DivergenceWarning` names it)."""
-        proba = self._proba_all(X, "predict_proba_all")
-        self._blank_diverged(proba, "predict_proba_all")
-        return estimator.to_namespace(proba, self._output_space(X, "predict_proba_all"))
-
-    def _labels_all(self, X, method: str):
-        """Every model's labels ``(M, n)``, diverged models' too (in the output's space)."""
-        net = self._fitted()
-        space = self._output_space(X, method)
-        Xd = net.backend.asarray(self._inputs(X), dtype=net.dtype)
-        with np.errstate(invalid="ignore", over="ignore"):  # a diverged model's NaN
-            codes = to_numpy(net.predict(Xd, chunk=CHUNK))
-        return estimator.to_namespace(estimator.host(self.classes_)[codes], space)
-
-    def _proba_all(self, X, method: str) -> np.ndarray:
-        """Every model's probabilities ``(M, n, C)`` on the host, diverged models' too."""
-        net = self._fitted()
-        xp = net.xp
-        self._output_space(X, method)
-        X = self._inputs(X)
-        parts = []
-        for start in range(0, X.shape[0], CHUNK):
-            Xd = net.backend.asarray(X[start:start + CHUNK], dtype=net.dtype)
-            with np.errstate(invalid="ignore", over="ignore"):  # a diverged model's NaN
-                scores, _ = net.forward(Xd, train=False)
-                exp = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
-                parts.append(to_numpy(exp / xp.sum(exp, axis=-1, keepdims=True)))
-        return np.concatenate(parts, axis=1)
-
-    def score_all(self, X, y=None) -> np.ndarray:
-        """Accuracy of each model, float64 ``(M,)``, on ``X, y`` (or an ``(X, y)`` pair);
-        NaN for a model that diverged (and a :class:`~xpnet.errors.DivergenceWarning`
-        names it)."""
-        X, y = inputs.split_pair(X, y, "The data to score")
-        pred = estimator.host(self._labels_all(X, "score_all"))
-        y = self._score_labels(y, pred.shape[1])
-        scores = np.mean(pred == y[None, :], axis=1, dtype=np.float64)
-        self._blank_diverged(scores, "score_all")
-        return scores
-
-    def _score_labels(self, y, n: int) -> np.ndarray:
-        """Labels to score against: ``(n,)`` of the kind of ``classes_``."""
-        y = estimator.labels(y, n, "The data to score")
-        estimator.check_label_kind(y, self.classes_, "The data to score")
-        return y
-
-    def _blank_diverged(self, values: np.ndarray, method: str) -> None:
-        """NaN in the rows (axis 0) of diverged models, with a warning naming them."""
-        steps = self._diverged_steps()
-        if np.any(steps >= 0):
-            values[steps >= 0, ...] = np.nan
-            warnings.warn(f"{_models_text(steps)} diverged in training, so {method} answers "
-                          "NaN for them.", DivergenceWarning, stacklevel=3)
 
     # -------------------------------------------------------------- checkpoints
     def save(self, path) -> None:
@@ -433,16 +281,16 @@ class Classifier(estimator.Params):
         has nothing to restore: :class:`~xpnet.errors.DivergedError`, before writing."""
         steps = self._diverged_steps()
         if np.any(steps >= 0):
-            raise DivergedError(f"{_models_text(steps)} diverged in training, and a checkpoint "
+            raise DivergedError(f"{models_text(steps)} diverged in training, and a checkpoint "
                                 "holds only models that answer; fit again with a lower "
                                 "learning rate (history_ keeps this run's figures).")
-        classifier_file.save(self, path)
+        files.save(self, path)
 
     @classmethod
     def load(cls, path, device="cpu") -> Classifier:
         """A fitted Classifier from a file written by :meth:`save` (or ``Network.save``);
         see :func:`xpnet.estimators.files.load`."""
-        return classifier_file.load(cls, path, device)
+        return files.load(cls, path, device)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -450,7 +298,7 @@ class Classifier(estimator.Params):
         """M, the number of models (fitted: the network's; else from the hyper-parameters)."""
         if getattr(self, "network_", None) is not None:
             return self.network_.n_models
-        return self._model_count(self._settings())
+        return settings.model_count(self._settings())
 
     def _one(self, method: str) -> Classifier:
         """``self`` if it holds one model that did not diverge; else a one-sentence error
@@ -469,24 +317,24 @@ class Classifier(estimator.Params):
 
     def _fitted(self) -> Network:
         if getattr(self, "network_", None) is None:
-            raise estimator.not_fitted("This Classifier is not fitted yet; call fit(X, y) or "
+            raise common.not_fitted("This Classifier is not fitted yet; call fit(X, y) or "
                                  "Classifier.load(path) first.")
         return self.network_
 
     def _output_space(self, X, method: str):
         """Where ``method``'s output goes: ``X``'s (namespace, device), None for NumPy.
         With dispatch on, that must be where fit's input was (scikit-learn's rule)."""
-        space = estimator.input_namespace(X)
+        space = common.input_namespace(X)
         fitted = getattr(self, "_space", None)
-        if estimator.dispatch_on() and not estimator.same_space(space, fitted):
+        if common.dispatch_on() and not common.same_space(space, fitted):
             raise InputError(f"Inputs passed to Classifier.{method}() must use the same "
                              f"namespace and device as those passed to fit() "
-                             f"({estimator.describe(fitted)}), got {estimator.describe(space)}.")
+                             f"({common.describe(fitted)}), got {common.describe(space)}.")
         return space
 
     def _inputs(self, X) -> np.ndarray:
         """``X`` as a checked host array ``(n, d)`` with the fitted feature count."""
-        X = inputs.features(estimator.host(X), "X", str(self.network_.dtype).rpartition(".")[2])
+        X = inputs.features(common.host(X), "X", str(self.network_.dtype).rpartition(".")[2])
         if X.shape[1] != self.n_features_in_:
             raise InputError(f"X has {X.shape[1]} features, but Classifier is expecting "
                              f"{self.n_features_in_} features as input.")
@@ -511,29 +359,6 @@ class Classifier(estimator.Params):
         return (f"Classifier(hidden={self.hidden}, norm={self.norm!r}, "
                 f"lam={self.lam}, seeds={self.seeds}, device={self.device!r}, "
                 f"n_models={self.n_models}, {state})")
-
-
-def diverged_message(diverged_step) -> str:
-    """The warning for models that diverged in a fit (``""`` if none did), from the
-    History's ``diverged_step`` ``(M,)`` (-1: did not)."""
-    steps = np.asarray(diverged_step, dtype=np.int64)
-    if not np.any(steps >= 0):
-        return ""
-    if steps.size == 1:
-        return (f"The model diverged at step {steps[0]} (its loss became non-finite or "
-                "exploded), so predict, predict_proba and score will refuse it; fit again "
-                "with a lower learning rate.")
-    return (f"{_models_text(steps)} of {steps.size} diverged in training (their loss became "
-            "non-finite or exploded) and give no predictions; lower their learning rate.")
-
-
-def _models_text(steps: np.ndarray, shown: int = 8) -> str:
-    """``"Model 2 (step 14)"`` / ``"Models 0 (step 3), 2 (step 14)"`` for the rows of
-    ``steps`` that diverged (-1: did not)."""
-    bad = np.flatnonzero(np.asarray(steps) >= 0)
-    parts = [f"{m} (step {steps[m]})" for m in bad[:shown]]
-    more = f" and {bad.size - shown} more" if bad.size > shown else ""
-    return f"Model{'s' if bad.size > 1 else ''} {', '.join(parts)}{more}"
 
 
 def _signature() -> inspect.Signature:

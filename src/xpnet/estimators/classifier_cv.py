@@ -30,14 +30,14 @@ import dataclasses
 import inspect
 import itertools
 import time
-import warnings
 
 import numpy as np
 
-from xpnet.estimators import common as estimator
 from xpnet.base import inputs
-from xpnet.estimators.classifier import OWN, Classifier, keywords, network_keywords, per_model_keywords
-from xpnet.errors import DivergedError, DivergenceWarning, InputError
+from xpnet.errors import DivergedError, InputError
+from xpnet.estimators import common, files, scoring
+from xpnet.estimators.classifier import Classifier
+from xpnet.estimators.keywords import OWN, keywords, network_keywords, per_model_keywords
 from xpnet.search.halving import Halving
 
 #: ClassifierCV's own keywords and defaults; the rest are Classifier's (but ``lam``,
@@ -51,7 +51,7 @@ def classifier_keywords() -> list[str]:
     return [k for k in keywords() if k not in ("lam", "seeds", "schedule")]
 
 
-class ClassifierCV(estimator.Params):
+class ClassifierCV(common.Params):
     """Every combination of per-model hyper-parameters, trained as one lockstep network.
 
     Args:
@@ -180,19 +180,19 @@ class ClassifierCV(estimator.Params):
         self._check_params()
         for name in ("best_index_", "best_params_", "best_score_", "best_model_index_"):
             self.__dict__.pop(name, None)  # a refit that finds no best leaves none
-        dtype = estimator.dtype_name(self.dtype)
-        space = estimator.input_namespace(X)
-        X = inputs.features(estimator.host(X), "The training data's X", dtype)
-        y = estimator.labels(y, len(X), "The training data")
+        dtype = common.dtype_name(self.dtype)
+        space = common.input_namespace(X)
+        X = inputs.features(common.host(X), "The training data's X", dtype)
+        y = common.labels(y, len(X), "The training data")
         if val is None:
-            (X_tr, y_tr), (X_val, y_val) = holdout(X, y, self.validation_fraction,
+            (X_tr, y_tr), (X_val, y_val) = scoring.holdout(X, y, self.validation_fraction,
                                                    self.random_state)
         else:
             X_tr, y_tr = X, y
             X_val, y_val = inputs.pair(val, "val")
-            X_val = inputs.features(estimator.host(X_val), "val's X", dtype)
-            y_val = estimator.labels(y_val, len(X_val), "val")
-        classes, (codes_tr, codes_val) = estimator.encode_labels([y_tr, y_val], None)
+            X_val = inputs.features(common.host(X_val), "val's X", dtype)
+            y_val = common.labels(y_val, len(X_val), "val")
+        classes, (codes_tr, codes_val) = common.encode_labels([y_tr, y_val], None)
         candidates, seeds = self.candidates(), self._seeds()
         clf, self.model_params_ = self._classifier(n_classes=len(classes))
         halving = self.halving
@@ -204,13 +204,14 @@ class ClassifierCV(estimator.Params):
                  progress=False, callbacks=(), halving=halving, warn=False)
         fit_s = time.perf_counter() - start
         start = time.perf_counter()
-        self.val_scores_ = _final_scores(clf, estimator.to_namespace(X_val, space), codes_val)
+        self.val_scores_ = scoring.final_scores(clf, common.to_namespace(X_val, space),
+                                                codes_val)
         score_s = time.perf_counter() - start
         healthy = np.flatnonzero(clf._diverged_steps() < 0)
         if 0 < healthy.size < clf.n_models:  # the diverged leave, as halving's dropped do
             clf._keep_models(healthy)
-        self.classifier_, self.survivors_ = clf, estimator.host(clf.survivors_)
-        self.classes_ = estimator.to_namespace(classes, space)
+        self.classifier_, self.survivors_ = clf, common.host(clf.survivors_)
+        self.classes_ = common.to_namespace(classes, space)
         self.n_features_in_ = X.shape[1]
         self._summarise(candidates, seeds, len(codes_val), fit_s, score_s)
         return self
@@ -219,8 +220,8 @@ class ClassifierCV(estimator.Params):
                    score_s: float) -> None:
         """``cv_results_`` and the ``best_*`` attributes from ``val_scores_`` (and, for
         the candidates halving dropped, their scores at their rungs)."""
-        scores = _rung_scores(self.classifier_.history_, self.val_scores_, n_val).reshape(
-            len(candidates), len(seeds))
+        scores = scoring.rung_scores(self.classifier_.history_, self.val_scores_,
+                                     n_val).reshape(len(candidates), len(seeds))
         mean = scores.mean(axis=1)  # NaN where a seed diverged
         ranked = np.where(np.isnan(mean), -np.inf, mean)  # diverged candidates rank last
         # rank 1 is the best; equal means share the lowest rank, as in scikit-learn
@@ -243,7 +244,8 @@ class ClassifierCV(estimator.Params):
         self.cv_results_ = results
         diverged = np.isnan(mean)
         if diverged.any():
-            _warn_diverged(candidates, history.diverged_step.reshape(n, len(seeds)), seeds)
+            scoring.warn_diverged(candidates, history.diverged_step.reshape(n, len(seeds)),
+                                  seeds)
         eligible = finished & ~diverged
         if not eligible.any():
             still = " still training at the end" if not finished.all() else ""
@@ -261,15 +263,15 @@ class ClassifierCV(estimator.Params):
     def predict(self, X):
         """The best model's labels for ``X`` ``(n, d)``: ``(n,)``, values of ``classes_``."""
         row = self._best()
-        codes = estimator.host(self.classifier_._labels_all(X, "predict"))[row]
-        return estimator.to_namespace(estimator.host(self.classes_)[codes],
-                                      estimator.input_namespace(X))
+        codes = common.host(self.classifier_._labels_all(X, "predict"))[row]
+        return common.to_namespace(common.host(self.classes_)[codes],
+                                      common.input_namespace(X))
 
     def predict_proba(self, X):
         """The best model's class probabilities ``(n, C)``, columns in ``classes_`` order."""
         row = self._best()
-        return estimator.to_namespace(self.classifier_._proba_all(X, "predict_proba")[row],
-                                      estimator.input_namespace(X))
+        return common.to_namespace(self.classifier_._proba_all(X, "predict_proba")[row],
+                                      common.input_namespace(X))
 
     def predict_all(self, X):
         """The labels ``(M', n)`` of every model still in the network (all M unless halving
@@ -278,9 +280,9 @@ class ClassifierCV(estimator.Params):
         :class:`~xpnet.errors.DivergedError` (as
         :meth:`Classifier.predict_all <xpnet.estimators.classifier.Classifier.predict_all>`)."""
         self._fitted()
-        codes = estimator.host(self.classifier_.predict_all(X))
-        labels = estimator.host(self.classes_)[codes]
-        return estimator.to_namespace(labels, estimator.input_namespace(X))
+        codes = common.host(self.classifier_.predict_all(X))
+        labels = common.host(self.classes_)[codes]
+        return common.to_namespace(labels, common.input_namespace(X))
 
     def predict_proba_all(self, X):
         """Every remaining model's probabilities ``(M', n, C)``, rows as :meth:`predict_all`'s
@@ -291,16 +293,16 @@ class ClassifierCV(estimator.Params):
     def score(self, X, y, sample_weight=None) -> float:
         """The best model's accuracy on ``X, y``, weighted by ``sample_weight`` ``(n,)`` if
         given."""
-        pred = estimator.host(self.predict(X))
-        y = estimator.labels(y, len(pred), "The data to score")
-        estimator.check_label_kind(y, self.classes_, "The data to score")
+        pred = common.host(self.predict(X))
+        y = common.labels(y, len(pred), "The data to score")
+        common.check_label_kind(y, self.classes_, "The data to score")
         weights = (None if sample_weight is None
-                   else inputs.sample_weights(estimator.host(sample_weight), len(pred)))
+                   else inputs.sample_weights(common.host(sample_weight), len(pred)))
         return float(np.average(pred == y, weights=weights))
 
     def _fitted(self) -> None:
         if not hasattr(self, "classifier_"):
-            raise estimator.not_fitted("This ClassifierCV is not fitted yet; call fit(X, y) "
+            raise common.not_fitted("This ClassifierCV is not fitted yet; call fit(X, y) "
                                        "first.")
 
     def _best(self) -> int:
@@ -313,7 +315,7 @@ class ClassifierCV(estimator.Params):
         return int(np.flatnonzero(self.survivors_ == self.best_model_index_)[0])
 
     def __sklearn_tags__(self):
-        return estimator.classifier_tags()
+        return common.classifier_tags()
 
     def __repr__(self) -> str:
         """The parameters that differ from their defaults, as scikit-learn shows them."""
@@ -327,17 +329,13 @@ class ClassifierCV(estimator.Params):
         """Write the fitted search to a ``.npz`` file (no pickle inside): the network of
         every model it holds, ``classes_`` and its results; see
         :func:`xpnet.estimators.files.save_search`."""
-        from xpnet.estimators import files as classifier_file  # (kept out of the imports: an appended method)
-
-        classifier_file.save_search(self, path)
+        files.save_search(self, path)
 
     @classmethod
     def load(cls, path, device="cpu") -> ClassifierCV:
         """A fitted ClassifierCV from a file written by :meth:`save`, every array and
         result checked; see :func:`xpnet.estimators.files.load_search`."""
-        from xpnet.estimators import files as classifier_file
-
-        return classifier_file.load_search(cls, path, device)
+        return files.load_search(cls, Classifier, path, device)
 
 
 def _defaults() -> dict:
@@ -366,55 +364,3 @@ def _value_list(name: str, values) -> tuple:
     if not values:
         raise InputError(f"{name} must hold one value at least.")
     return values
-
-
-def _final_scores(clf: Classifier, X_val, codes_val: np.ndarray) -> np.ndarray:
-    """Each model's validation accuracy at the end ``(M,)``: NaN for a model halving
-    dropped or one that diverged."""
-    history = clf.history_
-    scores = np.full(history.diverged_step.size, np.nan)
-    pred = estimator.host(clf._labels_all(X_val, "fit"))  # labels are codes here
-    scores[estimator.host(clf.survivors_)] = np.mean(pred == codes_val[None, :], axis=1)
-    scores[history.diverged_step >= 0] = np.nan
-    return scores
-
-
-def _rung_scores(history, final: np.ndarray, n_val: int) -> np.ndarray:
-    """``final`` ``(M,)`` with each model halving dropped given its validation accuracy
-    at its rung, from the History (NaN still if it diverged).  The History's accuracy is
-    the training dtype's hits / n_val: rounded to the hit count, it is exactly the
-    float64 accuracy ``final`` holds for the others."""
-    scores = final.copy()
-    if history.dropped_step is not None:
-        dropped = np.flatnonzero((history.dropped_step >= 0) & (history.diverged_step < 0))
-        rows = [history.steps.index(int(history.dropped_step[m])) for m in dropped]
-        hits = np.round(history.metrics["val_accuracy"][rows, dropped] * n_val)
-        scores[dropped] = hits / n_val
-    return scores
-
-
-def _warn_diverged(candidates: list[dict], steps: np.ndarray, seeds: tuple,
-                   shown: int = 4) -> None:
-    """Name the candidates with a diverged seed (``steps`` ``(n, k)``, -1: did not)."""
-    bad = np.flatnonzero(np.any(steps >= 0, axis=1))
-    parts = []
-    for c in bad[:shown]:
-        which = ", ".join(f"seed {seeds[j]} at step {steps[c, j]}"
-                          for j in np.flatnonzero(steps[c] >= 0))
-        parts.append(f"{candidates[c]} ({which})")
-    more = f" and {bad.size - shown} more" if bad.size > shown else ""
-    warnings.warn(f"{bad.size} of {len(candidates)} candidates diverged in training and rank "
-                  f"last: {'; '.join(parts)}{more}.", DivergenceWarning, stacklevel=4)
-
-
-def holdout(X: np.ndarray, y: np.ndarray, fraction: float, seed: int):
-    """``((X_train, y_train), (X_val, y_val))``: a shuffled ``fraction`` held out."""
-    if not 0 < fraction < 1:
-        raise InputError(f"validation_fraction must be between 0 and 1, got {fraction!r}.")
-    n_val = int(round(fraction * len(X)))
-    if not 1 <= n_val < len(X):
-        raise InputError(f"validation_fraction={fraction} of {len(X)} samples leaves no "
-                         "validation or no training samples; pass val=(X_val, y_val).")
-    order = np.random.default_rng(seed).permutation(len(X))
-    val, train = order[:n_val], order[n_val:]
-    return (X[train], y[train]), (X[val], y[val])

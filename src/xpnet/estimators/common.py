@@ -1,5 +1,6 @@
-"""What :class:`~xpnet.estimators.classifier.Classifier` and :class:`~xpnet.estimators.classifier_cv.ClassifierCV`
-share as scikit-learn estimators, without needing scikit-learn.
+"""What :class:`~xpnet.estimators.classifier.Classifier` and
+:class:`~xpnet.estimators.classifier_cv.ClassifierCV` share as scikit-learn estimators,
+without needing scikit-learn.
 
 scikit-learn is an optional extra (``pip install ".[sklearn]"``): nothing here imports it
 but :func:`classifier_tags`, which only scikit-learn calls; the rest looks for it in
@@ -25,8 +26,10 @@ import inspect
 import sys
 import warnings
 
+import array_api_compat
 import numpy as np
 
+from xpnet.backend.devices import USER_DEVICES, Backend, to_numpy
 from xpnet.base import inputs
 from xpnet.errors import InputError, NotFittedError
 from xpnet.training.history import Callback
@@ -91,8 +94,6 @@ def _is_estimator(value) -> bool:
 
 def device(value):
     """``value`` if it names a device (not whether this machine has it: fit finds out)."""
-    from xpnet.backend.devices import USER_DEVICES, Backend
-
     if isinstance(value, Backend) or (isinstance(value, str) and (
             value in USER_DEVICES or value == "strict" or value.startswith("strict:"))):
         return value
@@ -110,7 +111,8 @@ def dtype_name(dtype) -> str:
 
 
 def callbacks(values) -> tuple:
-    """``values`` as a tuple of objects with every hook of :class:`~xpnet.training.history.Callback`."""
+    """``values`` as a tuple of objects with every hook of
+    :class:`~xpnet.training.history.Callback`."""
     hooks = [name for name in vars(Callback) if name.startswith("on_")]
     if not isinstance(values, (list, tuple)):
         raise InputError("callbacks must be a list of xpnet.training.loop.Callback objects, got "
@@ -285,7 +287,7 @@ def dispatch_on() -> bool:
 
 def input_namespace(X):
     """``(xp, device)`` of ``X`` when dispatch is on and ``X`` is no NumPy array, else None."""
-    import array_api_compat
+
 
     if (isinstance(X, np.ndarray) or not array_api_compat.is_array_api_obj(X)
             or not dispatch_on()):
@@ -298,7 +300,7 @@ def input_namespace(X):
 
 def backend_flag(xp, device) -> str:
     """The :func:`~xpnet.backend.devices.get_backend` flag that computes in ``xp`` on ``device``."""
-    import array_api_compat
+
 
     if array_api_compat.is_torch_namespace(xp):
         return {"cpu": "torch", "cuda": "torch:cuda", "mps": "torch:mps"}.get(
@@ -328,10 +330,6 @@ def host(x) -> np.ndarray:
     """Any array (NumPy, CuPy, torch, array_api_strict on any device, a DataFrame) as
     NumPy.  Python lists and tuples are returned as they are: the checks of
     :mod:`xpnet.base.inputs` make them arrays and say what is wrong with a ragged one."""
-    import array_api_compat
-
-    from xpnet.backend.devices import to_numpy
-
     if isinstance(x, (np.ndarray, list, tuple)) or (hasattr(x, "toarray") and hasattr(x, "nnz")):
         return x  # SciPy sparse: inputs.features refuses it in one sentence
     return to_numpy(x) if array_api_compat.is_array_api_obj(x) else np.asarray(x)

@@ -19,12 +19,13 @@ import re
 
 import numpy as np
 
-from xpnet.network import checkpoint
 from xpnet.base import codec
-from xpnet.estimators import common as estimator
-from xpnet.training import optim
 from xpnet.errors import CheckpointError, XpnetError
+from xpnet.estimators import common
+from xpnet.estimators.keywords import network_keywords
+from xpnet.network import checkpoint
 from xpnet.network.network import Network
+from xpnet.training import optim
 
 #: Own keywords a checkpoint stores beside the network (which holds the network's).
 SAVED = ("sigma", "momentum", "optimizer", "batch_size", "n_classes", "evals_per_cycle",
@@ -52,7 +53,7 @@ def _state(clf, classes, **settings_changes) -> dict[str, np.ndarray]:
     optimizer = clf.optimizer
     survivors = getattr(clf, "survivors_", None)
     if survivors is not None:  # halving (or divergence) left some models: theirs only
-        kept = [int(i) for i in estimator.host(survivors)]
+        kept = [int(i) for i in common.host(survivors)]
         settings.update({name: _kept(settings[name], kept, net.n_models)
                          for name in ("sigma", "momentum")})
         if optimizer is not None:
@@ -63,7 +64,7 @@ def _state(clf, classes, **settings_changes) -> dict[str, np.ndarray]:
     settings.update(settings_changes)
     state["classifier"] = np.array(json.dumps(settings))
     # labels held as objects (strings) become text; numbers stay numbers
-    classes = np.asarray(estimator.host(classes).tolist())
+    classes = np.asarray(common.host(classes).tolist())
     if classes.dtype.kind not in "biufU":
         raise CheckpointError("These class labels cannot be saved without pickle; "
                               "fit on numbers or strings to save the classifier.")
@@ -94,8 +95,6 @@ def load(cls, path, device="cpu"):
 
 def _classifier(cls, contents: checkpoint.Contents, device):
     """The Classifier ``contents`` holds, its settings and classes checked."""
-    from xpnet.estimators.classifier import network_keywords
-
     net = checkpoint.network(Network, contents, device)
     settings = contents.extras.get("classifier", {})
     if not isinstance(settings, dict):
@@ -130,7 +129,8 @@ def _classifier(cls, contents: checkpoint.Contents, device):
 
 
 def _optimizer(contents, member: str, d):
-    """The optimizer options ``d`` describes (as :func:`xpnet.training.optim.to_dict` writes them)."""
+    """The optimizer options ``d`` describes (as :func:`xpnet.training.optim.to_dict`
+    writes them)."""
     fields = None
     if isinstance(d, dict) and d.get("type") in optim.OPTIMIZERS:
         fields = {f for f in optim.OPTIMIZERS[d["type"]].__dataclass_fields__}
@@ -186,7 +186,7 @@ def save_search(search, path) -> None:
     checkpoint.write(path, state)
 
 
-def load_search(cls, path, device="cpu"):
+def load_search(cls, classifier_cls, path, device="cpu"):
     """A fitted ``cls`` (a ClassifierCV) from a file written by :func:`save_search`.
 
     It predicts and scores at once, with the fitted attributes ``fit`` sets
@@ -194,14 +194,12 @@ def load_search(cls, path, device="cpu"):
     and score times are those of the original fit).  ``schedule`` and ``halving`` are
     not stored: a later ``fit`` uses the defaults unless they are set again.
     """
-    from xpnet.estimators.classifier import Classifier
-
     contents = checkpoint.read(path, "pass a file written by ClassifierCV.save",
                                extras=("classifier", "classes", "search"))
     if "search" not in contents.extras:
         raise contents.error(None, "it holds no 'search' member: it is a Classifier's or a "
                              "Network's file, which Classifier.load reads")
-    clf = _classifier(Classifier, contents, device)
+    clf = _classifier(classifier_cls, contents, device)
     record = contents.extras["search"]
     if not (isinstance(record, dict) and set(record) == set(SEARCH_KEYS)):
         raise contents.error("search", f"is not an object of {', '.join(SEARCH_KEYS)}")

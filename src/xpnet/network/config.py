@@ -1,6 +1,8 @@
 """The architecture options of a network: :class:`NetworkConfig`, the one home of them.
 
-Re-exported by :mod:`xpnet.network.network` (``from xpnet.network.network import NetworkConfig`` works).
+Re-exported by :mod:`xpnet.network` (``from xpnet.network import NetworkConfig``).  What
+reads the config class of a file or a spec looks it up in this module at each call, so a
+study that extends it here brings its new fields everywhere.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import dataclasses
 import numpy as np
 
 from xpnet.base import inputs
-from xpnet.nn import options, registry
 from xpnet.errors import XpnetError
+from xpnet.nn import options, registry
 
 
 def _positive(a):

@@ -16,8 +16,9 @@ import dataclasses
 
 import numpy as np
 
-from xpnet.nn import dropout
 from xpnet.backend.devices import get_backend, to_numpy
+from xpnet.network.network import Network
+from xpnet.nn import dropout
 
 # Fourth-order centred stencil: f'(x) ~ sum_k w_k f(x + o_k h) / h, error O(h^4).
 _OFFSETS = np.array([-2.0, -1.0, 1.0, 2.0])
@@ -70,7 +71,6 @@ def numerical_gradients(net, X, Y, *, h: float = 1e-5, extended: bool = True,
     Returns:
         dict of host arrays shaped like ``net.params``: ``(M, ...)``.
     """
-    from xpnet.network.network import Network
 
     dtype = _reference_dtype(net, extended)
     backend = get_backend("cpu") if dtype == np.longdouble else net.backend

@@ -20,14 +20,13 @@ import dataclasses
 
 import numpy as np
 
-from xpnet.network import checkpoint
+from xpnet.backend.devices import Backend, to_numpy
+from xpnet.errors import XpnetError
+from xpnet.network import checkpoint, creation
+from xpnet.network.config import NetworkConfig, _per_model  # noqa: F401 (NetworkConfig re-exported)
 from xpnet.nn import l2, layers, options, registry
 from xpnet.step.averages import RunningAverages
-from xpnet.backend.devices import Backend, get_backend, to_numpy
-from xpnet.network.config import NetworkConfig, _per_model  # noqa: F401 (NetworkConfig re-exported)
-from xpnet.errors import XpnetError
 from xpnet.step.flat import FlatLayout, FlatParams
-from xpnet.nn.init import layer_weights
 
 
 class Network:
@@ -139,49 +138,8 @@ class Network:
             n_models: M; by default the length of the longest of seeds, lam, sigma and
                 the per-model values.
         """
-        backend = device if isinstance(device, Backend) else get_backend(device)
-        names = options.per_model_names(type(config))
-        unknown = set(per_model) - set(names)
-        if unknown:
-            raise XpnetError(f"Network.create got an unknown option {sorted(unknown)[0]!r}; "
-                             f"the per-model options are {', '.join(names)}.")
-        given = {name: v for name, v in per_model.items() if v is not None}
-        defaults = [getattr(config, name) for name in names if name not in given]
-        lengths = [np.size(v) for v in (seeds, lam, sigma, *given.values(), *defaults)
-                   if v is not None]
-        M = int(n_models or max(lengths))
-        seeds_arr = np.asarray(seeds, dtype=np.int64).reshape(-1)
-        if seeds_arr.size == 1:
-            seeds_arr = np.full(M, seeds_arr[0])
-        if seeds_arr.shape != (M,):
-            raise XpnetError(f"seeds must be one int or one per model ({M}).")
-        lam_arr = _per_model(lam, M, "lam")
-        if np.any(lam_arr < 0) or not np.all(np.isfinite(lam_arr)):
-            raise XpnetError("lam must be finite and non-negative.")
-        sigma_arr = None if sigma is None else _per_model(sigma, M, "sigma")
-        fields = {f.name: f for f in dataclasses.fields(config)}
-        values = {name: _per_model(options.check_field(fields[name], v), M, name)
-                  for name, v in given.items()}
-        if config.init == "normal" and sigma_arr is None:
-            raise XpnetError("init='normal' needs sigma, for example sigma=1e-3.")
-
-        rngs = [np.random.default_rng(int(s)) for s in seeds_arr]
-        dt = backend.dtype(dtype)
-        params, buffers = {}, {}
-        sizes = config.sizes
-        norm = registry.normalization(config.norm)
-        for l in range(1, config.n_layers + 1):
-            d_in, d_out = sizes[l - 1], sizes[l]
-            W = layer_weights(rngs, config.init, d_in, d_out, sigma_arr)
-            params[f"W{l}"] = backend.asarray(W, dtype=dt)
-            if config.has_bias(l):
-                params[f"b{l}"] = backend.asarray(np.zeros((M, 1, d_out)), dtype=dt)
-            if config.has_norm(l):
-                for store, initial in ((params, norm.params), (buffers, norm.buffers)):
-                    for name, value in initial.items():
-                        store[f"{name}{l}"] = backend.asarray(np.full((M, 1, d_out), value),
-                                                              dtype=dt)
-        return cls(config, params, buffers, lam_arr, backend, seeds_arr, values)
+        return creation.create(cls, config, n_models=n_models, seeds=seeds, lam=lam,
+                               sigma=sigma, device=device, dtype=dtype, **per_model)
 
     # ------------------------------------------------------------- model axis
     def take_models(self, keep) -> None:

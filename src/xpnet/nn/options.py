@@ -20,6 +20,8 @@ import numpy as np
 
 from xpnet.base import inputs
 from xpnet.errors import XpnetError
+from xpnet.nn import registry
+from xpnet.nn.init import INITS
 
 
 def per_model(default, rule: str, test) -> dataclasses.Field:
@@ -42,9 +44,6 @@ def choices() -> dict[str, tuple]:
     """The names each naming option accepts: ``norm`` and ``activation`` are the layer
     registry's entries (:mod:`xpnet.nn.registry`), looked up at each call so an entry
     registered later is accepted."""
-    from xpnet.nn import registry
-    from xpnet.nn.init import INITS
-
     return {"norm": (*registry.NORMALIZATIONS, None), "activation": tuple(registry.ACTIVATIONS),
             "init": tuple(INITS)}
 

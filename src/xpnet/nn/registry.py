@@ -36,8 +36,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from xpnet.nn import activations, norms
 from xpnet.errors import XpnetError
+from xpnet.nn import activations, norms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +88,8 @@ class Normalization:
         averages: None, or the config field of a momentum: then the buffers are
             exponential running averages of the statistics train-mode ``forward``
             returns, ``buffer = momentum * buffer + (1 - momentum) * statistic``, folded
-            by the network for every layer in one pass (:class:`xpnet.step.averages.RunningAverages`).
+            by the network for every layer in one pass
+            (:class:`xpnet.step.averages.RunningAverages`).
         numpy_forward, numpy_backward: optional NumPy in-place forms (as for
             :class:`Activation`).
     """

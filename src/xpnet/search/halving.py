@@ -29,6 +29,7 @@ import numpy as np
 
 from xpnet.base import inputs
 from xpnet.errors import XpnetError
+from xpnet.training.loop import METRICS
 from xpnet.training.population import PopulationChange, PopulationSchedule, PopulationView
 
 UNITS = ("steps", "epochs")
@@ -77,10 +78,7 @@ class Halving(PopulationSchedule):
             value = inputs.whole(f"Halving {name}", getattr(self, name),
                                  2 if name == "eta" else 1)
             object.__setattr__(self, name, value)
-        # What train records, looked up at the call (xpnet.training.loop imports this module),
-        # so that a misspelt metric is refused here rather than at the first rung.
-        from xpnet.training.loop import METRICS
-
+        # What train records: a misspelt metric is refused here rather than at the first rung.
         split, _, kind = self.metric.partition("_") if isinstance(self.metric, str) else ("",) * 3
         if split not in ("train", "val") or kind not in METRICS:
             keys = ", ".join(f"{s}_{k}" for s in ("train", "val") for k in METRICS)

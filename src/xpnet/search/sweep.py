@@ -21,7 +21,7 @@ import numpy as np
 from xpnet.base import inputs
 from xpnet.errors import DivergedError, XpnetError
 from xpnet.network.network import Network, NetworkConfig
-from xpnet.training.loop import DeviceSplit, History, TrainConfig, train
+from xpnet.training import DeviceSplit, History, TrainConfig, train
 
 
 def log_uniform_grid(lo_exp: float, hi_exp: float, n: int) -> np.ndarray:

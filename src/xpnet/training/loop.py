@@ -6,136 +6,30 @@ the batch on the device, compute gradients, update.  Nothing in the step reads a
 back to the host: divergence is tracked on the device (a model whose batch loss is
 non-finite, or absurdly large, stops updating and its step is kept), and metrics are
 gathered only at a fixed number of record points per cycle.  What a run records
-(:class:`~xpnet.training.history.History`) and its hooks (:class:`~xpnet.training.history.Callback`)
-live in :mod:`xpnet.training.history`, re-exported here.
+(:class:`~xpnet.training.history.History`) and its hooks
+(:class:`~xpnet.training.history.Callback`) live in :mod:`xpnet.training.history`; the
+options in :mod:`xpnet.training.config`, the batches in :mod:`xpnet.training.batches`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 
 import numpy as np
 
-from xpnet.nn import dropout, l2
 from xpnet.backend.devices import to_numpy
 from xpnet.errors import XpnetError
-from xpnet.search.halving import Halving
-from xpnet.training.history import Callback, History, ProgressBar  # noqa: F401  (re-exported)
+from xpnet.network.network import Network
+from xpnet.nn import dropout, l2
 from xpnet.step.liveness import Liveness
-from xpnet.network.network import Network, one_hot
-from xpnet.training.optim import OPTIMIZERS, SGD, Adam, AdamW
+from xpnet.step.rates import StepRates
+from xpnet.training.batches import DeviceSplit, batch_orders, gather
+from xpnet.training.config import TrainConfig
+from xpnet.training.history import Callback, History, ProgressBar  # noqa: F401  (re-exported)
 from xpnet.training.population import PopulationChange, PopulationSchedule, PopulationView
 from xpnet.training.schedules import resolve as resolve_schedule
-from xpnet.step.rates import StepRates
 
 METRICS = ("loss", "cost", "accuracy")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How :func:`train` runs, besides the schedule.
-
-    Attributes:
-        batch_size: samples per step; an epoch is ``N // batch_size`` steps.
-        momentum: SGD momentum in [0, 1) (``torch.optim.SGD`` semantics), one value or
-            one per model: shorthand for ``optimizer=SGD(momentum)``.
-        evals_per_cycle: record points per schedule cycle (plus one before training).
-        train_eval_size: training metrics use the first this-many training samples
-            (None: all); keeps recording cheap on 45,000 images.
-        divergence_loss: a model whose batch loss is non-finite or above this is marked
-            diverged at that step and stops updating.  A cross-entropy of 1e4 means the
-            true class scores 1e4 below the best one: such a model is not training, even
-            if float32 has not overflowed yet (say, weights drawn with sigma = 10).
-        optimizer: the options of :mod:`xpnet.training.optim` (``Adam(...)``, ``AdamW(...)``);
-            None is SGD with ``momentum``.  ``SGD(momentum=m)`` is stored as
-            ``momentum=m`` with None here, so both spellings are one config.
-    """
-
-    batch_size: int = 100
-    momentum: float | tuple[float, ...] = 0.0
-    evals_per_cycle: int = 10
-    train_eval_size: int | None = 10000
-    divergence_loss: float = 1e4
-    optimizer: SGD | Adam | AdamW | None = None
-
-    def __post_init__(self):
-        opt = self.optimizer
-        if opt is not None and type(opt) not in OPTIMIZERS.values():
-            raise XpnetError(f"optimizer must be one of xpnet.training.optim's {', '.join(OPTIMIZERS)} "
-                             f"(say Adam()), got {type(opt).__name__}.")
-        momentum = SGD(self.momentum).momentum  # checked: a float or one per model
-        if type(opt) is SGD:
-            if momentum != 0.0 and momentum != opt.momentum:
-                raise XpnetError("Give SGD's momentum once, as momentum= or as "
-                                 "optimizer=SGD(momentum=...).")
-            momentum, opt = opt.momentum, None
-        elif opt is not None and momentum != 0.0:
-            raise XpnetError(f"momentum is SGD's option; {type(opt).__name__} takes beta1 "
-                             "instead, so leave momentum at 0.")
-        object.__setattr__(self, "momentum", momentum)
-        object.__setattr__(self, "optimizer", opt)
-        for name in ("batch_size", "evals_per_cycle"):
-            if int(getattr(self, name)) < 1:
-                raise XpnetError(f"{name} must be at least 1, got {getattr(self, name)!r}.")
-        if self.train_eval_size is not None and self.train_eval_size < 1:
-            raise XpnetError("train_eval_size must be None or at least 1.")
-        if not self.divergence_loss > 0:
-            raise XpnetError("divergence_loss must be positive.")
-
-    @property
-    def resolved_optimizer(self) -> SGD | Adam | AdamW:
-        """The optimizer's options: ``optimizer``, or ``SGD(momentum)`` when it is None."""
-        return SGD(self.momentum) if self.optimizer is None else self.optimizer
-
-
-@dataclasses.dataclass
-class DeviceSplit:
-    """One data split on the device: ``X`` ``(N, d)``, labels ``y`` ``(N,)``, one-hot ``Y``."""
-
-    X: object
-    y: object
-    Y: object
-
-    @classmethod
-    def from_host(cls, backend, X, y, n_classes, dtype) -> DeviceSplit:
-        """Upload host inputs ``(N, d)`` and integer labels ``(N,)`` to ``backend``."""
-        X = np.asarray(X)
-        y = np.asarray(y, dtype=np.int64)
-        split = cls(backend.asarray(X, dtype=dtype), backend.asarray(y),
-                    backend.asarray(one_hot(y, n_classes), dtype=dtype))
-        backend.release_staging()
-        return split
-
-    @property
-    def size(self) -> int:
-        return int(self.X.shape[0])
-
-    def head(self, n: int) -> DeviceSplit:
-        n = min(n, self.size)
-        return DeviceSplit(self.X[:n, ...], self.y[:n], self.Y[:n, ...])
-
-
-def batch_orders(seeds, n_samples: int, epoch: int) -> np.ndarray:
-    """Host batch orders for one epoch: ``(n_samples,)`` if all seeds agree, else ``(M, n)``.
-
-    Model m's order depends only on its seed and the epoch.  int32 when it fits (half
-    the bytes to upload), else int64.
-    """
-    seeds = [int(s) for s in seeds]
-    dtype = np.int32 if n_samples < 2**31 else np.int64
-    if len(set(seeds)) == 1:
-        return np.random.default_rng([seeds[0], epoch, 7]).permutation(n_samples).astype(dtype)
-    return np.stack([np.random.default_rng([s, epoch, 7]).permutation(n_samples)
-                     for s in seeds]).astype(dtype)
-
-
-def gather(xp, data, idx, n_models: int):
-    """Rows ``idx`` of ``data`` ``(N, k)``: ``(B, k)`` for ``idx`` ``(B,)``, else ``(M, B, k)``."""
-    if idx.ndim == 1:
-        return xp.take(data, idx, axis=0)
-    flat = xp.take(data, xp.reshape(idx, (-1,)), axis=0)
-    return xp.reshape(flat, (n_models, idx.shape[-1], data.shape[-1]))
 
 
 def per_model_rates(schedule, n_models: int) -> np.ndarray:
@@ -158,7 +52,7 @@ def record_steps(total: int, cycle_length: int, evals_per_cycle: int) -> set[int
 
 def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit | None = None,
           config: TrainConfig | None = None, *, shuffle_seeds=None, callbacks=(),
-          progress: bool = True, desc: str = "train", halving: Halving | None = None
+          progress: bool = True, desc: str = "train", halving: PopulationSchedule | None = None
           ) -> History:
     """Train ``net`` (all its M models) in place and return its :class:`History`.
 

@@ -32,8 +32,8 @@ import math
 import array_api_compat
 import numpy as np
 
-from xpnet.nn import l2, options
 from xpnet.errors import XpnetError
+from xpnet.nn import l2, options
 
 
 def _unit(a):

@@ -19,7 +19,8 @@ import contextlib
 import sys
 from unittest import mock
 
-from xpnet.training.loop import Callback
+import xpnet.backend.devices
+from xpnet.training.history import Callback
 
 _CONVERSIONS = ("__bool__", "__int__", "__float__", "__complex__", "__index__", "__array__",
                 "__dlpack__")
@@ -72,8 +73,6 @@ class SyncCounter(Callback):
 @contextlib.contextmanager
 def counting(counter: SyncCounter, backend):
     """Within the block, every door of ``backend`` (and ``to_numpy``) notes to ``counter``."""
-    import xpnet.backend.devices
-
     with contextlib.ExitStack() as stack:
         for owner, name in host_doors(backend):
             stack.enter_context(mock.patch.object(

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from xpnet import Classifier
-from xpnet.network import Network, NetworkConfig, one_hot
-from xpnet.schedules import ConstantLR
+from xpnet.network.network import Network, NetworkConfig, one_hot
+from xpnet.training.schedules import ConstantLR
 
 HERE = Path(__file__).parent
 

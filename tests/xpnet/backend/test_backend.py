@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import block_import
-from xpnet.backend import get_backend, to_numpy
+from xpnet.backend.devices import get_backend, to_numpy
 from xpnet.errors import BackendError
 
 
@@ -81,7 +81,7 @@ def _fake_cupy(monkeypatch, **attributes):
 
 def test_device_split_releases_cupys_pinned_staging_memory(monkeypatch):
     """After the data is on a CuPy GPU, the pinned host buffers of the upload go back."""
-    from xpnet.backend import Backend
+    from xpnet.backend.devices import Backend
     from xpnet.training import DeviceSplit
 
     freed = []
@@ -99,7 +99,7 @@ def test_describe_names_the_device_and_on_a_gpu_which_one(monkeypatch):
     """A run's record says where it ran; a CuPy GPU by name, index and visible devices."""
     import types
 
-    from xpnet.backend import Backend
+    from xpnet.backend.devices import Backend
 
     assert get_backend("cpu").describe() == {"device": "cpu"}
     assert get_backend("strict:device1").describe() == {"device": "strict:device1"}

@@ -5,9 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from xpnet import backprop, numpy_step
-from xpnet.backend import get_backend
-from xpnet.network import Network, NetworkConfig, one_hot
+from xpnet.backend import numpy_step
+from xpnet.backend.devices import get_backend
+from xpnet.network.network import Network, NetworkConfig, one_hot
+from xpnet.step import backprop
 
 
 @pytest.mark.parametrize("hidden", [(), (12,), (12, 8, 6)])

@@ -15,12 +15,12 @@ import pytest
 
 from tests.conftest import block_import, torch_or_skip
 from tests.problems import blobs
-from xpnet.backend import get_backend, to_numpy
+from xpnet.backend.devices import get_backend, to_numpy
 from xpnet.errors import BackendError
-from xpnet.network import Network, NetworkConfig, one_hot
-from xpnet.schedules import CyclicalLR
-from xpnet.sweep import train_lockstep
+from xpnet.network.network import Network, NetworkConfig, one_hot
+from xpnet.search.sweep import train_lockstep
 from xpnet.training import DeviceSplit, TrainConfig, train
+from xpnet.training.schedules import CyclicalLR
 
 torch = torch_or_skip()
 
@@ -39,7 +39,7 @@ def _blobs(n=200, d=20, classes=4, seed=0):
 def test_torch_backend_is_the_array_api_path_on_cpu_tensors():
     be = get_backend("torch")
     assert (be.name, be.flag, be.device) == ("torch", "torch", torch.device("cpu"))
-    from xpnet.backprop import loss_and_data_gradients
+    from xpnet.step.backprop import loss_and_data_gradients
 
     assert be.data_gradients is loss_and_data_gradients  # no torch-specific step
     x = be.asarray(np.arange(6.0).reshape(2, 3), dtype="float32")
@@ -166,12 +166,12 @@ def test_torch_device_that_cannot_compute_is_one_sentence(monkeypatch):
     """A GPU PyTorch reports but cannot run on (say, a build for another architecture)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    import xpnet.backend
+    import xpnet.backend.devices
 
     def failing_probe(torch, device):
         raise RuntimeError("CUDA error: no kernel image is available for execution\nmore")
 
-    monkeypatch.setattr(xpnet.backend, "_probe_torch", failing_probe)
+    monkeypatch.setattr(xpnet.backend.devices, "_probe_torch", failing_probe)
     with pytest.raises(BackendError) as err:
         get_backend("torch:cuda")
     message = str(err.value)

@@ -19,7 +19,7 @@ from xpnet.data import (
     load_label_names,
     locate_cifar,
 )
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
 
 N = 40  # images per synthetic batch
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from xpnet.data import cache, cifar10, load_cifar10
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
 
 N = 40  # images per synthetic batch
 FIELDS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "mean", "std")
@@ -230,7 +230,7 @@ def test_builders_starting_together_leave_one_good_file(root, cache_home, lock):
 
 def test_the_cpu_backend_trains_on_the_mapping_itself(root, cache_home):
     """No private copy of the images in a process: the cpu DeviceSplit views the file."""
-    from xpnet.backend import get_backend
+    from xpnet.backend.devices import get_backend
     from xpnet.training import DeviceSplit
 
     d = load_cifar10(root, n_val=30, progress=False, cache=True)

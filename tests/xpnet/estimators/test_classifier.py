@@ -1,6 +1,6 @@
 """The short API, xpnet.Classifier: NumPy in and out, one model or M per-model models, the
 same numbers as the lower layer, checkpoints, and one-sentence errors for bad input.
-(Its scikit-learn side, with scikit-learn itself: tests/xpnet/test_sklearn.py.)"""
+(Its scikit-learn side, with scikit-learn itself: tests/xpnet/estimators/test_sklearn.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from xpnet import Classifier, ConstantLR, CyclicalLR, XpnetError, to_numpy
 from xpnet.errors import CheckpointError
-from xpnet.network import Network, NetworkConfig
+from xpnet.network.network import Network, NetworkConfig
 from xpnet.training import DeviceSplit, TrainConfig, train
 
 D, C = 12, 4

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import in_ci
 from xpnet import Classifier, ClassifierCV, CyclicalLR, Halving
-from xpnet.classifier_cv import holdout
 from xpnet.errors import XpnetError
+from xpnet.estimators.scoring import holdout
 
 if not in_ci():  # the dev extra installs scikit-learn: in CI its absence is a failure
     pytest.importorskip("sklearn", reason='scikit-learn is not installed; '

@@ -14,9 +14,9 @@ import pytest
 
 import xpnet
 from xpnet import CyclicalLR, DeviceSplit, NetworkConfig, TrainConfig, XpnetError, load_cifar10
-from xpnet.schedules import ConstantLR, Epochs
-from xpnet.sweep import train_lockstep
-from xpnet.testing import write_cifar_batches
+from xpnet.data.synthetic import write_cifar_batches
+from xpnet.search.sweep import train_lockstep
+from xpnet.training.schedules import ConstantLR, Epochs
 
 
 # ------------------------------------------------------------------ lengths in epochs

@@ -138,7 +138,7 @@ DISPATCH = """
 import numpy as np, sklearn, torch, array_api_strict as xps
 from array_api_compat import array_namespace, device
 from xpnet import Classifier, ClassifierCV, CyclicalLR
-from xpnet.backend import to_numpy
+from xpnet.backend.devices import to_numpy
 rng = np.random.default_rng(0)
 y = np.arange(60) % 3
 X = np.eye(3)[y] @ rng.standard_normal((3, 5)) * 3 + rng.standard_normal((60, 5))

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import TEST_DEVICES, matrix_backend
-from xpnet.backend import get_backend, to_numpy
+from xpnet.backend.devices import get_backend, to_numpy
 from xpnet.errors import CheckpointError, XpnetError
-from xpnet.gradcheck import check_gradients, numerical_gradients, relative_error
-from xpnet.network import Network, NetworkConfig, one_hot
+from xpnet.network.gradcheck import check_gradients, numerical_gradients, relative_error
+from xpnet.network.network import Network, NetworkConfig, one_hot
 
 HIDDEN = {2: (50,), 3: (50, 50), 4: (50, 30, 20), 9: (50, 30, 20, 20, 10, 10, 10, 10)}
 
@@ -65,7 +65,7 @@ def test_gradcheck_catches_a_wrong_gradient_in_the_training_step(backend):
 
 def test_gradcheck_catches_a_wrong_layer_backward():
     """A broken batch-norm backward in the array-API reference step fails the check."""
-    from xpnet import layers
+    from xpnet.nn import layers
 
     X, _, Y = _problem()
     net = Network.create(NetworkConfig(d_in=20, hidden=(30, 20)), seeds=0, dtype="float64",

@@ -5,11 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from xpnet import Halving, dropout
-from xpnet.backend import get_backend, to_numpy
-from xpnet.network import Network, NetworkConfig
-from xpnet.schedules import CyclicalLR
+from xpnet import Halving
+from xpnet.backend.devices import get_backend, to_numpy
+from xpnet.network.network import Network, NetworkConfig
+from xpnet.nn import dropout
 from xpnet.training import DeviceSplit, TrainConfig, train
+from xpnet.training.schedules import CyclicalLR
 
 CONFIG = NetworkConfig(d_in=10, hidden=(8, 6), n_classes=4)
 SCHEDULE = CyclicalLR(eta_min=1e-3, eta_max=0.1, n_s=6, cycles=1)  # 12 steps, 2 epochs

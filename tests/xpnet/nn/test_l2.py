@@ -2,7 +2,7 @@
 
 One batch is the whole (tiny) training set, so the step's batch order is irrelevant and
 each step must equal ``W - eta * v`` with ``v`` built from ``Network.loss_and_gradients``
-(which includes the L2 gradient from ``xpnet.l2``) with torch's momentum semantics.
+(which includes the L2 gradient from ``xpnet.nn.l2``) with torch's momentum semantics.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xpnet import ConstantLR, Network, NetworkConfig, TrainConfig, l2, one_hot
+from xpnet import ConstantLR, Network, NetworkConfig, TrainConfig, one_hot
+from xpnet.nn import l2
 from xpnet.training import DeviceSplit, train
 
 

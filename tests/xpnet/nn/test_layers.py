@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import ATOL, RTOL
-from xpnet import layers, registry
-from xpnet.backend import to_numpy
+from xpnet.backend.devices import to_numpy
+from xpnet.nn import layers, registry
 
 
 def _arrays(backend, dtype, *host):
@@ -108,7 +108,7 @@ def test_softmax_cross_entropy_is_stable_for_huge_scores(backend, dtype):
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-2d-x", "per-model-3d-x"])
 def test_dense_backward_gives_a_contiguous_weight_gradient(shared):
-    """The optimizer adds gradients into the flat parameters (xpnet.flat): a transposed
+    """The optimizer adds gradients into the flat parameters (xpnet.step.flat): a transposed
     dW would be copied first, a hidden pass over (for the first layer) the largest one."""
     import array_api_compat.numpy as xp
 

@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import matrix_backend
-from xpnet import backprop, numpy_step, registry
-from xpnet.backend import get_backend, to_numpy
-from xpnet.dropout import fixed_masks
+from xpnet.backend import numpy_step
+from xpnet.backend.devices import get_backend, to_numpy
 from xpnet.errors import XpnetError
-from xpnet.gradcheck import check_gradients
-from xpnet.network import Network, NetworkConfig, one_hot
+from xpnet.network.gradcheck import check_gradients
+from xpnet.network.network import Network, NetworkConfig, one_hot
+from xpnet.nn import registry
+from xpnet.nn.dropout import fixed_masks
+from xpnet.step import backprop
 
 NORMS = [None, *registry.NORMALIZATIONS]
 ACTIVATIONS = list(registry.ACTIVATIONS)

@@ -11,11 +11,11 @@ import pytest
 
 from tests.problems import blobs
 from xpnet import ConstantLR, CyclicalLR, Halving, Network, NetworkConfig, to_numpy
-from xpnet.backend import get_backend
+from xpnet.backend.devices import get_backend
 from xpnet.errors import XpnetError
-from xpnet.halving import geometric_rungs
-from xpnet.optim import SGDUpdate
+from xpnet.search.halving import geometric_rungs
 from xpnet.training import DeviceSplit, History, TrainConfig, record_steps, train
+from xpnet.training.optim import SGDUpdate
 
 
 def _blobs(n=120, d=12, classes=4, seed=0):

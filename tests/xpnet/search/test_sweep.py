@@ -7,7 +7,7 @@ import pytest
 
 from xpnet import CyclicalLR, DeviceSplit, NetworkConfig, TrainConfig, get_backend
 from xpnet.errors import XpnetError
-from xpnet.sweep import (
+from xpnet.search.sweep import (
     best_index,
     best_value,
     final_scores,

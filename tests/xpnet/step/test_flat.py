@@ -1,4 +1,4 @@
-"""One update over all parameters (xpnet.flat) and the per-step factors (xpnet.step_rates):
+"""One update over all parameters (xpnet.step.flat) and the per-step factors (xpnet.step.rates):
 the flat path computes exactly what the entry-by-entry path computes, on every library."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import pytest
 
 from tests.conftest import TEST_DEVICES, matrix_backend, torch_or_skip
 from xpnet import to_numpy
-from xpnet.backend import get_backend
-from xpnet.network import Network, NetworkConfig
-from xpnet.optim import SGD, Adam, AdamW
-from xpnet.step_rates import StepRates
+from xpnet.backend.devices import get_backend
+from xpnet.network.network import Network, NetworkConfig
+from xpnet.step.rates import StepRates
+from xpnet.training.optim import SGD, Adam, AdamW
 
 CONFIG = NetworkConfig(d_in=6, hidden=(5, 4), n_classes=3, norm="batch")
 

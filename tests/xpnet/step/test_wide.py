@@ -1,10 +1,10 @@
-"""The wide first layer (xpnet.wide) equals the per-model products, on every backend."""
+"""The wide first layer (xpnet.step.wide) equals the per-model products, on every backend."""
 
 import numpy as np
 
 from tests.conftest import ATOL, RTOL
-from xpnet.backend import to_numpy
-from xpnet.wide import stacked_weights, wide_forward, wide_weight_grad, wide_weights
+from xpnet.backend.devices import to_numpy
+from xpnet.step.wide import stacked_weights, wide_forward, wide_weight_grad, wide_weights
 
 
 def test_wide_products_equal_the_per_model_ones(backend, dtype):

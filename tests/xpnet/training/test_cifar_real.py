@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from xpnet.backend import get_backend, to_numpy
+from xpnet.backend.devices import get_backend, to_numpy
 from xpnet.data import load_cifar10
-from xpnet.network import Network, NetworkConfig
-from xpnet.schedules import CyclicalLR
+from xpnet.network.network import Network, NetworkConfig
 from xpnet.training import DeviceSplit, TrainConfig, train
+from xpnet.training.schedules import CyclicalLR
 
 pytestmark = pytest.mark.cifar
 

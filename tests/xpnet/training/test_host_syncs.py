@@ -3,7 +3,7 @@
 Training runs on ``strict:device1`` (array_api_strict with its arrays off the CPU
 device, which refuses host/device mixing as CuPy does) and on ``torch`` (PyTorch
 tensors, whose library is the one a GPU user would run) with every way a device value
-can reach the host instrumented by :mod:`xpnet.syncs` (the one counter, which the bench
+can reach the host instrumented by :mod:`xpnet.training.syncs` (the one counter, which the bench
 uses too): a door opened inside a step is a sync in the step (on a GPU, a stall).  Each
 scenario also reruns on the CPU in float64 and must give the same numbers, so the paths
 it covers (momentum, per-model momentum and rates, Adam and AdamW, M > 1 models on their
@@ -18,15 +18,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-import xpnet.backend
+import xpnet.backend.devices
 from tests.conftest import TEST_DEVICES, matrix_backend
-from xpnet.backend import get_backend, to_numpy
-from xpnet.network import Network, NetworkConfig
-from xpnet.optim import Adam, AdamW
-from xpnet.schedules import ConstantLR, CyclicalLR
-from xpnet.sweep import train_lockstep
-from xpnet.syncs import SyncCounter, counting
+from xpnet.backend.devices import get_backend, to_numpy
+from xpnet.network.network import Network, NetworkConfig
+from xpnet.search.sweep import train_lockstep
 from xpnet.training import DeviceSplit, TrainConfig, train
+from xpnet.training.optim import Adam, AdamW
+from xpnet.training.schedules import ConstantLR, CyclicalLR
+from xpnet.training.syncs import SyncCounter, counting
 
 # Matrix names (see conftest.py) of the devices the step is counted on: cuda and
 # torch-cuda too where the GPU job names them.
@@ -42,7 +42,8 @@ def device(request):
 
 @pytest.fixture
 def counter(device) -> SyncCounter:
-    """A :class:`~xpnet.syncs.SyncCounter` wired into the device's doors and ``to_numpy``."""
+    """A :class:`~xpnet.training.syncs.SyncCounter` wired into the device's doors and
+    ``to_numpy``."""
     with counting(SyncCounter(), device) as counter:
         yield counter
 
@@ -170,7 +171,7 @@ def test_the_counter_catches_a_sync_inside_the_step(device, counter):
 def test_the_counter_sees_every_host_door(device, counter):
     x = device.asarray(np.arange(3.0))
     counter.on_step_begin(0)
-    float(x[0]), int(x[1]), bool(x[2]), xpnet.backend.to_numpy(x)
+    float(x[0]), int(x[1]), bool(x[2]), xpnet.backend.devices.to_numpy(x)
     if device.name == "torch":
         x[0].item(), x.tolist(), x.cpu(), x.numpy()
     counter.on_step_end(0)

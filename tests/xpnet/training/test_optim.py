@@ -9,9 +9,9 @@ import pytest
 from tests.conftest import torch_or_skip
 from xpnet import Classifier, CyclicalLR, to_numpy
 from xpnet.errors import XpnetError
-from xpnet.network import Network, NetworkConfig
-from xpnet.optim import SGD, Adam, AdamUpdate, AdamW
+from xpnet.network.network import Network, NetworkConfig
 from xpnet.training import DeviceSplit, TrainConfig, train
+from xpnet.training.optim import SGD, Adam, AdamUpdate, AdamW
 
 M, STEPS = 2, 5
 SHAPES = {"W1": (M, 4, 3), "b1": (M, 1, 3)}

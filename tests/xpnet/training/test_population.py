@@ -1,4 +1,4 @@
-"""Population schedules on the model axis (xpnet.population): a change copies whole model
+"""Population schedules on the model axis (xpnet.training.population): a change copies whole model
 states along the axis and sets per-model hyper-parameters, and the models it leaves alone
 train exactly as before."""
 
@@ -12,9 +12,9 @@ import pytest
 from tests.problems import blobs
 from xpnet import ConstantLR, Network, NetworkConfig, to_numpy
 from xpnet.errors import XpnetError
-from xpnet.optim import SGD, Adam
-from xpnet.population import PopulationChange, PopulationSchedule
 from xpnet.training import DeviceSplit, TrainConfig, TrainingRun, record_steps
+from xpnet.training.optim import SGD, Adam
+from xpnet.training.population import PopulationChange, PopulationSchedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +164,6 @@ def test_changes_are_checked():
 
 
 def _cpu():
-    from xpnet.backend import get_backend
+    from xpnet.backend.devices import get_backend
 
     return get_backend("cpu")

@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from xpnet.backend import get_backend, to_numpy
+from xpnet.backend.devices import get_backend, to_numpy
 from xpnet.errors import XpnetError
-from xpnet.network import Network, NetworkConfig
-from xpnet.schedules import ConstantLR, CyclicalLR, RangeTestLR, StepDecayLR
+from xpnet.network.network import Network, NetworkConfig
 from xpnet.training import DeviceSplit, TrainConfig, train
+from xpnet.training.schedules import ConstantLR, CyclicalLR, RangeTestLR, StepDecayLR
 
 
 def torch_cyclic_lr(t: int, base_lr: float, max_lr: float, step_size_up: int) -> float:

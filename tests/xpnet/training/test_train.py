@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from tests.problems import blobs
-from xpnet.backend import get_backend, to_numpy
+from xpnet.backend.devices import get_backend, to_numpy
 from xpnet.errors import XpnetError
-from xpnet.network import Network, NetworkConfig
-from xpnet.optim import SGDUpdate as SGD
-from xpnet.schedules import ConstantLR, CyclicalLR, StepDecayLR
+from xpnet.network.network import Network, NetworkConfig
 from xpnet.training import DeviceSplit, History, TrainConfig, batch_orders, train
+from xpnet.training.optim import SGDUpdate as SGD
+from xpnet.training.schedules import ConstantLR, CyclicalLR, StepDecayLR
 
 
 def test_cyclical_schedule_is_triangular():
