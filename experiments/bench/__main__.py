@@ -4,4 +4,5 @@ import sys
 
 from experiments.bench.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importable (by Sphinx, pydoc) without running
+    sys.exit(main())

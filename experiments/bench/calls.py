@@ -43,7 +43,7 @@ from xpnet.training import Callback, DeviceSplit
 
 #: The generic step's calls per training step measured before issue 28's reductions
 #: (commit 7bc9d74), for the bench's nets at batch 100 (M does not change them).
-#: Issue 28's goal is at most :data:`GOAL` of these.
+#: Issue 28's goal is at most ``GOAL`` of these.
 BASELINE = {"3-layer": 113, "9-layer": 353}
 GOAL = 0.6
 

@@ -73,7 +73,7 @@ def pct(values, digits: int = 1) -> str:
 def split_outcome(values, chance: float = CHANCE):
     """``(stuck, trained)`` boolean masks over the finite ``values`` if the seeds split, else None.
 
-    Split (:data:`SPLIT_RULE`): some seed within :data:`STUCK_WITHIN` of ``chance`` and
+    Split (``SPLIT_RULE``): some seed within :data:`STUCK_WITHIN` of ``chance`` and
     some other more than :data:`TRAINED_ABOVE` above it.  When split, every seed that is
     not stuck counts as trained.
     """

@@ -184,7 +184,7 @@ class ByValue:
     task itself comes from such a module, so the function travels inside this.
 
     ``filename`` is the function's file: cloudpickle names it ``<dynamic-code>`` in the
-    copy a worker runs (see :func:`_portable`).  In this process the function itself runs.
+    copy a worker runs (see ``_portable``).  In this process the function itself runs.
     """
 
     def __init__(self, fn):

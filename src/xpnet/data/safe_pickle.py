@@ -1,7 +1,7 @@
 """Restricted unpickling of CIFAR-10 batch files: the security boundary of ``xpnet.data``.
 
 The official batch files are Python pickles.  A pickle can run arbitrary code, so
-they are read with :class:`_BatchUnpickler`, which resolves only the handful of
+they are read with ``_BatchUnpickler``, which resolves only the handful of
 globals a CIFAR-10 batch needs and hands numpy nothing but validated plain data;
 :func:`load_batch` and :func:`load_label_names` then check what a batch and the
 meta file hold.  Every read of a pickle in xpnet goes through this module.

@@ -54,7 +54,7 @@ class Classifier(LockstepAnswers, common.Params):
     """Fully connected softmax classifiers with optional batch norm: one, or M in lockstep.
 
     The keywords are this class's own (below) and every field of
-    :class:`~xpnet.network.network_config.NetworkConfig` but the sizes (``norm``, ``activation``,
+    :class:`~xpnet.network.config.NetworkConfig` but the sizes (``norm``, ``activation``,
     ``dropout``, ``init``, ``bn_momentum``, ``bn_eps``, ...: see its docstring), derived
     from it; its per-model fields take one value or one per model here too.  The legacy
     ``batch_norm=True/False`` means ``norm="batch"/None``.  The arguments are stored as

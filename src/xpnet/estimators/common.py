@@ -36,7 +36,7 @@ from xpnet.training.history import Callback
 
 
 class Params:
-    """``get_params`` / ``set_params`` from the names ``_param_names()`` returns."""
+    """scikit-learn's ``get_params`` and ``set_params``, over the names ``_param_names`` gives."""
 
     @classmethod
     def _param_names(cls) -> list[str]:

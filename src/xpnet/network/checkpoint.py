@@ -13,7 +13,7 @@
   :mod:`xpnet.estimators.files`.
 
 Format 1 (files written before issue 34) has no ``members`` list; its per-model members
-must be those a file of its age held (:data:`_FORMAT1_PER_MODEL`), and one it lacks takes
+must be those a file of its age held (``_FORMAT1_PER_MODEL``), and one it lacks takes
 the config's value.
 
 :func:`read` trusts nothing: the file is read with :class:`xpnet.base.npz.NpzReader` (no

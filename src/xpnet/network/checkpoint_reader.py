@@ -13,7 +13,7 @@ from xpnet.errors import CheckpointError, XpnetError
 from xpnet.network import config as network_config
 from xpnet.nn import options, registry
 
-#: The format :func:`save` writes, and those :func:`read` reads.
+#: The format :func:`~xpnet.network.checkpoint.save` writes, and those :func:`read` reads.
 FORMAT = 2
 FORMATS = (1, 2)
 #: Characters a JSON member (``meta``, ``classifier``, ``search``) may hold.
@@ -214,7 +214,7 @@ class Reader:
             raise self.fail("search", "comes without the classifier it searched")
 
     def format1_per_model(self, config: dict, names) -> None:
-        """A format-1 file's per-model members are one of :data:`_FORMAT1_PER_MODEL`, all
+        """A format-1 file's per-model members are one of ``_FORMAT1_PER_MODEL``, all
         of them where its config lists ``dropout`` or ``leaky_slope`` (a file that new)."""
         present = tuple(n for n in _FORMAT1_PER_MODEL[-1] if n in names)
         newest = any(n in config for n in _FORMAT1_PER_MODEL[-1] if n != "bn_eps")

@@ -26,7 +26,7 @@ def _unit_interval(a):
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
-    """Architecture of a network: ``d_in -> hidden[0] -> ... -> n_classes``.
+    """Architecture of a network: ``d_in`` inputs, the ``hidden`` widths, ``n_classes`` outputs.
 
     The one home of the model options: ``Classifier``'s keywords, the suite's spec and
     fingerprints, and saved files are derived from these fields (see :mod:`xpnet.nn.options`).

@@ -1,5 +1,5 @@
 """Initialising M models of one architecture: :meth:`Network.create
-<xpnet.network.network.Network.create>` calls :func:`create`.
+<xpnet.network.network.Network.create>` calls :func:`~xpnet.network.creation.create`.
 
 Weights are drawn on the host from each model's seeded generator (design rule 5) and moved
 to the device; biases and the normalization's parameters and buffers start at their

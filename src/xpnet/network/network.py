@@ -287,7 +287,7 @@ class Network:
     def loss_and_gradients(self, X, Y, *, update_stats: bool = True, masks=None):
         """Train-mode loss, cost and gradients of every parameter, the L2 term included.
 
-        Uses the backend's training step (:attr:`Backend.data_gradients`), the same
+        Uses the backend's training step (``Backend.data_gradients``), the same
         code that :func:`xpnet.training.loop.train` runs, so a gradient check covers it.
 
         Args:

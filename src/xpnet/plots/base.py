@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from xpnet.base.atomic import atomic_write  # noqa: E402
 
-#: Figure width in inches; at :data:`DPI` this is ~990 px, a markdown page's width.
+#: Figure width in inches; at ``DPI`` this is ~990 px, a markdown page's width.
 PAGE_WIDTH = 9.0
 DPI = 110
 #: Colour-blind safe colours (Okabe-Ito), in the order settings get them.

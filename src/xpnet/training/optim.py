@@ -21,7 +21,7 @@ norm's parameters in a group of their own with ``weight_decay=0``.
 The rate ``eta`` comes from the schedule (a float, or per-model ``(M, 1, 1)``, zero for
 models that have stopped); ``momentum`` and ``weight_decay`` take one value or one per
 model, the betas and ``eps`` one per run.  Every update works on the leading model axis
-without a host sync, and :meth:`take_models` keeps the state of some models only.
+without a host sync, and ``take_models`` keeps the state of some models only.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ paper (section 3.3): one sweep from ``eta_min`` up to ``eta_max``.
 Per-model rates.  The rate-valued parameters (``eta_min``, ``eta_max``, ``eta``,
 ``eta0``, ``factor``), the step size ``every`` of :class:`StepDecayLR` and the spacing
 of :class:`RangeTestLR` take one value for all models or a sequence of one value per
-model.  With any of them per model, :meth:`rates` returns ``(T, M)`` (column m is model
+model.  With any of them per model, ``rates()`` returns ``(T, M)`` (column m is model
 m's schedule, exactly the scalar schedule of its values); otherwise ``(T,)``, as a
 scalar schedule always has.  The length parameters that fix ``T`` and the record points
 (``n_s``, ``cycles``, ``steps``, ``cycle_length``) are shared: lockstep models take the
@@ -17,7 +17,7 @@ same number of steps.
 
 Lengths in epochs.  ``CyclicalLR(n_s_epochs=5)`` gives the half-cycle in epochs rather
 than steps (``n_s`` then holds :class:`Epochs`); it becomes a number of steps once the
-epoch's length is known, by :meth:`~_Schedule.resolve` (``train`` and
+epoch's length is known, by :func:`resolve` (``train`` and
 ``Classifier.fit`` call it): ``n_s = max(1, round(epochs * steps_per_epoch))`` with
 ``steps_per_epoch = n_train // batch_size``, as :func:`xpnet.training.loop.train` counts an
 epoch.  A schedule given in steps is unchanged by it, and its fields (hence
