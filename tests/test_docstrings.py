@@ -1,6 +1,6 @@
-"""The study API, documented to the last argument: every name README's "Write a study"
-offers has a docstring with an example, every example runs, and README's table of
-plotting functions has their real signatures.
+"""The study API, documented to the last argument: every name the manual's "Writing a
+study" page (and README's "Write a study") offers has a docstring with an example, every
+example runs, and the page's table of plotting functions has their real signatures.
 
 The names: the study kit's (``Grid`` and the record helpers), every public attribute of
 a study's ``ctx`` and of the handles it returns, every function and class
@@ -91,13 +91,19 @@ def test_the_docstring_has_arguments_a_return_value_and_an_example_that_runs(
     assert runner.failures == 0 and runner.tries > 0
 
 
+def write_a_study_page() -> str:
+    """docs/writing-a-study.md, where writing a study is explained in full."""
+    return (REPO / "docs" / "writing-a-study.md").read_text(encoding="utf-8")
+
+
 def write_a_study_section() -> str:
+    """README's short "Write a study" section."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     return text.split("## Write a study", 1)[1].split("\n## ", 1)[0]
 
 
-def test_every_ctx_name_readme_offers_is_in_the_checked_api():
-    offered = set(re.findall(r"\bctx\.(\w+)", write_a_study_section()))
+def test_every_ctx_name_the_docs_offer_is_in_the_checked_api():
+    offered = set(re.findall(r"\bctx\.(\w+)", write_a_study_page() + write_a_study_section()))
     assert {"submit_train", "figure_path_and_link", "seeds"} <= offered
     checked = {name.split(".", 1)[1] for name in
                (*API["experiments.suite.context"], *API["experiments.suite.view"])}
@@ -123,10 +129,10 @@ def plain_signature(obj) -> str:
     return f"{obj.__name__}({', '.join(parts)})"
 
 
-def test_readme_lists_the_plotting_functions_with_their_real_signatures():
-    rows = re.findall(r"^\| `(\w+)(\(.*?\))` \|", write_a_study_section(), flags=re.M)
+def test_the_docs_list_the_plotting_functions_with_their_real_signatures():
+    rows = re.findall(r"^\| `(\w+)(\(.*?\))` \|", write_a_study_page(), flags=re.M)
     assert len(rows) >= 10
     for name, signature in rows:
         assert plain_signature(getattr(xpnet.plots, name)) == name + signature
     for name in ("plot_panels", "plot_xy", "plot_bars", "plot_dot_rows", "plot_heatmaps"):
-        assert name in dict(rows), f"README's table has no row for {name}"
+        assert name in dict(rows), f"docs/writing-a-study.md's table has no row for {name}"

@@ -24,7 +24,6 @@ import re
 from sphinx.ext.napoleon import _process_docstring
 from sphinx.util.nodes import make_refnode
 
-
 #: What a name means where no module is current.
 DEFAULT_NAMESPACE = "xpnet"
 #: Our packages: members other classes bring in (Dask's plugins, say) are not documented.

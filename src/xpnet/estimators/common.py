@@ -36,7 +36,7 @@ from xpnet.training.history import Callback
 
 
 class Params:
-    """scikit-learn's ``get_params`` and ``set_params``, over the names ``_param_names`` gives."""
+    """``get_params`` / ``set_params`` from the names ``_param_names()`` returns."""
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -253,7 +253,7 @@ def check_label_kind(y: np.ndarray, classes, what: str) -> None:
 
 def encode_labels(ys: list[np.ndarray], n_classes: int | None):
     """``(classes_, [codes, ...])``: the sorted distinct labels of all ``ys`` (or
-    ``0 .. n_classes - 1``) and each ``y`` as int64 codes into them."""
+    ``range(n_classes)``) and each ``y`` as int64 codes into them."""
     if len({label_kind(y) for y in ys}) > 1:
         raise InputError("The training labels and val's labels have a mix of label input "
                          "types (string and number); give labels of one kind.")

@@ -118,7 +118,7 @@ class NetworkConfig:
         return dataclasses.asdict(self)
 
     def spec_dict(self) -> dict:
-        """The fingerprinted form: :meth:`to_dict` as the suite's first spec format wrote it.
+        """The fingerprinted form: ``to_dict()`` as the suite's first spec format wrote it.
 
         ``norm`` ``"batch"`` / None is written as ``batch_norm`` True / False, and a field
         the first format did not have is left out while it holds its default, so the

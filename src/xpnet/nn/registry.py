@@ -50,10 +50,11 @@ class Activation:
             ``(M, n, d)``.
         backward: ``backward(dout, cache, *, xp) -> ds``, each ``(M, n, d)``.
         options: the config fields ``forward`` takes as keywords.
-        numpy_forward, numpy_backward: optional NumPy in-place forms, with the same
-            arguments less ``xp`` and the same results; they may overwrite ``s`` and
-            ``dout``, which the NumPy step guarantees are fresh.  Both or neither: the
-            two halves share their cache.
+        numpy_forward: optional NumPy in-place form of ``forward``, with the same
+            arguments less ``xp`` and the same results; it may overwrite ``s``, which
+            the NumPy step guarantees is fresh.
+        numpy_backward: the same for ``backward`` (it may overwrite ``dout``).  Both
+            in-place forms or neither: the two halves share their cache.
     """
 
     name: str
@@ -90,8 +91,9 @@ class Normalization:
             returns, ``buffer = momentum * buffer + (1 - momentum) * statistic``, folded
             by the network for every layer in one pass
             (:class:`xpnet.step.averages.RunningAverages`).
-        numpy_forward, numpy_backward: optional NumPy in-place forms (as for
+        numpy_forward: optional NumPy in-place form of ``forward`` (as for
             :class:`Activation`).
+        numpy_backward: the same for ``backward``.
     """
 
     name: str
