@@ -92,6 +92,7 @@ class Context(StudyView):
             self.reused += 1
             self.reused_s += float(old.get("wall_s") or 0.0)
             self.reporter.run_reused(f"{self.study_name}/{key}")
+            self.dispatcher.run_ended(f"{self.study_name}/{key}")  # a checkpoint left behind
             return RunHandle.finished(self, key, old)
         handle = RunHandle(self, key, spec, fn, splittable=splittable, steps=steps,
                            priority=self.priority(cost))

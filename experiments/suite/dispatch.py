@@ -23,7 +23,7 @@ import contextlib
 import threading
 import time
 
-from experiments.suite import interrupts, tasks
+from experiments.suite import checkpoints, interrupts, tasks
 from experiments.suite import spec as specs
 from experiments.suite.store import fingerprint
 
@@ -38,10 +38,13 @@ class Dispatcher:
     its waits in :meth:`waiting`.  The main thread calls :meth:`serve`.
     """
 
-    def __init__(self, executor, reporter, data_settings, n_studies: int):
+    def __init__(self, executor, reporter, data_settings, n_studies: int, checkpoints=None):
         self.executor = executor
         self.reporter = reporter
         self.data_settings = data_settings
+        #: The output folder's :class:`~experiments.suite.checkpoints.CheckpointStore`
+        #: (None: runs save no checkpoints).
+        self.checkpoints = checkpoints
         self._cond = threading.Condition()
         self._busy = n_studies  # study threads neither waiting nor finished
         self._held: list = []   # RunHandles not started yet
@@ -106,20 +109,32 @@ class Dispatcher:
         return held_long and not self.executor.one_at_a_time
 
     def _start(self, handle, upcoming: int) -> None:
-        """Hand ``handle``'s run to the executor, cut into parts where workers would idle."""
+        """Hand ``handle``'s run to the executor, cut into parts where workers would idle
+        (or as its checkpoints were saved), each part going on from its checkpoint."""
+        store = self.checkpoints if handle.fn is tasks.train_and_test else None
         parts = [handle.spec]
         if handle.splittable:
             n = specs.n_models(handle.spec)
-            parts = specs.split_spec(handle.spec, self.executor.parts_for(n, upcoming))
+            saved = None if store is None else store.split_of(handle.name)
+            parts = specs.split_spec(handle.spec, saved or self.executor.parts_for(n, upcoming))
         self.reporter.run_submitted(handle.name, handle.steps, n_parts=len(parts))
         fp = fingerprint(handle.spec)
+        keys = [checkpoints.part_key(handle.name, len(parts), i, fingerprint(part))
+                for i, part in enumerate(parts)]
+        saved = {} if store is None else store.claim(handle.name, keys)
         start = time.perf_counter()  # the in-process executor computes inside submit()
         futures = [self.executor.submit(
             tasks.execute, tasks.portable(handle.fn), part, self.data_settings,
             handle.name if len(parts) == 1 else f"{handle.name}#{i}", self.executor.publish,
-            key=f"{handle.name}#{i}-{fp}", priority=handle.priority)
+            None if store is None or store.every <= 0 else (keys[i], store.every),
+            saved.get(keys[i]), key=f"{handle.name}#{i}-{fp}", priority=handle.priority)
             for i, part in enumerate(parts)]
         handle.started(futures, specs.merge_records if len(parts) > 1 else None, start)
+
+    def run_ended(self, name: str) -> None:
+        """Run ``name`` (``"study/key"``) is saved, or reused: its checkpoints go."""
+        if self.checkpoints is not None:
+            self.checkpoints.finish(name)
 
 
 class Immediate(Dispatcher):

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.suite import failures
+from experiments.suite import checkpoints, failures
 from experiments.suite import tasks as runs
 from experiments.suite.args import UsageError
 from experiments.suite.context import Context, Settings
@@ -85,13 +85,31 @@ class Suite:
         self.store = store if store is not None else ResultStore(out)
         ABORT.clear()
         self.reporter = Reporter(enabled=not args.no_progress)
-        executor.subscribe_progress(self.reporter.handle)
+        every = getattr(args, "checkpoint_every", checkpoints.EVERY_S)
+        self.checkpoints = checkpoints.CheckpointStore(out, every, warn=self.reporter.warn)
+        fetch = getattr(executor, "fetch", None)  # a Dask cluster's: workers keep them
+        self.courier = (checkpoints.Courier(fetch, self.checkpoints)
+                        if fetch is not None and every > 0 else None)
+        executor.subscribe_progress(self.on_event)
         self.trained = 0
         self.failures: list[failures.StudyFailure] = []
         self.show_traceback = bool(args.traceback) or os.environ.get("XPNET_TRACEBACK") == "1"
         self.dashboard = bool(getattr(args, "dashboard", False))
         self.dispatcher = Dispatcher(executor, self.reporter, self.data_settings,
-                                     n_studies=len(self.names))
+                                     n_studies=len(self.names), checkpoints=self.checkpoints)
+
+    def on_event(self, event: dict) -> None:
+        """A run's event (on any thread): a checkpoint to the store, the rest to the display."""
+        kind = event.get("event")
+        if kind == "checkpoint":
+            if "data" in event:  # an in-process run's
+                self.checkpoints.write(event["key"], event["data"])
+            elif self.courier is not None:  # a worker's, to be fetched from it
+                self.courier.announce(event)
+            return
+        if kind == "refused":
+            self.checkpoints.set_aside(event["key"])
+        self.reporter.handle(event)
 
     def context(self, name: str) -> Context:
         return Context(self.settings, self.store, self.out, self.dispatcher, name,
@@ -240,7 +258,10 @@ class Suite:
         try:
             self._run_studies()
         finally:
+            if self.courier is not None:
+                self.courier.close()
             self.reporter.close()
+        self.checkpoints.tidy()
         self.store.data["meta"]["wall_s_last_invocation"] = round(time.perf_counter() - start, 1)
         self.store.save()
         self.write_report(self.store.data, self.out / "report.md")

@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 
-from experiments.suite import interrupts, memory
+from experiments.suite import checkpoints, interrupts, memory
 from experiments.suite.cluster import (
     CONNECT_TIMEOUT_S,
     CUDA_DEVICES,
@@ -182,10 +182,21 @@ class DaskExecutor:
         (see ``Context.priority``).
         """
         self.backlog.task_submitted()
+        # A checkpoint to start from travels to the workers as data of its own, not inside
+        # the task (Dask warns of large task arguments).
+        args = [self.client.scatter(a, hash=False) if isinstance(a, bytes) else a
+                for a in args]
         future = self.client.submit(fn, *args, key=(RUN_TASK_GROUP, key), pure=False,
                                     priority=priority, fifo_timeout=0)
         future.add_done_callback(self.backlog.task_done)
         return future
+
+    def fetch(self, worker: str, key: str):
+        """The checkpoint part ``key`` left in ``worker``'s outbox (bytes, or None), fetched
+        outside the task queue (``Client.run``; see :mod:`experiments.suite.checkpoints`)."""
+        value = self.client.run(checkpoints.take, key, workers=[worker],
+                                on_error="return").get(worker)
+        return value if isinstance(value, bytes) else None
 
     def warm_up(self, fn, *args) -> None:
         """Start ``fn(*args)`` (loading the data) on every worker now, as a task of its own.

@@ -91,6 +91,7 @@ class RunHandle:
             record = self._merge(parts) if self._merge else parts[0]
             self._record = self.ctx.store_run(self.key, self.spec, record,
                                               time.perf_counter() - self._start)
+            self.ctx.dispatcher.run_ended(self.name)
         except Exception as exc:  # a run's error, a cancelled future, a full disk
             self._error = exc
             self._stopped = any(f.cancelled() for f in self._futures)

@@ -148,6 +148,11 @@ class Reporter:
         with self.lock:
             if run not in self.total or self.state.get(run) in ("done", "failed", "stopped"):
                 return
+            if message.get("event") == "resumed":
+                self.say(f"{name}: resumed from its checkpoint at step {message.get('step')}")
+            elif message.get("event") == "refused":
+                self.warn(f"{name}: its checkpoint cannot be used ({message.get('reason')}); "
+                          "it trains from step 0")
             if self.state[run] == "queued":
                 self.state[run] = "running"
             if message.get("event") == "step":

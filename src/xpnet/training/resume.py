@@ -300,14 +300,26 @@ def run(training_run, checkpoint, every: float = EVERY_S, callbacks=()):
     and removing it once the run ends.
 
     ``checkpoint``: a path, or an object with ``read()`` (the checkpoint's path or bytes, or
-    None), ``write(data, step)`` and ``remove()`` (the suite's, which hands checkpoints to
-    its one writer).  Returns the :class:`History`.
+    None), ``write(data, step)`` and ``remove()``, and optionally ``resumed(step)`` (told
+    where the run goes on from) and ``refused(error)`` (then a checkpoint that cannot be
+    used is not an error: the run starts from step 0).  The experiment suite passes such an
+    object, which hands checkpoints to the output folder's one writer.  Returns the
+    :class:`History`.
     """
     slot = checkpoint if hasattr(checkpoint, "write") else CheckpointFile(checkpoint)
     run_signature = signature(training_run)
     source = slot.read()
     if source is not None:
-        restore(training_run, source, run_signature, name=getattr(slot, "name", "checkpoint"))
+        try:
+            step = restore(training_run, source, run_signature,
+                           name=getattr(slot, "name", "the checkpoint"))
+        except CheckpointError as exc:
+            if not hasattr(slot, "refused"):
+                raise
+            slot.refused(exc)
+        else:
+            if hasattr(slot, "resumed"):
+                slot.resumed(step)
     training_run.saver = Saver(slot.write, every, run_signature)
     history = training_run.run(callbacks)
     slot.remove()
