@@ -47,6 +47,7 @@ class Dispatcher:
         self.checkpoints = checkpoints
         self._cond = threading.Condition()
         self._busy = n_studies  # study threads neither waiting nor finished
+        self._plans: dict[str, tuple] = {}  # later links: name -> (work, name it waits on)
         self._held: list = []   # RunHandles not started yet
         self._held_since = 0.0
 
@@ -57,8 +58,25 @@ class Dispatcher:
             if not self._held:
                 self._held_since = time.monotonic()
             self._held.append(handle)
-            self.reporter.run_queued(handle.name, handle.steps)
+            self.reporter.run_queued(handle.name, handle.steps, handle.cost, handle.spec)
             self._cond.notify_all()
+
+    def plan(self, name: str, work: float, after: str | None) -> None:
+        """A study will submit run ``name`` (``work`` estimated seconds) once run ``after``
+        has finished (see :meth:`Context.plan <experiments.suite.context.Context.plan>`)."""
+        with self._cond:
+            self._plans[name] = (work, after)
+
+    def planned(self, study: str) -> bool:
+        """Whether ``study`` has planned any later link."""
+        with self._cond:
+            return any(name.split("/", 1)[0] == study for name in self._plans)
+
+    def tail(self, name: str) -> float:
+        """The longest path of planned work that waits on run ``name``, in seconds."""
+        with self._cond:
+            return max((work + self.tail(later) for later, (work, after)
+                        in self._plans.items() if after == name), default=0.0)
 
     @contextlib.contextmanager
     def waiting(self):
@@ -84,6 +102,8 @@ class Dispatcher:
         while not done():
             interrupts.check()  # a signal whose KeyboardInterrupt a finalizer swallowed
             batch = self._due()
+            if batch:
+                self.reporter.begin()  # every study has planned: the first line
             for i, handle in enumerate(batch):
                 self._start(handle, upcoming=len(batch) - i - 1)
 
@@ -116,7 +136,10 @@ class Dispatcher:
         if handle.splittable:
             n = specs.n_models(handle.spec)
             saved = None if store is None else store.split_of(handle.name)
-            parts = specs.split_spec(handle.spec, saved or self.executor.parts_for(n, upcoming))
+            left = self.reporter.work_left()
+            share = handle.cost / left if left > 0 else 0.0
+            parts = specs.split_spec(handle.spec,
+                                     saved or self.executor.parts_for(n, upcoming, share))
         self.reporter.run_submitted(handle.name, handle.steps, n_parts=len(parts))
         fp = fingerprint(handle.spec)
         keys = [checkpoints.part_key(handle.name, len(parts), i, fingerprint(part))
@@ -145,7 +168,7 @@ class Immediate(Dispatcher):
         super().__init__(executor, reporter, data_settings, n_studies=0)
 
     def add(self, handle) -> None:
-        self.reporter.run_queued(handle.name, handle.steps)
+        self.reporter.run_queued(handle.name, handle.steps, handle.cost, handle.spec)
         self._start(handle, upcoming=0)
 
     @contextlib.contextmanager

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.suite import checkpoints, failures
+from experiments.suite import checkpoints, estimate, failures
 from experiments.suite import tasks as runs
 from experiments.suite.args import UsageError
 from experiments.suite.context import Context, Settings
@@ -254,6 +254,9 @@ class Suite:
                      "can open it)" if link else
                      "Dask dashboard: none (no local cluster: --workers 1 or --scheduler)")
         self.prepare()
+        rate = estimate.calibrate(runs.env_for(self.data_settings))
+        self.reporter.configure(f"Output folder {self.out}; {self.executor.description}",
+                                rate, getattr(self.executor, "n_workers", 1))
         start = time.perf_counter()
         try:
             self._run_studies()

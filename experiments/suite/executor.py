@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import math
 import os
 import threading
 
@@ -93,7 +94,7 @@ class InProcess:
     def __init__(self):
         self.publish = None
 
-    def parts_for(self, n_models: int, upcoming: int) -> int:
+    def parts_for(self, n_models: int, upcoming: int, share: float = 0.0) -> int:
         return 1
 
     def probe(self, fn, *args) -> dict:
@@ -140,13 +141,18 @@ class DaskExecutor:
     def n_workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
-    def parts_for(self, n_models: int, upcoming: int) -> int:
+    def parts_for(self, n_models: int, upcoming: int, share: float = 0.0) -> int:
         """Parts to cut a run of ``n_models`` into, with ``upcoming`` runs starting after
-        it: on CPU workers, one per idle worker (see :class:`Backlog`); on GPUs a run
-        stays whole (lockstep is the win there)."""
+        it and ``share`` of the suite's work left: on CPU workers, one per idle worker
+        (see :class:`Backlog`), and as many as keep the run from outlasting the rest of the
+        suite (a run with more than ``1 / workers`` of the work left is the critical path:
+        cut in ``ceil(share * workers)``); on GPUs a run stays whole (lockstep is the win
+        there)."""
         if self.device in GPU_DEVICES:
             return 1
-        return self.backlog.parts(n_models, self.n_workers, upcoming)
+        workers = self.n_workers
+        critical = min(n_models, workers, math.ceil(share * workers - 1e-9))
+        return max(self.backlog.parts(n_models, workers, upcoming), critical)
 
     def probe(self, fn, *args) -> dict:
         """``fn(*args)`` on every worker now, outside the task queue (``Client.run``).

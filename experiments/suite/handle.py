@@ -36,10 +36,12 @@ class RunHandle:
     """
 
     def __init__(self, ctx, key: str, spec: dict, fn=None, *,
-                 splittable: bool = False, steps: int = 0, priority: float = 0.0):
+                 splittable: bool = False, steps: int = 0, priority: float = 0.0,
+                 cost: float = 0.0):
         self.ctx, self.key, self.spec, self.fn = ctx, key, spec, fn
         self.name = f"{ctx.study_name}/{key}"
         self.splittable, self.steps, self.priority = splittable, steps, priority
+        self.cost = cost  # estimated seconds (experiments.suite.spec.estimated_seconds)
         self._merge = None
         self._futures: list = []
         self._pending = 0
