@@ -221,8 +221,11 @@ class Invocation:
         """The one line a stopped suite prints, naming only files that exist."""
         results = self.out / "results.json" if self.out is not None else None
         if results is not None and results.is_file():
-            return (f"Interrupted: finished runs are saved in {results}; run again with the "
-                    "same --out to resume.")
+            report = self.out / "report.md"
+            shown = f" (report so far: {report})" if report.is_file() else ""
+            return (f"Interrupted: finished runs are saved in {results}{shown}, runs in "
+                    "progress at their last checkpoint; run again with the same --out to "
+                    "resume.")
         return "Interrupted before any run was saved; run the command again to start."
 
 

@@ -149,7 +149,7 @@ class Dispatcher:
         futures = [self.executor.submit(
             tasks.execute, tasks.portable(handle.fn), part, self.data_settings,
             handle.name if len(parts) == 1 else f"{handle.name}#{i}", self.executor.publish,
-            None if store is None or store.every <= 0 else (keys[i], store.every),
+            None if store is None else (keys[i], store.every),
             saved.get(keys[i]), key=f"{handle.name}#{i}-{fp}", priority=handle.priority)
             for i, part in enumerate(parts)]
         handle.started(futures, specs.merge_records if len(parts) > 1 else None, start)

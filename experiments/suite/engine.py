@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.suite import checkpoints, estimate, failures
+from experiments.suite import checkpoints, estimate, failures, interrupts
 from experiments.suite import tasks as runs
 from experiments.suite.args import UsageError
 from experiments.suite.context import Context, Settings
@@ -260,6 +260,9 @@ class Suite:
         start = time.perf_counter()
         try:
             self._run_studies()
+        except KeyboardInterrupt:
+            self.report_stopped()
+            raise
         finally:
             if self.courier is not None:
                 self.courier.close()
@@ -268,7 +271,9 @@ class Suite:
         self.store.data["meta"]["wall_s_last_invocation"] = round(time.perf_counter() - start, 1)
         self.store.save()
         self.write_report(self.store.data, self.out / "report.md")
-        self.say(f"Trained {self.trained} runs in {time.perf_counter() - start:.0f} s; "
+        elapsed = self.reporter.figures()["elapsed"]
+        self.say(f"Trained {self.trained} runs in {time.perf_counter() - start:.0f} s "
+                 f"({estimate.clock(elapsed)} elapsed, ended {now()[11:19]}); "
                  f"report: {self.out / 'report.md'}")
         for failure in self.failures:  # the others were said when their study failed
             if failure.user_error:
@@ -276,6 +281,20 @@ class Suite:
         if not self.failures:
             return 0
         return 2 if all(f.user_error for f in self.failures) else 1
+
+    def report_stopped(self) -> None:
+        """The report of what finished, when the suite stops (Ctrl-C, SIGTERM): studies it
+        stopped are marked so there, not in ``results.json``; never cut by a second
+        signal, and never an error of its own."""
+        with interrupts.deferred(act_after=False), self.store.lock:
+            data = {**self.store.data, "studies": {
+                name: {**entry, "status": "stopped (run again with the same --out to "
+                                          "finish it)"} if entry.get("status") == "running"
+                else entry for name, entry in self.store.data["studies"].items()}}
+            try:
+                self.write_report(data, self.out / "report.md")
+            except Exception:  # noqa: BLE001 (the finished runs are saved: that is what counts)
+                pass
 
     def _run_studies(self) -> None:
         """Each study once, on a thread of its own; this thread starts their runs (see

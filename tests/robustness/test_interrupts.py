@@ -415,9 +415,12 @@ def test_a_terminals_ctrl_c_reaches_the_workers_too_and_still_ends_in_one_line(
     stdout, stderr = suite.communicate(timeout=60)
     assert suite.returncode == 128 + sig, stderr
     results = out / "results.json"
-    assert stderr == (f"Interrupted: finished runs are saved in {results}; run again with "
+    report = out / "report.md"
+    assert stderr == (f"Interrupted: finished runs are saved in {results} (report so far: "
+                      f"{report}), runs in progress at their last checkpoint; run again with "
                       "the same --out to resume.\n"), stderr
     assert results.is_file()
+    assert "Status: stopped (run again with the same --out to finish it)" in report.read_text()
     assert "depth_bn: stopped (0 finished runs kept)" in stdout
     _, alive = psutil.wait_procs(session_processes(suite.pid), timeout=10)
     assert not alive

@@ -107,3 +107,35 @@ def test_runs_killed_after_a_checkpoint_resume_from_it_to_the_same_numbers(
         assert f"{run}: resumed from its checkpoint at step {step}" in text
     assert records(out) == reference
     assert not (out / "checkpoints").exists()  # a finished run's checkpoint is removed
+
+
+def test_a_checkpoint_that_cannot_be_used_is_set_aside_and_its_run_starts_afresh(
+        tiny_data, tmp_path, reference):
+    """A damaged checkpoint (or another run's) in the folder costs its run only the time:
+    the run says so in one line, trains from step 0 to the same numbers, and the file
+    goes."""
+    from experiments.suite.checkpoints import part_key
+    from experiments.suite.store import fingerprint
+
+    out = tmp_path / "out"
+    done = subprocess.run(suite_args(tiny_data, out, 1, "0"), cwd=REPO, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads((out / "results.json").read_text())["studies"]["resume"]["runs"]
+    spec = runs.pop("adam")["spec"]
+    (out / "results.json").write_text(json.dumps(
+        {**json.loads((out / "results.json").read_text()),
+         "studies": {"resume": {"runs": runs}}}))
+    damaged = out / "checkpoints" / f"{part_key('resume/adam', 1, 0, fingerprint(spec))}.npz"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"PK\x03\x04 not a checkpoint")
+    again = subprocess.run(suite_args(tiny_data, out, 1, "0"), cwd=REPO, capture_output=True,
+                           text=True, timeout=240)
+    assert again.returncode == 0, again.stderr
+    warning = [line for line in again.stderr.splitlines() if "resume/adam" in line]
+    assert len(warning) == 1 and warning[0].startswith(
+        "resume/adam: its checkpoint cannot be used (the checkpoint of resume/adam is not a "
+        "readable xpnet run checkpoint"), again.stderr
+    assert warning[0].endswith("; it trains from step 0")
+    assert records(out) == reference
+    assert not damaged.exists()
