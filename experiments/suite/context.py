@@ -156,6 +156,18 @@ class Context(StudyView):
         depends on its shape: its models, layers and steps, not on their values).  A run
         stored in the output folder already is left out (it will most likely be reused).
 
+        Args:
+            key: the run's name within the study, as it will be submitted.
+            grid: a :class:`~experiments.studies.kit.Grid` of its models, as for
+                :meth:`submit_train`.
+            after: the key of the run whose record it waits on (None: none of this
+                study's).
+            **settings: :meth:`train_spec`'s arguments (``hidden``, ``seeds``,
+                ``schedule``...).
+
+        Returns:
+            None.
+
         >>> import tempfile
         >>> from experiments.suite.sandbox import sandbox
         >>> ctx = sandbox(tempfile.mkdtemp())
@@ -253,7 +265,7 @@ class Context(StudyView):
         True
         >>> ctx.plan("final", after="search", hidden=(50, 50), seeds=ctx.seeds,
         ...          schedule=ctx.cyclical(3))
-        >>> ctx.priority(1.0, "search") > ctx.priority(60.0, "other")  # a chain's head
+        >>> ctx.priority(1.0, "search") > ctx.priority(1.0, "other")  # a chain's head
         True
         """
         tail = self.dispatcher.tail(f"{self.study_name}/{key}")

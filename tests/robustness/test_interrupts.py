@@ -364,9 +364,9 @@ def test_a_signal_whose_interrupt_a_finalizer_swallowed_still_stops_the_suite(
 
     real, started = tasks.execute, []
 
-    def execute(fn, spec, settings, run, publish=None):
+    def execute(fn, spec, settings, run, *args):
         started.append(run)
-        record = real(fn, spec, settings, run, publish)
+        record = real(fn, spec, settings, run, *args)
         if len(started) == 1:
             SwallowedSignal()  # collected at once: the signal comes and its raise is lost
         return record
