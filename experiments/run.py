@@ -224,8 +224,8 @@ class Invocation:
             report = self.out / "report.md"
             shown = f" (report so far: {report})" if report.is_file() else ""
             return (f"Interrupted: finished runs are saved in {results}{shown}, runs in "
-                    "progress at their last checkpoint; run again with the same --out to "
-                    "resume.")
+                    "progress at their last checkpoint, if any; run again with the same "
+                    "--out to resume.")
         return "Interrupted before any run was saved; run the command again to start."
 
 

@@ -123,6 +123,14 @@ class CheckpointStore:
                 self._closed.add(key)
                 path.unlink(missing_ok=True)
 
+    def forget(self, study: str) -> None:
+        """Remove every checkpoint of ``study`` (``--force``: its runs start afresh)."""
+        with self._lock:
+            folder = self.folder / _safe(study)
+            if folder.is_dir():
+                for path in folder.glob("*.npz"):
+                    path.unlink(missing_ok=True)
+
     def set_aside(self, key: str) -> None:
         """Part ``key``'s checkpoint cannot be used: it goes, and the part starts afresh."""
         with self._lock:

@@ -142,6 +142,7 @@ class Suite:
         if self.settings.force:  # every run of the chosen studies is recomputed
             for name in self.names:
                 self.store.study(name)["runs"] = {}  # stale keys of an older layout go too
+                self.checkpoints.forget(name)  # from step 0
         meta.setdefault("created", now())
         for duplicate in ("quick", "seeds"):  # stored in meta["scale"]
             meta.pop(duplicate, None)

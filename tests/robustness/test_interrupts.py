@@ -417,8 +417,8 @@ def test_a_terminals_ctrl_c_reaches_the_workers_too_and_still_ends_in_one_line(
     results = out / "results.json"
     report = out / "report.md"
     assert stderr == (f"Interrupted: finished runs are saved in {results} (report so far: "
-                      f"{report}), runs in progress at their last checkpoint; run again with "
-                      "the same --out to resume.\n"), stderr
+                      f"{report}), runs in progress at their last checkpoint, if any; run "
+                      "again with the same --out to resume.\n"), stderr
     assert results.is_file()
     assert "Status: stopped (run again with the same --out to finish it)" in report.read_text()
     assert "depth_bn: stopped (0 finished runs kept)" in stdout

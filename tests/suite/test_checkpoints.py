@@ -139,3 +139,24 @@ def test_a_checkpoint_that_cannot_be_used_is_set_aside_and_its_run_starts_afresh
     assert warning[0].endswith("; it trains from step 0")
     assert records(out) == reference
     assert not damaged.exists()
+
+
+def test_the_store_keeps_a_runs_newest_checkpoint_until_its_record_is_saved(tmp_path):
+    from experiments.suite.checkpoints import CheckpointStore, part_key
+
+    store = CheckpointStore(tmp_path, every=1.0)
+    halves = [part_key("s/a b", 2, i, "f" * 16) for i in range(2)]
+    store.write(halves[0], b"one")
+    store.write(halves[1], b"two")
+    assert store.split_of("s/a b") == 2 and store.split_of("s/other") is None
+    assert store.claim("s/a b", halves) == {halves[0]: b"one", halves[1]: b"two"}
+    whole = part_key("s/a b", 1, 0, "e" * 16)  # started whole (another spec): the halves go
+    assert store.claim("s/a b", [whole]) == {} and store.split_of("s/a b") is None
+    store.write(whole, b"three")
+    store.finish("s/a b")  # its record is saved
+    store.write(whole, b"late")  # fetched from a worker after that: dropped
+    assert not store.path(whole).exists()
+    store.write(part_key("t/x", 1, 0, "d" * 16), b"four")
+    store.forget("t")  # --force
+    store.tidy()
+    assert not (tmp_path / "checkpoints").exists()
