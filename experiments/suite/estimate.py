@@ -25,9 +25,13 @@ from xpnet import ConstantLR, Network, TrainConfig
 from xpnet.training import DeviceSplit, train
 
 #: Seconds of measurements the calibration counts for, against the workers' own.
-PRIOR_S = 30.0
+PRIOR_S = 10.0
 #: Work an untrained run (a gradient check, a probe) counts for, in estimated seconds.
 UNTRAINED_WORK = 1.0
+#: Work every run counts for besides its training (its task, data and network set-up,
+#: test evaluation, record): fitted to the runs of ``--quick``, where it is a third of
+#: the work; in the main job it is under 1 %.
+RUN_OVERHEAD = 0.5
 #: The calibration run: a 3-layer [50, 50] net of three models, this many steps on this many
 #: training images (and half as many validation images).
 CALIBRATION_STEPS = 40

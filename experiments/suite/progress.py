@@ -142,7 +142,7 @@ class Reporter:
             self.total[run] = steps or UNTRAINED_RUN_STEPS
             self.done_steps[run] = 0
             self.state[run] = "queued"
-            self.work[run] = work if steps else estimate.UNTRAINED_WORK
+            self.work[run] = (work if steps else estimate.UNTRAINED_WORK) + estimate.RUN_OVERHEAD
             self.specs[run] = spec
             self.n_parts[run] = 1
 
@@ -293,10 +293,14 @@ class Reporter:
     def _refresh(self, grow: bool = False) -> None:
         if not self.enabled:
             return
+        now = self.clock()
+        if not self.tty and now - self._last_status < self.status_every:
+            return
         figures = self.figures()
         share = figures["share"]
         times = (f"{estimate.clock(figures['elapsed'])} elapsed, "
                  f"{estimate.clock(figures['left'])} left")
+        running = self._running()
         if self.tty:
             if self.bar is None:
                 from tqdm.auto import tqdm
@@ -304,16 +308,12 @@ class Reporter:
                 self.bar = tqdm(total=1000, desc="suite", dynamic_ncols=True, file=self.stream,
                                 bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
             self.bar.n = round(1000 * share)
-            running = self._running()
             self.bar.set_postfix_str(f"{times} | {self._counts()}"
                                      + (f" | {running}" if running else ""), refresh=True)
             return
-        now = self.clock()
-        if now - self._last_status >= self.status_every:
-            self._last_status = now
-            self._line(f"status {_dt.datetime.now():%H:%M:%S}: {times}; {100 * share:.0f} % "
-                       f"of the work; {self._counts()}"
-                       + (f"; running {self._running()}" if self._running() else ""))
+        self._last_status = now
+        self._line(f"status {_dt.datetime.now():%H:%M:%S}: {times}; {100 * share:.0f} % of "
+                   f"the work; {self._counts()}" + (f"; running {running}" if running else ""))
 
     def _line(self, text: str) -> None:
         print(text, file=self.stream, flush=True)

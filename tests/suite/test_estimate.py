@@ -13,6 +13,9 @@ from experiments.suite import estimate
 from experiments.suite.progress import Reporter
 
 
+OVERHEAD = estimate.RUN_OVERHEAD
+
+
 class Clock:
     def __init__(self):
         self.now = 0.0
@@ -28,7 +31,7 @@ def test_time_left_is_the_work_left_over_the_measured_speed_of_the_workers():
     reporter.run_queued("s/long", 100, work=400.0)
     reporter.run_queued("s/short", 100, work=200.0)
     # Before any run: the calibrated speed, the longest run on one worker.
-    assert reporter.figures()["left"] == pytest.approx(400.0)
+    assert reporter.figures()["left"] == pytest.approx(400.0 + OVERHEAD)
     reporter.run_submitted("s/long", 100)
     reporter.run_submitted("s/short", 100)
     reporter.handle({"run": "s/long", "event": "start", "total": 100})
@@ -37,11 +40,12 @@ def test_time_left_is_the_work_left_over_the_measured_speed_of_the_workers():
     reporter.handle({"run": "s/long", "event": "step", "step": 25})
     reporter.handle({"run": "s/short", "event": "step", "step": 25})
     figures = reporter.figures()
-    measured = (1.0 * estimate.PRIOR_S + 150.0) / (estimate.PRIOR_S + 600.0)
+    done = (600.0 + 2 * OVERHEAD) / 4
+    measured = (1.0 * estimate.PRIOR_S + done) / (estimate.PRIOR_S + 600.0)
     assert figures["rate"] == pytest.approx(measured)
-    assert figures["share"] == pytest.approx(150.0 / 600.0)
+    assert figures["share"] == pytest.approx(0.25)
     # The long run's 300 left on one worker outlasts the 450 left on two.
-    assert figures["left"] == pytest.approx(300.0 / measured)
+    assert figures["left"] == pytest.approx(0.75 * (400.0 + OVERHEAD) / measured)
     assert figures["elapsed"] == 300.0
 
 
@@ -52,14 +56,15 @@ def test_a_chained_run_counts_from_the_start_so_the_total_does_not_jump():
     reporter.run_queued("s/coarse", 100, work=100.0)
     reporter.run_planned("s/fine", 100, work=300.0)
     before = reporter.figures()["left"]
-    assert before == pytest.approx(400.0)
+    assert before == pytest.approx(400.0 + 2 * OVERHEAD)
     reporter.run_submitted("s/coarse", 100)
     reporter.handle({"run": "s/coarse", "event": "start"})
     clock.now = 100.0
     reporter.handle({"run": "s/coarse", "event": "step", "step": 100})
     reporter.run_finished("s/coarse")
     reporter.run_queued("s/fine", 100, work=300.0)  # the next link comes: no jump
-    assert reporter.figures()["left"] == pytest.approx(300.0)
+    figures = reporter.figures()
+    assert figures["left"] == pytest.approx((300.0 + OVERHEAD) / figures["rate"])
     assert reporter.state["s/fine"] == "queued"
 
 
@@ -75,7 +80,8 @@ def test_steps_a_resumed_run_did_before_its_checkpoint_are_not_speed():
     reporter.handle({"run": "s/r", "event": "step", "step": 91})
     figures = reporter.figures()
     assert figures["share"] == pytest.approx(0.91)
-    assert figures["rate"] == pytest.approx((estimate.PRIOR_S + 10.0) / (estimate.PRIOR_S + 10))
+    assert figures["rate"] == pytest.approx(
+        (estimate.PRIOR_S + 0.01 * (1000.0 + OVERHEAD)) / (estimate.PRIOR_S + 10))
 
 
 def test_a_halving_runs_first_steps_weigh_more_than_its_last():

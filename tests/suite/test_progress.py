@@ -36,7 +36,7 @@ def test_off_a_terminal_the_reporter_prints_plain_lines():
     assert "\r" not in text and "\x1b" not in text
     lines = text.splitlines()
     status = [line for line in lines if line.startswith("status ")]
-    assert any(re.fullmatch(r"status \d\d:\d\d:\d\d: 0:00 elapsed, \d+:\d\d left; 0 % of "
+    assert any(re.fullmatch(r"status \d\d:\d\d:\d\d: 0:00 elapsed, \d+:\d\d left; \d+ % of "
                             r"the work; 0 done, 1 running, 1 queued; running a/x 50/100", line)
                for line in status), status
     assert "finished: a/x (1 done, 0 running, 1 queued)" in lines
