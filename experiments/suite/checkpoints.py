@@ -137,8 +137,11 @@ class CheckpointStore:
             self.path(key).unlink(missing_ok=True)
 
     def tidy(self) -> None:
-        """Remove the folder if no checkpoint is left in it (the suite's last act)."""
+        """Remove the folder if no checkpoint is left in it (the suite's last act), and the
+        temp files of writes a kill cut short."""
         try:
+            for stray in self.folder.glob("*/.*.tmp"):
+                stray.unlink(missing_ok=True)
             for folder in sorted(self.folder.glob("*"), reverse=True):
                 if folder.is_dir() and not any(folder.iterdir()):
                     folder.rmdir()

@@ -158,5 +158,6 @@ def test_the_store_keeps_a_runs_newest_checkpoint_until_its_record_is_saved(tmp_
     assert not store.path(whole).exists()
     store.write(part_key("t/x", 1, 0, "d" * 16), b"four")
     store.forget("t")  # --force
+    (store.folder / "t" / ".x.npz-killed.tmp").write_bytes(b"half")  # a write a kill cut
     store.tidy()
     assert not (tmp_path / "checkpoints").exists()

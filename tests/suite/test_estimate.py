@@ -12,7 +12,6 @@ import pytest
 from experiments.suite import estimate
 from experiments.suite.progress import Reporter
 
-
 OVERHEAD = estimate.RUN_OVERHEAD
 
 
