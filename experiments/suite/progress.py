@@ -305,11 +305,11 @@ class Reporter:
             if self.bar is None:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=1000, desc="suite", dynamic_ncols=True, file=self.stream,
-                                bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+                self.bar = tqdm(total=1000, dynamic_ncols=True, file=self.stream,
+                                bar_format="suite {percentage:3.0f}%|{bar}| {desc}")
             self.bar.n = round(1000 * share)
-            self.bar.set_postfix_str(f"{times} | {self._counts()}"
-                                     + (f" | {running}" if running else ""), refresh=True)
+            self.bar.set_description_str(f"{times} | {self._counts()}"
+                                         + (f" | {running}" if running else ""), refresh=True)
             return
         self._last_status = now
         self._line(f"status {_dt.datetime.now():%H:%M:%S}: {times}; {100 * share:.0f} % of "
