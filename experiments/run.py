@@ -31,7 +31,8 @@ from experiments.suite import interrupts
 def build_parser():
     """The CLI's :class:`argparse.ArgumentParser` (one-sentence errors, see
     :mod:`experiments.suite.args`)."""
-    from experiments.suite.args import Parser, positive_int
+    from experiments.suite.args import Parser, positive_int, seconds
+    from experiments.suite.checkpoints import EVERY_S
     from xpnet.backend.devices import USER_DEVICES
 
     p = Parser(prog="python -m experiments.run",
@@ -56,6 +57,10 @@ def build_parser():
     p.add_argument("--seeds", type=positive_int, default=3, metavar="N",
                    help="seeds per setting, trained together on the model axis (default 3)")
     p.add_argument("--force", action="store_true", help="recompute finished studies and runs")
+    p.add_argument("--checkpoint-every", type=seconds, default=EVERY_S, metavar="SECONDS",
+                   help="save each training run's whole state at most this often (default "
+                        f"{EVERY_S:.0f}), in OUT/checkpoints, so that a stop loses at most "
+                        "that much of it; 0: no checkpoints"),
     p.add_argument("--traceback", action="store_true",
                    help="when a study fails, print its full traceback too (also "
                         "XPNET_TRACEBACK=1); it is always saved in OUT/errors/STUDY.txt")
@@ -216,8 +221,11 @@ class Invocation:
         """The one line a stopped suite prints, naming only files that exist."""
         results = self.out / "results.json" if self.out is not None else None
         if results is not None and results.is_file():
-            return (f"Interrupted: finished runs are saved in {results}; run again with the "
-                    "same --out to resume.")
+            report = self.out / "report.md"
+            shown = f" (report so far: {report})" if report.is_file() else ""
+            return (f"Interrupted: finished runs are saved in {results}{shown}, runs in "
+                    "progress at their last checkpoint, if any; run again with the same "
+                    "--out to resume.")
         return "Interrupted before any run was saved; run the command again to start."
 
 

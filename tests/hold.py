@@ -37,13 +37,33 @@ if os.environ.get("XPNET_TEST_HOLD"):
     _MARKS = Path(os.environ["XPNET_TEST_HOLD_DIR"])
     _real_execute = _tasks.execute
 
-    def execute(fn, spec, settings, run, publish=None):
+    def execute(fn, spec, settings, run, *args, **kwargs):
         if run.split("#", 1)[0] in _HELD:  # "study/key", or "study/key#i" for a part
             (_MARKS / "held-run").write_text(run)
             time.sleep({HOLD_S})
-        return _real_execute(fn, spec, settings, run, publish)
+        return _real_execute(fn, spec, settings, run, *args, **kwargs)
 
     _tasks.execute = execute
+
+if os.environ.get("XPNET_TEST_HOLD_CHECKPOINT"):
+    import time
+    from pathlib import Path
+
+    from experiments.suite import checkpoints as _checkpoints
+
+    _AT = dict(item.rsplit("@", 1) for item in
+               os.environ["XPNET_TEST_HOLD_CHECKPOINT"].split(","))
+    _MARKS = Path(os.environ["XPNET_TEST_HOLD_DIR"])
+    _real_write = _checkpoints.Slot.write
+
+    def write(self, data, step):
+        _real_write(self, data, step)
+        name = self.run.split("#", 1)[0]
+        if name in _AT and step >= int(_AT[name]):
+            (_MARKS / ("held-checkpoint-" + name.replace("/", "--"))).write_text(str(step))
+            time.sleep({HOLD_S})
+
+    _checkpoints.Slot.write = write
 
 if os.environ.get("XPNET_TEST_HOLD_STARTUP"):
     import asyncio
@@ -64,9 +84,13 @@ if os.environ.get("XPNET_TEST_HOLD_STARTUP"):
 '''
 
 
-def hold_env(folder: Path, *runs: str, startup: bool = False) -> dict:
+def hold_env(folder: Path, *runs: str, startup: bool = False, checkpoints=None) -> dict:
     """Environment variables under which the runs named ``"study/key"`` never finish,
     and with ``startup`` the local cluster's start-up waits for :func:`release`.
+
+    ``checkpoints`` maps runs (``"study/key"``) to a step: each such run, once it has
+    handed over its first checkpoint at that step or later, waits there (its checkpoint is
+    then on its way to the output folder, or in it).
 
     ``folder`` receives the ``sitecustomize.py`` and the files that say a hold was
     reached.  ``PYTHONPATH`` gets it, the checkout (so that ``experiments`` imports at
@@ -81,6 +105,9 @@ def hold_env(folder: Path, *runs: str, startup: bool = False) -> dict:
            "XPNET_TEST_HOLD": ",".join(runs), "XPNET_TEST_HOLD_DIR": str(folder)}
     if startup:
         env["XPNET_TEST_HOLD_STARTUP"] = "1"
+    if checkpoints:
+        env["XPNET_TEST_HOLD_CHECKPOINT"] = ",".join(f"{run}@{step}"
+                                                     for run, step in checkpoints.items())
     return env
 
 

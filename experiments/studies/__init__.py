@@ -2,8 +2,10 @@
 studies of your own from a file (``--study FILE``).
 
 A study is a module with ``NAME``, ``DESCRIPTION`` and ``run(ctx) -> dict`` (and
-``CHAINED = True`` when its later runs wait on its earlier ones);
-:mod:`experiments.studies.kit` is what the built-in ones and yours build on.
+``CHAINED = True`` when its later runs wait on its earlier ones: declare those later links
+up front with ``ctx.plan(key, after=..., ...)``, so that the suite's estimate counts them
+and the chain starts early); :mod:`experiments.studies.kit` is what the built-in ones and
+yours build on.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ an :class:`experiments.suite.context.Context`; what a study calls on it:
   data on the device, ``env.data`` on the host);
 - ``handle.result()``: the run's record (submit every independent run first, then ask:
   they run concurrently); a stored record with the same spec is reused, not rerun;
+- ``ctx.plan(key, after=..., **settings)``: a run the study will submit once run ``after``
+  is in (a chain's next link), declared before that one is submitted, with stand-in
+  values: it counts in the suite's estimate from the start and puts its chain first;
 - ``ctx.figure_path_and_link(name)`` (also ``ctx.figure_path``): ``(path, link)``, where to
   save a figure and its link for the report.
 

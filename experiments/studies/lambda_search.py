@@ -42,6 +42,10 @@ def _search(ctx, key: str, grid, cycles: int):
 def run(ctx) -> dict:
     hidden = ARCHS["3-layer"]
     coarse = log_uniform_grid(-5, -1, N_VALUES)
+    # The later links, for the suite's estimate (their lambdas wait on the searches).
+    ctx.plan("fine", after="coarse", hidden=hidden, seeds=0, lam=coarse,
+             schedule=ctx.cyclical(3))
+    ctx.plan("final", after="fine", hidden=hidden, seeds=ctx.seeds, schedule=ctx.cyclical(3))
     score_c, best_c = _search(ctx, "coarse", coarse, 2)
     fine = fine_grid(best_c, grid_spacing(coarse), N_VALUES)
     score_f, best = _search(ctx, "fine", fine, 3)

@@ -86,11 +86,15 @@ def run(ctx) -> dict:
                         spacing=grid.values("spacing"))
     train = ctx.train_config(evals_per_cycle=POINTS,
                              train_eval_size=None if ctx.quick else TRAIN_EVAL)
+    finals_grid = Grid(ctx.seeds, bounds=("range test", "reports"))
+    for bn in (True, False):  # the final runs, planned first: each waits on its range test
+        ctx.plan(f"final-{'bn' if bn else 'nobn'}", finals_grid,
+                 after=f"range-{'bn' if bn else 'nobn'}", hidden=ARCHS[ARCH], batch_norm=bn,
+                 schedule=ctx.cyclical(2))
     tests = {bn: ctx.submit_train(f"range-{'bn' if bn else 'nobn'}", grid, hidden=ARCHS[ARCH],
                                   batch_norm=bn, schedule=sweep, train=train)
              for bn in (True, False)}
     cols = {s: grid.columns(spacing=s) for s in SWEEPS}
-    finals_grid = Grid(ctx.seeds, bounds=("range test", "reports"))
     ranges, bounds, finals = {}, {}, {}
     for bn in (True, False):  # each final run starts once its range test is in
         ranges[bn] = rec = tests[bn].result()

@@ -123,6 +123,12 @@ def run(ctx) -> dict:
     sweep = RangeTestLR(*RANGE, steps=sweep_steps, cycle_length=sweep_steps, spacing="log")
     sweep_train = ctx.train_config(evals_per_cycle=RANGE_POINTS,
                                    train_eval_size=None if ctx.quick else 2000)
+    for depth in DEPTHS:  # the Adam runs, planned first: each waits on its range test
+        for norm in NORMS:
+            ctx.plan(key(depth, norm, "Adam"), after=f"range-{depth}-{norm or 'none'}",
+                     hidden=ARCHS[depth], seeds=ctx.seeds, norm=norm, optimizer=Adam(),
+                     schedule=ConstantLR(eta=1e-3, steps=steps,
+                                         cycle_length=schedule.cycle_length))
     ranges = {(depth, norm): ctx.submit_train(
         f"range-{depth}-{norm or 'none'}", hidden=ARCHS[depth], seeds=ctx.seeds, norm=norm,
         schedule=sweep, train=sweep_train, optimizer=Adam())

@@ -34,6 +34,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    """An argparse ``type``: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, not {text!r}")
+    return value
+
+
 def positive_int_list(text: str) -> list[int]:
     """An argparse ``type``: a comma-separated list of whole numbers of at least 1."""
     parts = [p.strip() for p in text.split(",") if p.strip()]

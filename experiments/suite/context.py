@@ -92,9 +92,10 @@ class Context(StudyView):
             self.reused += 1
             self.reused_s += float(old.get("wall_s") or 0.0)
             self.reporter.run_reused(f"{self.study_name}/{key}")
+            self.dispatcher.run_ended(f"{self.study_name}/{key}")  # a checkpoint left behind
             return RunHandle.finished(self, key, old)
         handle = RunHandle(self, key, spec, fn, splittable=splittable, steps=steps,
-                           priority=self.priority(cost))
+                           priority=self.priority(cost, key), cost=cost)
         self._handles.append(handle)
         self.dispatcher.add(handle)
         return handle
@@ -143,6 +144,46 @@ class Context(StudyView):
         splittable = fn is None and "halving" not in spec
         return self.submit(key, spec, fn or tasks.train_and_test, splittable=splittable,
                            steps=steps, cost=specs.estimated_seconds(spec))
+
+    def plan(self, key: str, grid=None, *, after: str | None = None, **settings) -> None:
+        """Say that this study will submit the training run ``key`` later: a chain's next
+        link, whose values wait on the record of run ``after`` (a key of this study).
+
+        Its work then counts in the suite's estimate from the start, so the time left does
+        not jump when the link comes, and in the priority of ``after`` (see
+        :meth:`priority`), so the chain starts early.  Takes :meth:`submit_train`'s
+        arguments, with stand-ins for the values the record will decide (a run's cost
+        depends on its shape: its models, layers and steps, not on their values).  A run
+        stored in the output folder already is left out (it will most likely be reused).
+
+        Args:
+            key: the run's name within the study, as it will be submitted.
+            grid: a :class:`~experiments.studies.kit.Grid` of its models, as for
+                :meth:`submit_train`.
+            after: the key of the run whose record it waits on (None: none of this
+                study's).
+            **settings: :meth:`train_spec`'s arguments (``hidden``, ``seeds``,
+                ``schedule``...).
+
+        Returns:
+            None.
+
+        >>> import tempfile
+        >>> from experiments.suite.sandbox import sandbox
+        >>> ctx = sandbox(tempfile.mkdtemp())
+        >>> ctx.plan("final", hidden=(50, 50), seeds=ctx.seeds, schedule=ctx.cyclical(3))
+        >>> ctx.reporter.state["my_study/final"]
+        'planned'
+        """
+        if key in self.store.study(self.study_name)["runs"] and not self.settings.force:
+            self.dispatcher.plan(f"{self.study_name}/{key}", 0.0, None)
+            return
+        spec = self.train_spec(grid=grid, **settings)
+        steps = specs.make_schedule(spec["schedule"], spec["models"]).total_steps
+        work = specs.estimated_seconds(spec)
+        self.dispatcher.plan(f"{self.study_name}/{key}", work,
+                             None if after is None else f"{self.study_name}/{after}")
+        self.reporter.run_planned(f"{self.study_name}/{key}", steps, work, spec)
 
     def train_spec(self, *, grid=None, hidden, seeds=None, lam=0.005, sigma=None,
                    schedule=None, train: TrainConfig | None = None, n_train: int | None = None,
@@ -197,18 +238,22 @@ class Context(StudyView):
             train=train, n_train=n_all if n_train is None else min(n_train, n_all),
             halving=halving, **network_fields)
 
-    def priority(self, cost: float) -> float:
-        """The Dask priority of a run submitted now (higher starts first).
+    def priority(self, cost: float, key: str | None = None) -> float:
+        """The Dask priority of run ``key`` submitted now (higher starts first).
 
-        A chained study's runs are on the suite's critical path (the lambda search's
-        coarse → fine → final, a range test → its final run): they go ahead of runs that
-        nothing waits on, and a later link (submitted after the study waited for a
-        record) ahead of earlier ones.  Within a level, the longest run first: the
-        shortest runs then fill the workers' last gaps, instead of one long run
-        finishing alone while the other workers idle.
+        The longest path of work that starts with the run: its own estimated seconds and
+        those of the later links that wait on it (declared by :meth:`plan` with
+        ``after=``: the lambda search's coarse → fine → final, a range test → its final
+        run), the longest of them.  The run that would otherwise end last starts first: a
+        long run, or the head of a long chain; the shortest runs then fill the workers'
+        last gaps, instead of one long run finishing alone while the other workers idle
+        (list scheduling by critical path).  A study that says it is ``CHAINED`` but plans
+        none of its later links has its runs go ahead of those that nothing waits on, and
+        a later link (submitted after the study waited for a record) ahead of earlier ones.
 
         Args:
             cost: the run's estimated seconds.
+            key: the run's key within the study.
 
         Returns:
             The priority, a float.
@@ -216,15 +261,17 @@ class Context(StudyView):
         >>> import tempfile
         >>> from experiments.suite.sandbox import sandbox
         >>> ctx = sandbox(tempfile.mkdtemp())
-        >>> ctx.priority(60.0) > ctx.priority(1.0)  # before any wait: longest first
+        >>> ctx.priority(60.0) > ctx.priority(1.0)  # longest first
         True
-        >>> first = ctx.priority(1.0)
-        >>> _ = ctx.submit_train("2-layer", seeds=ctx.seeds, hidden=(8,),
-        ...                      schedule=ctx.cyclical(1)).result()
-        >>> ctx.priority(1.0) > first  # after a wait: a later link of a chain goes first
+        >>> ctx.plan("final", after="search", hidden=(50, 50), seeds=ctx.seeds,
+        ...          schedule=ctx.cyclical(3))
+        >>> ctx.priority(1.0, "search") > ctx.priority(1.0, "other")  # a chain's head
         True
         """
-        return CHAIN_LEVEL * (self.waits + self.chained) + min(cost, CHAIN_LEVEL / 2)
+        tail = self.dispatcher.tail(f"{self.study_name}/{key}")
+        level = (self.waits + 1) if self.chained and not self.dispatcher.planned(
+            self.study_name) else 0
+        return CHAIN_LEVEL * level + min(cost + tail, CHAIN_LEVEL / 2)
 
     def settle(self) -> None:
         """Wait until every run this study handed on has finished (and is saved).

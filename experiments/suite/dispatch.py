@@ -23,7 +23,7 @@ import contextlib
 import threading
 import time
 
-from experiments.suite import interrupts, tasks
+from experiments.suite import checkpoints, interrupts, tasks
 from experiments.suite import spec as specs
 from experiments.suite.store import fingerprint
 
@@ -38,12 +38,16 @@ class Dispatcher:
     its waits in :meth:`waiting`.  The main thread calls :meth:`serve`.
     """
 
-    def __init__(self, executor, reporter, data_settings, n_studies: int):
+    def __init__(self, executor, reporter, data_settings, n_studies: int, checkpoints=None):
         self.executor = executor
         self.reporter = reporter
         self.data_settings = data_settings
+        #: The output folder's :class:`~experiments.suite.checkpoints.CheckpointStore`
+        #: (None: runs save no checkpoints).
+        self.checkpoints = checkpoints
         self._cond = threading.Condition()
         self._busy = n_studies  # study threads neither waiting nor finished
+        self._plans: dict[str, tuple] = {}  # later links: name -> (work, name it waits on)
         self._held: list = []   # RunHandles not started yet
         self._held_since = 0.0
 
@@ -54,8 +58,25 @@ class Dispatcher:
             if not self._held:
                 self._held_since = time.monotonic()
             self._held.append(handle)
-            self.reporter.run_queued(handle.name, handle.steps)
+            self.reporter.run_queued(handle.name, handle.steps, handle.cost, handle.spec)
             self._cond.notify_all()
+
+    def plan(self, name: str, work: float, after: str | None) -> None:
+        """A study will submit run ``name`` (``work`` estimated seconds) once run ``after``
+        has finished (see :meth:`Context.plan <experiments.suite.context.Context.plan>`)."""
+        with self._cond:
+            self._plans[name] = (work, after)
+
+    def planned(self, study: str) -> bool:
+        """Whether ``study`` has planned any later link."""
+        with self._cond:
+            return any(name.split("/", 1)[0] == study for name in self._plans)
+
+    def tail(self, name: str) -> float:
+        """The longest path of planned work that waits on run ``name``, in seconds."""
+        with self._cond:
+            return max((work + self.tail(later) for later, (work, after)
+                        in self._plans.items() if after == name), default=0.0)
 
     @contextlib.contextmanager
     def waiting(self):
@@ -81,6 +102,8 @@ class Dispatcher:
         while not done():
             interrupts.check()  # a signal whose KeyboardInterrupt a finalizer swallowed
             batch = self._due()
+            if batch:
+                self.reporter.begin()  # every study has planned: the first line
             for i, handle in enumerate(batch):
                 self._start(handle, upcoming=len(batch) - i - 1)
 
@@ -106,20 +129,35 @@ class Dispatcher:
         return held_long and not self.executor.one_at_a_time
 
     def _start(self, handle, upcoming: int) -> None:
-        """Hand ``handle``'s run to the executor, cut into parts where workers would idle."""
+        """Hand ``handle``'s run to the executor, cut into parts where workers would idle
+        (or as its checkpoints were saved), each part going on from its checkpoint."""
+        store = self.checkpoints if handle.fn is tasks.train_and_test else None
         parts = [handle.spec]
         if handle.splittable:
             n = specs.n_models(handle.spec)
-            parts = specs.split_spec(handle.spec, self.executor.parts_for(n, upcoming))
+            saved = None if store is None else store.split_of(handle.name)
+            left = self.reporter.work_left()
+            share = handle.cost / left if left > 0 else 0.0
+            parts = specs.split_spec(handle.spec,
+                                     saved or self.executor.parts_for(n, upcoming, share))
         self.reporter.run_submitted(handle.name, handle.steps, n_parts=len(parts))
         fp = fingerprint(handle.spec)
+        keys = [checkpoints.part_key(handle.name, len(parts), i, fingerprint(part))
+                for i, part in enumerate(parts)]
+        saved = {} if store is None else store.claim(handle.name, keys)
         start = time.perf_counter()  # the in-process executor computes inside submit()
         futures = [self.executor.submit(
             tasks.execute, tasks.portable(handle.fn), part, self.data_settings,
             handle.name if len(parts) == 1 else f"{handle.name}#{i}", self.executor.publish,
-            key=f"{handle.name}#{i}-{fp}", priority=handle.priority)
+            None if store is None else (keys[i], store.every),
+            saved.get(keys[i]), key=f"{handle.name}#{i}-{fp}", priority=handle.priority)
             for i, part in enumerate(parts)]
         handle.started(futures, specs.merge_records if len(parts) > 1 else None, start)
+
+    def run_ended(self, name: str) -> None:
+        """Run ``name`` (``"study/key"``) is saved, or reused: its checkpoints go."""
+        if self.checkpoints is not None:
+            self.checkpoints.finish(name)
 
 
 class Immediate(Dispatcher):
@@ -130,7 +168,7 @@ class Immediate(Dispatcher):
         super().__init__(executor, reporter, data_settings, n_studies=0)
 
     def add(self, handle) -> None:
-        self.reporter.run_queued(handle.name, handle.steps)
+        self.reporter.run_queued(handle.name, handle.steps, handle.cost, handle.spec)
         self._start(handle, upcoming=0)
 
     @contextlib.contextmanager

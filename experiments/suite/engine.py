@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.suite import failures
+from experiments.suite import checkpoints, estimate, failures, interrupts
 from experiments.suite import tasks as runs
 from experiments.suite.args import UsageError
 from experiments.suite.context import Context, Settings
@@ -85,13 +85,31 @@ class Suite:
         self.store = store if store is not None else ResultStore(out)
         ABORT.clear()
         self.reporter = Reporter(enabled=not args.no_progress)
-        executor.subscribe_progress(self.reporter.handle)
+        every = getattr(args, "checkpoint_every", checkpoints.EVERY_S)
+        self.checkpoints = checkpoints.CheckpointStore(out, every, warn=self.reporter.warn)
+        fetch = getattr(executor, "fetch", None)  # a Dask cluster's: workers keep them
+        self.courier = (checkpoints.Courier(fetch, self.checkpoints)
+                        if fetch is not None and every > 0 else None)
+        executor.subscribe_progress(self.on_event)
         self.trained = 0
         self.failures: list[failures.StudyFailure] = []
         self.show_traceback = bool(args.traceback) or os.environ.get("XPNET_TRACEBACK") == "1"
         self.dashboard = bool(getattr(args, "dashboard", False))
         self.dispatcher = Dispatcher(executor, self.reporter, self.data_settings,
-                                     n_studies=len(self.names))
+                                     n_studies=len(self.names), checkpoints=self.checkpoints)
+
+    def on_event(self, event: dict) -> None:
+        """A run's event (on any thread): a checkpoint to the store, the rest to the display."""
+        kind = event.get("event")
+        if kind == "checkpoint":
+            if "data" in event:  # an in-process run's
+                self.checkpoints.write(event["key"], event["data"])
+            elif self.courier is not None:  # a worker's, to be fetched from it
+                self.courier.announce(event)
+            return
+        if kind == "refused":
+            self.checkpoints.set_aside(event["key"])
+        self.reporter.handle(event)
 
     def context(self, name: str) -> Context:
         return Context(self.settings, self.store, self.out, self.dispatcher, name,
@@ -124,6 +142,7 @@ class Suite:
         if self.settings.force:  # every run of the chosen studies is recomputed
             for name in self.names:
                 self.store.study(name)["runs"] = {}  # stale keys of an older layout go too
+                self.checkpoints.forget(name)  # from step 0
         meta.setdefault("created", now())
         for duplicate in ("quick", "seeds"):  # stored in meta["scale"]
             meta.pop(duplicate, None)
@@ -236,15 +255,26 @@ class Suite:
                      "can open it)" if link else
                      "Dask dashboard: none (no local cluster: --workers 1 or --scheduler)")
         self.prepare()
+        rate = estimate.calibrate(runs.env_for(self.data_settings))
+        self.reporter.configure(f"Output folder {self.out}; {self.executor.description}",
+                                rate, getattr(self.executor, "n_workers", 1))
         start = time.perf_counter()
         try:
             self._run_studies()
+        except KeyboardInterrupt:
+            self.report_stopped()
+            raise
         finally:
+            if self.courier is not None:
+                self.courier.close()
             self.reporter.close()
+        self.checkpoints.tidy()
         self.store.data["meta"]["wall_s_last_invocation"] = round(time.perf_counter() - start, 1)
         self.store.save()
         self.write_report(self.store.data, self.out / "report.md")
-        self.say(f"Trained {self.trained} runs in {time.perf_counter() - start:.0f} s; "
+        elapsed = self.reporter.figures()["elapsed"]
+        self.say(f"Trained {self.trained} runs in {time.perf_counter() - start:.0f} s "
+                 f"({estimate.clock(elapsed)} elapsed, ended {now()[11:19]}); "
                  f"report: {self.out / 'report.md'}")
         for failure in self.failures:  # the others were said when their study failed
             if failure.user_error:
@@ -252,6 +282,20 @@ class Suite:
         if not self.failures:
             return 0
         return 2 if all(f.user_error for f in self.failures) else 1
+
+    def report_stopped(self) -> None:
+        """The report of what finished, when the suite stops (Ctrl-C, SIGTERM): studies it
+        stopped are marked so there, not in ``results.json``; never cut by a second
+        signal, and never an error of its own."""
+        with interrupts.deferred(act_after=False), self.store.lock:
+            data = {**self.store.data, "studies": {
+                name: {**entry, "status": "stopped (run again with the same --out to "
+                                          "finish it)"} if entry.get("status") == "running"
+                else entry for name, entry in self.store.data["studies"].items()}}
+            try:
+                self.write_report(data, self.out / "report.md")
+            except Exception:  # noqa: BLE001 (the finished runs are saved: that is what counts)
+                pass
 
     def _run_studies(self) -> None:
         """Each study once, on a thread of its own; this thread starts their runs (see

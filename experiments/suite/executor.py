@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import math
 import os
 import threading
 
-from experiments.suite import interrupts, memory
+from experiments.suite import checkpoints, interrupts, memory
 from experiments.suite.cluster import (
     CONNECT_TIMEOUT_S,
     CUDA_DEVICES,
@@ -93,7 +94,7 @@ class InProcess:
     def __init__(self):
         self.publish = None
 
-    def parts_for(self, n_models: int, upcoming: int) -> int:
+    def parts_for(self, n_models: int, upcoming: int, share: float = 0.0) -> int:
         return 1
 
     def probe(self, fn, *args) -> dict:
@@ -140,13 +141,18 @@ class DaskExecutor:
     def n_workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
-    def parts_for(self, n_models: int, upcoming: int) -> int:
+    def parts_for(self, n_models: int, upcoming: int, share: float = 0.0) -> int:
         """Parts to cut a run of ``n_models`` into, with ``upcoming`` runs starting after
-        it: on CPU workers, one per idle worker (see :class:`Backlog`); on GPUs a run
-        stays whole (lockstep is the win there)."""
+        it and ``share`` of the suite's work left: on CPU workers, one per idle worker
+        (see :class:`Backlog`), and as many as keep the run from outlasting the rest of the
+        suite (a run with more than ``1 / workers`` of the work left is the critical path:
+        cut in ``ceil(share * workers)``); on GPUs a run stays whole (lockstep is the win
+        there)."""
         if self.device in GPU_DEVICES:
             return 1
-        return self.backlog.parts(n_models, self.n_workers, upcoming)
+        workers = self.n_workers
+        critical = min(n_models, workers, math.ceil(share * workers - 1e-9))
+        return max(self.backlog.parts(n_models, workers, upcoming), critical)
 
     def probe(self, fn, *args) -> dict:
         """``fn(*args)`` on every worker now, outside the task queue (``Client.run``).
@@ -182,10 +188,21 @@ class DaskExecutor:
         (see ``Context.priority``).
         """
         self.backlog.task_submitted()
+        # A checkpoint to start from travels to the workers as data of its own, not inside
+        # the task (Dask warns of large task arguments).
+        args = [self.client.scatter(a, hash=False) if isinstance(a, bytes) else a
+                for a in args]
         future = self.client.submit(fn, *args, key=(RUN_TASK_GROUP, key), pure=False,
                                     priority=priority, fifo_timeout=0)
         future.add_done_callback(self.backlog.task_done)
         return future
+
+    def fetch(self, worker: str, key: str):
+        """The checkpoint part ``key`` left in ``worker``'s outbox (bytes, or None), fetched
+        outside the task queue (``Client.run``; see :mod:`experiments.suite.checkpoints`)."""
+        value = self.client.run(checkpoints.take, key, workers=[worker],
+                                on_error="return").get(worker)
+        return value if isinstance(value, bytes) else None
 
     def warm_up(self, fn, *args) -> None:
         """Start ``fn(*args)`` (loading the data) on every worker now, as a task of its own.

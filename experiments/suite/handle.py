@@ -36,10 +36,12 @@ class RunHandle:
     """
 
     def __init__(self, ctx, key: str, spec: dict, fn=None, *,
-                 splittable: bool = False, steps: int = 0, priority: float = 0.0):
+                 splittable: bool = False, steps: int = 0, priority: float = 0.0,
+                 cost: float = 0.0):
         self.ctx, self.key, self.spec, self.fn = ctx, key, spec, fn
         self.name = f"{ctx.study_name}/{key}"
         self.splittable, self.steps, self.priority = splittable, steps, priority
+        self.cost = cost  # estimated seconds (experiments.suite.spec.estimated_seconds)
         self._merge = None
         self._futures: list = []
         self._pending = 0
@@ -91,6 +93,7 @@ class RunHandle:
             record = self._merge(parts) if self._merge else parts[0]
             self._record = self.ctx.store_run(self.key, self.spec, record,
                                               time.perf_counter() - self._start)
+            self.ctx.dispatcher.run_ended(self.name)
         except Exception as exc:  # a run's error, a cancelled future, a full disk
             self._error = exc
             self._stopped = any(f.cancelled() for f in self._futures)

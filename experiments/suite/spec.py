@@ -234,13 +234,19 @@ def halving_fraction(spec: dict, steps: int, cycle_length: int) -> float:
     halving = make_halving(spec)
     if halving is None:
         return 1.0
-    record_at = record_steps(steps, cycle_length, spec["train"]["evals_per_cycle"])
-    rungs = halving.rung_steps(record_at, max(1, spec["n_train"] // spec["train"]["batch_size"]))
+    rungs = halving_rungs(spec, steps, cycle_length)
     active, done, taken = n_models(spec), 0, 0
     for rung in [*rungs, steps]:
         taken += active * (rung - done)
         active, done = halving.n_keep(active) * halving.group_size, rung
     return taken / (n_models(spec) * steps)
+
+
+def halving_rungs(spec: dict, steps: int, cycle_length: int) -> list[int]:
+    """The steps at which a halving run's rungs drop models."""
+    record_at = record_steps(steps, cycle_length, spec["train"]["evals_per_cycle"])
+    steps_per_epoch = max(1, spec["n_train"] // spec["train"]["batch_size"])
+    return list(make_halving(spec).rung_steps(record_at, steps_per_epoch))
 
 
 def n_models(spec: dict) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.suite.checkpoints import Slot
 from experiments.suite.progress import PROGRESS_TOPIC, ProgressEvents, dask_worker
 from experiments.suite.spec import (
     make_config,
@@ -136,12 +137,17 @@ def warm_up(settings: DataSettings) -> None:
 
 
 # ------------------------------------------------------------------- the task
-def execute(fn, spec: dict, settings: DataSettings, run: str, publish=None) -> dict:
+def execute(fn, spec: dict, settings: DataSettings, run: str, publish=None,
+            checkpoint: tuple | None = None, start_from: bytes | None = None) -> dict:
     """Compute one run (or one group of a split run) wherever this is called.
 
     Checks that this process sees the same data as the client, then returns
     ``fn(env, spec, callbacks)`` as JSON-able values.  Progress events go to the Dask
     event topic on a worker, else to ``publish(event)`` when given (in-process runs).
+    ``checkpoint``: ``(part key, seconds)``: a training run (``fn`` is
+    :func:`train_and_test`) saves its state at record points at most that often
+    (:mod:`experiments.suite.checkpoints`), going on from ``start_from`` (a checkpoint's
+    bytes) if given.
     """
     env = env_for(settings)
     worker = dask_worker()
@@ -160,14 +166,26 @@ def execute(fn, spec: dict, settings: DataSettings, run: str, publish=None) -> d
                         ) from None
     start = time.perf_counter()
     error = None
+    callbacks = [ProgressEvents(run, publish)]
+    slot = None
+    if checkpoint is not None and fn is train_and_test:
+        slot = Slot(checkpoint[0], start_from, publish, run,
+                    worker=None if worker is None else worker.address)
     try:
         with np.errstate(all="ignore"):  # a diverging model overflows by design
-            record = fn(env, spec, [ProgressEvents(run, publish)])
+            if slot is None:
+                record = fn(env, spec, callbacks)
+            else:
+                record = train_and_test(env, spec, callbacks, checkpoint=slot,
+                                        checkpoint_every=checkpoint[1])
         env.backend.synchronize()
     except Exception as exc:
         if worker is None:
             raise
         error = _portable(exc, getattr(fn, "filename", None))
+    finally:
+        if slot is not None:
+            slot.remove()  # a checkpoint the client has not fetched is of no use now
     if error is not None:  # raised here, it has no __context__ for Dask to send along
         raise error
     record = to_jsonable(record)
@@ -295,7 +313,7 @@ def make_net(env: RunEnv, spec: dict) -> Network:
                           **network_per_model(spec))
 
 
-def train_and_test(env: RunEnv, spec: dict, callbacks) -> dict:
+def train_and_test(env: RunEnv, spec: dict, callbacks, **checkpoint) -> dict:
     """Train one Network of M models as ``spec`` says and evaluate it on the test split.
 
     Returns ``history`` (metrics ``(n_points, M)``), ``test_accuracy``/``test_loss``
@@ -307,18 +325,19 @@ def train_and_test(env: RunEnv, spec: dict, callbacks) -> dict:
     reach the test set), their ``last_val_accuracy`` is the one at their rung, and the
     history holds ``dropped_step``, ``dropped_reason`` and ``survivors``;
     ``model_steps`` counts the steps all models took together (M x steps without).
+    ``checkpoint`` (``checkpoint=``, ``checkpoint_every=``): :func:`xpnet.training.train`'s.
     """
-    return fit_and_test(env, spec, make_net(env, spec), callbacks)
+    return fit_and_test(env, spec, make_net(env, spec), callbacks, **checkpoint)
 
 
-def fit_and_test(env: RunEnv, spec: dict, net: Network, callbacks) -> dict:
+def fit_and_test(env: RunEnv, spec: dict, net: Network, callbacks, **checkpoint) -> dict:
     """:func:`train_and_test` for a net already made by :func:`make_net` (callbacks may
     hold it, say to probe its activations at the record points)."""
     train_data = env.split("train").head(spec["n_train"])
     M = net.n_models
     history = train(net, make_schedule(spec["schedule"], spec["models"]), train_data,
                     env.split("val"), make_train_config(spec), progress=False,
-                    callbacks=callbacks, halving=make_halving(spec))
+                    callbacks=callbacks, halving=make_halving(spec), **checkpoint)
     test = env.split("test")
     result = net.evaluate(test.X, test.y, test.Y)
     survivors = np.arange(M) if history.survivors is None else history.survivors

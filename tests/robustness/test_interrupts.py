@@ -364,9 +364,9 @@ def test_a_signal_whose_interrupt_a_finalizer_swallowed_still_stops_the_suite(
 
     real, started = tasks.execute, []
 
-    def execute(fn, spec, settings, run, publish=None):
+    def execute(fn, spec, settings, run, *args):
         started.append(run)
-        record = real(fn, spec, settings, run, publish)
+        record = real(fn, spec, settings, run, *args)
         if len(started) == 1:
             SwallowedSignal()  # collected at once: the signal comes and its raise is lost
         return record
@@ -415,9 +415,12 @@ def test_a_terminals_ctrl_c_reaches_the_workers_too_and_still_ends_in_one_line(
     stdout, stderr = suite.communicate(timeout=60)
     assert suite.returncode == 128 + sig, stderr
     results = out / "results.json"
-    assert stderr == (f"Interrupted: finished runs are saved in {results}; run again with "
-                      "the same --out to resume.\n"), stderr
+    report = out / "report.md"
+    assert stderr == (f"Interrupted: finished runs are saved in {results} (report so far: "
+                      f"{report}), runs in progress at their last checkpoint, if any; run "
+                      "again with the same --out to resume.\n"), stderr
     assert results.is_file()
+    assert "Status: stopped (run again with the same --out to finish it)" in report.read_text()
     assert "depth_bn: stopped (0 finished runs kept)" in stdout
     _, alive = psutil.wait_procs(session_processes(suite.pid), timeout=10)
     assert not alive

@@ -34,9 +34,9 @@ def trained(monkeypatch):
     calls = []
     real = runs.execute
 
-    def recording(fn, spec, settings, run, publish=None):
+    def recording(fn, spec, settings, run, *args):
         calls.append(run.split("/", 1)[1].split("#", 1)[0])
-        return real(fn, spec, settings, run, publish)
+        return real(fn, spec, settings, run, *args)
 
     monkeypatch.setattr(runs, "execute", recording)
     return calls

@@ -281,11 +281,11 @@ def test_interrupt_saves_finished_runs_and_exits_130(tiny_data, tmp_path, monkey
     real = runs.execute
     calls = []
 
-    def interrupted_after_one(fn, spec, settings, run, publish=None):
+    def interrupted_after_one(fn, spec, settings, run, *args):
         if calls:
             raise KeyboardInterrupt
         calls.append(run.split("/", 1)[1])
-        return real(fn, spec, settings, run, publish)
+        return real(fn, spec, settings, run, *args)
 
     monkeypatch.setattr(runs, "execute", interrupted_after_one)
     out = tmp_path / "out"

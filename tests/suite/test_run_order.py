@@ -3,30 +3,35 @@ go first, the longest runs next, and a cluster gets the first wave in one batch.
 
 from __future__ import annotations
 
+import pytest
 
-def test_chained_studies_and_their_later_links_go_ahead_of_the_queue(tiny_data, tmp_path,
-                                                                     monkeypatch):
+
+def test_a_chains_head_goes_first_by_the_work_that_waits_on_it(tiny_data, tmp_path,
+                                                              monkeypatch):
+    """A run's priority is the longest path of work it starts: its own estimated seconds
+    and its planned later links' (the lambda search's coarse -> fine -> final)."""
     from experiments.run import main
-    from experiments.suite.context import CHAIN_LEVEL
     from experiments.suite.executor import InProcess
+    from experiments.suite.spec import estimated_seconds
 
     real = InProcess.submit
-    priorities = {}
+    priorities, costs = {}, {}
 
     def recording(self, fn, *args, key, priority=0):
         priorities[key.split("#")[0]] = priority
+        costs[key.split("#")[0]] = estimated_seconds(args[1])
         return real(self, fn, *args, key=key, priority=priority)
 
     monkeypatch.setattr(InProcess, "submit", recording)
     code = main(["--quick", "--only", "lambda_search,lr_bn", "--no-progress", "--seeds", "1",
                  "--data-dir", str(tiny_data), "--out", str(tmp_path / "out")])
     assert code == 0
-    level = {run: int(p // CHAIN_LEVEL) for run, p in priorities.items()}
-    # lr_bn submits both of its runs before waiting for either: nothing waits on them.
-    assert level["lr_bn/bn"] == level["lr_bn/nobn"] == 0
-    assert [level[f"lambda_search/{k}"] for k in ("coarse", "fine", "final")] == [1, 2, 3]
-    # Within a level, a run's estimated seconds order it.
-    assert 0 < priorities["lr_bn/bn"] < CHAIN_LEVEL
+    coarse, fine, final = (f"lambda_search/{k}" for k in ("coarse", "fine", "final"))
+    assert priorities[final] == pytest.approx(costs[final])
+    assert priorities[fine] == pytest.approx(costs[fine] + costs[final])
+    assert priorities[coarse] == pytest.approx(costs[coarse] + costs[fine] + costs[final])
+    # Nothing waits on lr_bn's runs: their own estimated seconds order them.
+    assert priorities["lr_bn/bn"] == pytest.approx(costs["lr_bn/bn"])
 
 
 def test_a_cluster_gets_the_first_wave_at_once_chains_and_longest_runs_first(

@@ -76,20 +76,26 @@ class NpzReader:
             written by Network.save"``).
         what: what the file should be, for the sentences (``"xpnet checkpoint"``).
 
-    ``names`` lists the members without ``.npy``.  Use as a context manager.
+    ``data``: the file's bytes (received over a network, say), read instead of ``path``,
+    which then only names them.  ``names`` lists the members without ``.npy``.  Use as a
+    context manager.
     """
 
-    def __init__(self, path, remedy: str, what: str = "xpnet checkpoint"):
+    def __init__(self, path, remedy: str, what: str = "xpnet checkpoint", *,
+                 data: bytes | None = None):
         self.path, self.remedy, self.what = path, remedy, what
         self._file = None
         self._zip = None
+        if data is not None:  # the file's bytes, received from elsewhere: path names them
+            self._file = io.BytesIO(data)
+        else:
+            try:
+                name = os.fspath(path)
+            except TypeError:
+                raise CheckpointError(f"{path!r} is not a path; {remedy}.") from None
+            self._file = self._open(name)
         try:
-            name = os.fspath(path)
-        except TypeError:
-            raise CheckpointError(f"{path!r} is not a path; {remedy}.") from None
-        self._file = self._open(name)
-        try:
-            self.size = os.fstat(self._file.fileno()).st_size
+            self.size = len(data) if data is not None else os.fstat(self._file.fileno()).st_size
             if self.size == 0:
                 raise self.error(None, "it is empty")
             self._zip = zipfile.ZipFile(self._file)

@@ -48,6 +48,7 @@ from xpnet.network import config as network_config
 from xpnet.network.network import Network
 from xpnet.search.halving import Halving
 from xpnet.training import DeviceSplit, train
+from xpnet.training.resume import EVERY_S
 
 
 class Classifier(LockstepAnswers, common.Params):
@@ -131,7 +132,7 @@ class Classifier(LockstepAnswers, common.Params):
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y=None, *, val=None, progress: bool = False, callbacks=(),
-            halving=None) -> Classifier:
+            halving=None, checkpoint=None, checkpoint_every: float = EVERY_S) -> Classifier:
         """Initialise the M models and train them on ``X, y``; returns ``self``.
 
         Args:
@@ -146,6 +147,11 @@ class Classifier(LockstepAnswers, common.Params):
                 so afterwards ``n_models`` is the survivors' count, the ``*_all`` methods
                 answer for them only, and ``survivors_`` holds their indices among the M
                 models fit started with (``history_.metrics`` keeps all M).
+            checkpoint: a file path for a long fit: its whole state is saved there at
+                record points, at most every ``checkpoint_every`` seconds; after a stop,
+                ``fit`` with the same data, settings and path goes on from the last save to
+                the same numbers; the file goes once the fit ends
+                (:mod:`xpnet.training.resume`).
 
         Returns:
             ``self``; ``self.history_`` is the run's ``History``
@@ -153,9 +159,11 @@ class Classifier(LockstepAnswers, common.Params):
             diverged are named in a :class:`~xpnet.errors.DivergenceWarning`.
         """
         return self._fit(X, y, val=val, progress=progress, callbacks=callbacks,
-                         halving=halving, warn=True)
+                         halving=halving, warn=True, checkpoint=checkpoint,
+                         checkpoint_every=checkpoint_every)
 
-    def _fit(self, X, y, *, val, progress, callbacks, halving, warn: bool) -> Classifier:
+    def _fit(self, X, y, *, val, progress, callbacks, halving, warn: bool, checkpoint=None,
+             checkpoint_every: float = EVERY_S) -> Classifier:
         """:meth:`fit`; ``warn=False`` leaves the divergence warning to the caller."""
         if hasattr(y, "rates"):
             raise InputError("fit(X, y) takes the data only; pass the schedule as "
@@ -187,7 +195,8 @@ class Classifier(LockstepAnswers, common.Params):
             net.backend, splits[1][0], codes[1], C, dtype)
         history = train(net, s["schedule"], train_split, val_split,
                         settings.train_config(s, min(s["batch_size"], X.shape[0])),
-                        callbacks=callbacks, progress=progress, halving=halving)
+                        callbacks=callbacks, progress=progress, halving=halving,
+                        checkpoint=checkpoint, checkpoint_every=checkpoint_every)
         self.network_, self.history_ = net, history
         survivors = np.arange(net.n_models) if history.survivors is None else history.survivors
         self.survivors_ = common.to_namespace(survivors, space)

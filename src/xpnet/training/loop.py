@@ -23,6 +23,7 @@ from xpnet.network.network import Network
 from xpnet.nn import dropout, l2
 from xpnet.step.liveness import Liveness
 from xpnet.step.rates import StepRates
+from xpnet.training import resume
 from xpnet.training.batches import DeviceSplit, batch_orders, gather
 from xpnet.training.config import TrainConfig
 from xpnet.training.history import Callback, History, ProgressBar  # noqa: F401  (re-exported)
@@ -52,8 +53,8 @@ def record_steps(total: int, cycle_length: int, evals_per_cycle: int) -> set[int
 
 def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit | None = None,
           config: TrainConfig | None = None, *, shuffle_seeds=None, callbacks=(),
-          progress: bool = True, desc: str = "train", halving: PopulationSchedule | None = None
-          ) -> History:
+          progress: bool = True, desc: str = "train", halving: PopulationSchedule | None = None,
+          checkpoint=None, checkpoint_every: float = resume.EVERY_S) -> History:
     """Train ``net`` (all its M models) in place and return its :class:`History`.
 
     Args:
@@ -67,10 +68,16 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         callbacks: :class:`Callback` objects; ``progress=True`` adds a :class:`ProgressBar`.
         halving: a :class:`~xpnet.search.halving.Halving` schedule: at its rungs the losing
             models leave ``net`` (which ends with ``len(history.survivors)`` models).
+        checkpoint: a file path: the run saves its whole state there at record points, at
+            most every ``checkpoint_every`` seconds (0: never), resumes from it when called
+            again with a network made as this one was, and removes it once it ends (see
+            :mod:`xpnet.training.resume`).
     """
     callbacks = [*callbacks, *([ProgressBar(desc)] if progress else [])]
     run = TrainingRun(net, schedule, train_data, val_data, config,
                       shuffle_seeds=shuffle_seeds, population=halving)
+    if checkpoint is not None:
+        return resume.run(run, checkpoint, checkpoint_every, callbacks)
     return run.run(callbacks)
 
 
@@ -132,6 +139,7 @@ class TrainingRun:
         self._inputs = None  # this epoch's (epoch, order, kept) on the device
         self._ahead = None  # (epoch, future): the next epoch's host inputs, drawn ahead
         self._pool = None  # the thread that draws them, while run() runs
+        self.saver = None  # saves the run after record points (xpnet.training.resume.Saver)
 
     # ------------------------------------------------------------------ the loop
     def run(self, callbacks=(), *, until: int | None = None) -> History:
@@ -157,6 +165,9 @@ class TrainingRun:
                     self.stopped = True
                 elif self.t in self.action_at:
                     self.act(callbacks)
+                if (self.saver is not None and self.t in self.record_at and not self.stopped
+                        and self.t < self.total):
+                    self.saver.record_point(self)
             if self._ahead is not None:
                 self._ahead[1].cancel()
                 self._ahead = None

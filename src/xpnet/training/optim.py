@@ -34,6 +34,7 @@ import numpy as np
 
 from xpnet.errors import XpnetError
 from xpnet.nn import l2, options
+from xpnet.training import optim_state
 
 
 def _unit(a):
@@ -264,6 +265,14 @@ class SGDUpdate:
             self._velocity_flat, self.velocity = _take_state(
                 self.xp, self._velocity_flat, self.velocity, self.layout, keep)
 
+    def state_dict(self) -> dict:
+        """The state as host arrays in logical ``(M, ...)`` shapes (:mod:`.optim_state`)."""
+        return optim_state.state_dict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take the state :meth:`state_dict` returned (any M; :mod:`.optim_state`)."""
+        optim_state.load(self, state)
+
 
 class AdamUpdate:
     """Adam, or AdamW with ``weight_decay``, over a dict of arrays, updated in place.
@@ -336,6 +345,14 @@ class AdamUpdate:
         self.decay, self.weight_decay = _take(self.decay, keep), _take(self.weight_decay, keep)
         self._m_flat, self.m = _take_state(self.xp, self._m_flat, self.m, self.layout, keep)
         self._v_flat, self.v = _take_state(self.xp, self._v_flat, self.v, self.layout, keep)
+
+    def state_dict(self) -> dict:
+        """The state as host arrays in logical ``(M, ...)`` shapes (:mod:`.optim_state`)."""
+        return optim_state.state_dict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take the state :meth:`state_dict` returned (any M; :mod:`.optim_state`)."""
+        optim_state.load(self, state)
 
 
 def _on_flat(update, params: dict, grads: dict, flat) -> bool:
