@@ -18,7 +18,7 @@ once the run ends the file is removed.  A checkpoint is an ``.npz`` of host arra
   (:mod:`xpnet.step.liveness`);
 - ``lam``, ``option/<name>`` (the network's per-model options), ``rate_scale`` (if
   any): host float64 ``(M,)``; ``rates`` ``(T, M)`` when the models have rows of their own;
-- ``opt/<name>``: the optimizer's :meth:`state_dict` (:mod:`xpnet.training.optim_state`).
+- ``opt/<name>``: the optimizer's state (:func:`xpnet.training.optim_state.state_dict`).
 
 No random generator state is saved: batch orders and dropout masks are pure functions of
 the seeds, the epoch and the dropout rates, so a resumed run draws them again from its
