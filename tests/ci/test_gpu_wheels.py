@@ -12,8 +12,9 @@ from tests.ci.helpers import CI, ci_module
 tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11's")
 wheels = ci_module("gpu_wheels")
 
-#: Extras the lease machine does not use: its driver is CUDA 13's.
-NOT_ON_THE_LEASE = {"cuda12"}
+#: Extras the lease machine does not use: its driver is CUDA 13's, and the manual is built
+#: by the CPU job (.ci/run), not on the GPU.
+NOT_ON_THE_LEASE = {"cuda12", "docs"}
 
 
 def _pyproject_requirements() -> list[Requirement]:
