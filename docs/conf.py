@@ -84,5 +84,7 @@ html_theme_options = {
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
 }
-html_sidebars = {"**": ["sidebar-nav-bs"]}
+# The left column only where it has something to list: the reference's pages.  The guides
+# are one level deep, so there it would be an empty "Section Navigation" heading.
+html_sidebars = {"*": [], "api/**": ["sidebar-nav-bs"]}
 html_show_sourcelink = False
