@@ -59,6 +59,8 @@ class PBT(PopulationSchedule):
             ``rate_scale``, ``lam``, ``dropout``, ``momentum``: the explored
             hyper-parameters (default: ``rate_scale`` and ``lam``, unbounded).  A perturbed
             value stays in its range (dropout below 0.9, momentum below 0.999).
+            ``rate_scale`` is a factor on the model's row of the rate schedule (1 at the
+            start; a child takes its parent's row and factor), not a rate.
         metric: the :class:`~xpnet.training.history.History` key to rank by.
         seed: the seed of the host RNG that picks the parents and the factors.
     """
