@@ -8,7 +8,10 @@ into two pandas DataFrames a user can filter, group and plot:
   settings (``spec["models"]``: ``lam``, ``sigma``, per-model ``schedule.*`` fields,
   ...); its per-model results (``test_accuracy``, ``test_loss``, ``diverged_step``,
   ``last_val_accuracy``, and any per-model value a study's own run function records);
-  ``final_<metric>`` (each history metric at the last record point); then the run-wide
+  ``final_<metric>`` (each history metric at the last record point); for a PBT run
+  ``pbt_root`` (the model's ancestor at step 0) and ``pbt_ancestry`` (``"0:5 -> 120:2"``:
+  from each step on, the place its state trained in; :func:`lineage` gives the whole
+  schedule); then the run-wide
   settings, flattened with dots (``config.hidden``, ``train.batch_size``,
   ``schedule.type``, ``n_train``, ...) and the run's scalars (``wall_s``, ...).
 - **curves**: one row per model, record point and metric: ``study``, ``key``,
@@ -45,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.suite import schema
-from xpnet import NetworkConfig, TrainConfig
+from xpnet import History, NetworkConfig, TrainConfig
 from xpnet.base.atomic import write_text_atomic
 from xpnet.base.codec import to_float_array
 from xpnet.errors import XpnetError
@@ -207,11 +210,23 @@ def model_rows(study: str, key: str, record: dict, status=None) -> list[dict]:
         values = to_float_array(rows)
         if values.ndim == 2 and values.shape[1] == M and len(values):
             results[f"final_{metric}"] = tuple(values[-1])
+    if history.get("pbt_events") is not None:  # PBT: each final model's ancestry
+        lines = [lineage(record, m) for m in range(M)]
+        results["pbt_root"] = tuple(line["ancestry"][0][1] for line in lines)
+        results["pbt_ancestry"] = tuple(" -> ".join(f"{step}:{place}" for step, place
+                                                    in line["ancestry"]) for line in lines)
     extra = {"study_status": status} if status is not None else {}
     return [{"study": study, "key": key, "model": m,
              **{c: v[m] for c, v in per_model.items()},
              **{c: v[m] for c, v in results.items()}, **run_wide, **scalars, **extra}
             for m in range(M)]
+
+
+def lineage(record: dict, model: int) -> dict:
+    """The ancestry of ``model`` of a PBT run's record and the hyper-parameter schedule it
+    followed (:meth:`xpnet.History.lineage`: ``ancestry`` ``[[step, place], ...]``,
+    ``steps``, ``places``, and ``rate_scale``, ``lam``... per step)."""
+    return History.from_dict(record["history"]).lineage(model)
 
 
 def curve_frame(study: str, key: str, record: dict):

@@ -106,6 +106,12 @@ def check_halving(ns, printed, workdir):
     assert np.sum(history.dropped_step >= 0) == 26 and len(printed) >= 2
 
 
+def check_pbt(ns, printed, workdir):
+    history, clf = ns["history"], ns["clf"]
+    assert clf.n_models == 8 and history.pbt_steps and len(printed) == 3
+    assert history.lineage(ns["best"])["ancestry"][-1][1] == ns["best"]
+
+
 def check_writing_a_study(ns, printed, workdir):
     assert ns["column"](ns["record"], "test_accuracy").shape == (4,)
     assert ns["metric"](ns["record"], "val_accuracy").shape[1] == 4

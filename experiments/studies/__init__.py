@@ -19,7 +19,7 @@ from pathlib import Path
 from experiments.suite.args import UsageError
 
 #: Study modules in the order they run (and appear in the report).
-STUDY_NAMES = ("gradcheck", "overfit", "depth_bn", "lambda_search", "lambda_halving",
+STUDY_NAMES = ("gradcheck", "overfit", "depth_bn", "lambda_search", "lambda_halving", "pbt",
                "init_sensitivity", "lr_bn", "lr_range", "bn_eps", "activations",
                "norm_opt")
 

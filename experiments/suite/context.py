@@ -141,7 +141,7 @@ class Context(StudyView):
         """
         spec = {**self.train_spec(grid=grid, **settings), **(extra or {})}
         steps = specs.make_schedule(spec["schedule"], spec["models"]).total_steps
-        splittable = fn is None and "halving" not in spec
+        splittable = fn is None and not {"halving", "pbt", "ensemble"} & set(spec)
         return self.submit(key, spec, fn or tasks.train_and_test, splittable=splittable,
                            steps=steps, cost=specs.estimated_seconds(spec))
 
@@ -187,7 +187,8 @@ class Context(StudyView):
 
     def train_spec(self, *, grid=None, hidden, seeds=None, lam=0.005, sigma=None,
                    schedule=None, train: TrainConfig | None = None, n_train: int | None = None,
-                   optimizer=None, halving=None, **network_fields) -> dict:
+                   optimizer=None, halving=None, pbt=None, ensemble=None,
+                   **network_fields) -> dict:
         """The spec of a training run on this study's data (see
         :func:`experiments.suite.spec.train_spec`); by default the reports' 2-cycle
         schedule and training settings, lambda 0.005, He init, batch norm, SGD.
@@ -207,6 +208,10 @@ class Context(StudyView):
                 ``Adam(...)``, ``AdamW(...)``); it replaces ``train``'s.
             halving: an :class:`xpnet.Halving` schedule that drops the losing models at
                 its rungs; the spec holds it only when given.
+            pbt: an :class:`xpnet.PBT` schedule (population-based training), likewise.
+            ensemble: k: the record gets ``ensemble_test_accuracy``, the test accuracy of
+                the mean probabilities of the k models with the best last validation
+                accuracy (diverged ones never); likewise.
             **network_fields: :class:`xpnet.NetworkConfig` fields: ``norm="layer"``,
                 ``activation="tanh"``, ``dropout=[0, 0.1, 0.3]``, ``bn_eps``, ``init``
                 (``"he"``, ``"xavier"`` or ``"normal"`` with ``sigma``)...
@@ -236,7 +241,7 @@ class Context(StudyView):
             seeds=per_model.get("seeds", seeds), lam=per_model.get("lam", lam),
             sigma=per_model.get("sigma", sigma), schedule=schedule or self.cyclical(2),
             train=train, n_train=n_all if n_train is None else min(n_train, n_all),
-            halving=halving, **network_fields)
+            halving=halving, pbt=pbt, ensemble=ensemble, **network_fields)
 
     def priority(self, cost: float, key: str | None = None) -> float:
         """The Dask priority of run ``key`` submitted now (higher starts first).

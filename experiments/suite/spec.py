@@ -19,6 +19,9 @@ record can be reused, and any worker can compute it:
 - ``halving`` (only in runs that use it, so other fingerprints are unchanged): the
   :class:`xpnet.Halving` schedule's fields.  Such a run is never cut into model groups:
   its rungs rank all its models together.
+- ``pbt`` (likewise): the :class:`xpnet.PBT` schedule's fields; ``ensemble`` (likewise):
+  k, for the record's ``ensemble_test_accuracy`` (the mean probabilities of the k models
+  with the best validation accuracy).  Neither run is cut into model groups.
 
 :func:`train_spec` writes a spec; :func:`make_schedule` and :func:`make_train_config`
 read one.
@@ -30,7 +33,7 @@ import dataclasses
 
 import numpy as np
 
-from xpnet import Halving, TrainConfig
+from xpnet import PBT, Halving, TrainConfig
 from xpnet.errors import XpnetError
 from xpnet.network import config as network_config
 from xpnet.nn import options
@@ -77,6 +80,7 @@ def grid_options(per_model: dict) -> dict:
 
 def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sigma=None,
                schedule, train: TrainConfig, n_train: int, halving: Halving | None = None,
+               pbt: PBT | None = None, ensemble: int | None = None,
                **network_fields) -> dict:
     """The spec of a training run (see :func:`experiments.suite.tasks.train_and_test`).
 
@@ -130,6 +134,10 @@ def train_spec(*, data: dict, d_in: int, n_classes: int, hidden, seeds, lam, sig
     if halving is not None:  # absent unless used: other runs keep their fingerprints
         halving.check_models(M)
         spec["halving"] = dataclasses.asdict(halving)
+    if pbt is not None:  # likewise
+        spec["pbt"] = dataclasses.asdict(pbt)
+    if ensemble is not None:
+        spec["ensemble"] = int(ensemble)
     return spec
 
 
@@ -153,6 +161,16 @@ def make_halving(spec: dict) -> Halving | None:
     """The run's :class:`xpnet.Halving` schedule, or None for a run without halving."""
     fields = spec.get("halving")
     return None if fields is None else Halving(**_tuples(fields))
+
+
+def make_pbt(spec: dict) -> PBT | None:
+    """The run's :class:`xpnet.PBT` schedule, or None for a run without PBT."""
+    fields = spec.get("pbt")
+    if fields is None:
+        return None
+    space = fields.get("space")
+    return PBT(**{**_tuples(fields), "space": None if space is None else tuple(
+        (name, kind, tuple(values)) for name, kind, values in space)})
 
 
 def _tuples(fields: dict) -> dict:

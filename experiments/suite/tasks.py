@@ -26,6 +26,7 @@ from experiments.suite.progress import PROGRESS_TOPIC, ProgressEvents, dask_work
 from experiments.suite.spec import (
     make_config,
     make_halving,
+    make_pbt,
     make_schedule,
     make_train_config,
     network_per_model,
@@ -33,6 +34,7 @@ from experiments.suite.spec import (
 from xpnet import Network, to_numpy
 from xpnet.base.codec import to_jsonable
 from xpnet.errors import DataError, XpnetError
+from xpnet.estimators.scoring import best_models
 from xpnet.training import DeviceSplit, train
 
 
@@ -337,7 +339,8 @@ def fit_and_test(env: RunEnv, spec: dict, net: Network, callbacks, **checkpoint)
     M = net.n_models
     history = train(net, make_schedule(spec["schedule"], spec["models"]), train_data,
                     env.split("val"), make_train_config(spec), progress=False,
-                    callbacks=callbacks, halving=make_halving(spec), **checkpoint)
+                    callbacks=callbacks, halving=make_halving(spec), pbt=make_pbt(spec),
+                    **checkpoint)
     test = env.split("test")
     result = net.evaluate(test.X, test.y, test.Y)
     survivors = np.arange(M) if history.survivors is None else history.survivors
@@ -350,11 +353,29 @@ def fit_and_test(env: RunEnv, spec: dict, net: Network, callbacks, **checkpoint)
     record = history.to_dict()
     if spec["models"].get("schedule"):  # per-model rates: a list per point, even for M = 1
         record["eta"] = [e if isinstance(e, list) else [e] for e in record["eta"]]
-    return {"history": record, "test_accuracy": acc, "test_loss": loss,
+    ensemble = {} if not spec.get("ensemble") else {"ensemble_test_accuracy": ensemble_accuracy(
+        net, test, history, survivors, spec["ensemble"])}
+    return {"history": record, "test_accuracy": acc, "test_loss": loss, **ensemble,
             "diverged_step": history.diverged_step,
             "last_val_accuracy": history.last_finite("val_accuracy"),
             "n_models": M, **({} if history.survivors is None
                               else {"model_steps": model_steps(history)})}
+
+
+def ensemble_accuracy(net: Network, test: DeviceSplit, history, survivors, k: int) -> float:
+    """Test accuracy of the mean probabilities of the ``k`` models still in ``net`` with the
+    best last validation accuracy (diverged ones never; NaN if every one diverged)."""
+    val = history.last_finite("val_accuracy")
+    val[history.diverged] = np.nan
+    best = best_models(val, survivors, k)
+    if best.size == 0:
+        return float("nan")
+    xp = net.xp
+    rows = net.backend.asarray(np.searchsorted(np.asarray(survivors), best))
+    scores, _ = net.forward(test.X, train=False)
+    exp = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
+    proba = xp.mean(xp.take(exp / xp.sum(exp, axis=-1, keepdims=True), rows, axis=0), axis=0)
+    return float(np.mean(to_numpy(xp.argmax(proba, axis=-1)) == to_numpy(test.y)))
 
 
 def model_steps(history) -> int:

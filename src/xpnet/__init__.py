@@ -20,6 +20,7 @@ from xpnet.estimators.classifier import Classifier
 from xpnet.estimators.classifier_cv import ClassifierCV
 from xpnet.network.network import Network, NetworkConfig, one_hot
 from xpnet.search.halving import Halving
+from xpnet.search.pbt import PBT
 from xpnet.training import Callback, DeviceSplit, History, ProgressBar, TrainConfig, train
 from xpnet.training.optim import SGD, Adam, AdamW
 from xpnet.training.schedules import ConstantLR, CyclicalLR, StepDecayLR
@@ -27,7 +28,7 @@ from xpnet.training.schedules import ConstantLR, CyclicalLR, StepDecayLR
 __version__ = "0.1.0"
 
 __all__ = [
-    "SGD", "Adam", "AdamW", "Backend", "Callback", "Classifier", "ClassifierCV",
+    "PBT", "SGD", "Adam", "AdamW", "Backend", "Callback", "Classifier", "ClassifierCV",
     "ConstantLR", "CyclicalLR",
     "Dataset", "DeviceSplit", "Halving", "History", "Network", "NetworkConfig", "ProgressBar",
     "Split", "StepDecayLR", "TrainConfig",

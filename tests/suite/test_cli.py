@@ -240,7 +240,7 @@ def test_list_names_every_study():
     assert proc.returncode == 0
     names = [line.split()[0] for line in proc.stdout.splitlines()]
     assert names == ["gradcheck", "overfit", "depth_bn", "lambda_search", "lambda_halving",
-                     "init_sensitivity", "lr_bn", "lr_range", "bn_eps", "activations",
+                     "pbt", "init_sensitivity", "lr_bn", "lr_range", "bn_eps", "activations",
                      "norm_opt"]
 
 

@@ -47,6 +47,7 @@ from xpnet.estimators.lockstep import LockstepAnswers, diverged_message, models_
 from xpnet.network import config as network_config
 from xpnet.network.network import Network
 from xpnet.search.halving import Halving
+from xpnet.search.pbt import PBT
 from xpnet.training import DeviceSplit, train
 from xpnet.training.resume import EVERY_S
 
@@ -132,7 +133,8 @@ class Classifier(LockstepAnswers, common.Params):
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y=None, *, val=None, progress: bool = False, callbacks=(),
-            halving=None, checkpoint=None, checkpoint_every: float = EVERY_S) -> Classifier:
+            halving=None, pbt=None, checkpoint=None,
+            checkpoint_every: float = EVERY_S) -> Classifier:
         """Initialise the M models and train them on ``X, y``; returns ``self``.
 
         Args:
@@ -147,6 +149,11 @@ class Classifier(LockstepAnswers, common.Params):
                 so afterwards ``n_models`` is the survivors' count, the ``*_all`` methods
                 answer for them only, and ``survivors_`` holds their indices among the M
                 models fit started with (``history_.metrics`` keeps all M).
+            pbt: a :class:`~xpnet.search.pbt.PBT` schedule (population-based training;
+                needs ``val`` to rank by validation accuracy): at its action points the
+                worst models take the best ones' state and explore their hyper-parameters;
+                ``history_.lineage(m)`` gives model m's ancestry and hyper-parameter
+                schedule.  One of ``halving`` and ``pbt`` at a time.
             checkpoint: a file path for a long fit: its whole state is saved there at
                 record points, at most every ``checkpoint_every`` seconds; after a stop,
                 ``fit`` with the same data, settings and path goes on from the last save to
@@ -159,11 +166,11 @@ class Classifier(LockstepAnswers, common.Params):
             diverged are named in a :class:`~xpnet.errors.DivergenceWarning`.
         """
         return self._fit(X, y, val=val, progress=progress, callbacks=callbacks,
-                         halving=halving, warn=True, checkpoint=checkpoint,
+                         halving=halving, pbt=pbt, warn=True, checkpoint=checkpoint,
                          checkpoint_every=checkpoint_every)
 
-    def _fit(self, X, y, *, val, progress, callbacks, halving, warn: bool, checkpoint=None,
-             checkpoint_every: float = EVERY_S) -> Classifier:
+    def _fit(self, X, y, *, val, progress, callbacks, halving, warn: bool, pbt=None,
+             checkpoint=None, checkpoint_every: float = EVERY_S) -> Classifier:
         """:meth:`fit`; ``warn=False`` leaves the divergence warning to the caller."""
         if hasattr(y, "rates"):
             raise InputError("fit(X, y) takes the data only; pass the schedule as "
@@ -175,6 +182,14 @@ class Classifier(LockstepAnswers, common.Params):
                 raise InputError("halving must be a schedule such as xpnet.Halving(rungs=...) "
                                  f"or None, got {type(halving).__name__}.")
             halving.check(settings.model_count(s), has_val=val is not None)
+        if pbt is not None:
+            if not isinstance(pbt, PBT):
+                raise InputError("pbt must be a schedule such as xpnet.PBT(interval=...) or "
+                                 f"None, got {type(pbt).__name__}.")
+            if halving is not None:
+                raise InputError("fit takes one population schedule at a time; pass halving "
+                                 "or pbt, not both.")
+            pbt.check(settings.model_count(s), has_val=val is not None)
         space = common.input_namespace(X)
         X, y = self._data(X, y, "The training data", s["dtype"])
         splits = [(X, y)] if val is None else [
@@ -195,7 +210,7 @@ class Classifier(LockstepAnswers, common.Params):
             net.backend, splits[1][0], codes[1], C, dtype)
         history = train(net, s["schedule"], train_split, val_split,
                         settings.train_config(s, min(s["batch_size"], X.shape[0])),
-                        callbacks=callbacks, progress=progress, halving=halving,
+                        callbacks=callbacks, progress=progress, halving=halving, pbt=pbt,
                         checkpoint=checkpoint, checkpoint_every=checkpoint_every)
         self.network_, self.history_ = net, history
         survivors = np.arange(net.n_models) if history.survivors is None else history.survivors

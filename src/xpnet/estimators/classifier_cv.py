@@ -39,11 +39,13 @@ from xpnet.estimators import common, files, scoring
 from xpnet.estimators.classifier import Classifier
 from xpnet.estimators.keywords import OWN, keywords, network_keywords, per_model_keywords
 from xpnet.search.halving import Halving
+from xpnet.search.pbt import PBT
 
 #: ClassifierCV's own keywords and defaults; the rest are Classifier's (but ``lam``,
 #: which ``lams`` replaces, and ``seeds`` and ``schedule``, which are among these).
 CV_OWN = {"lams": (0.005,), "seeds": (0,), "param_grid": None, "schedule": None,
-          "halving": None, "validation_fraction": 0.1, "random_state": 0}
+          "halving": None, "pbt": None, "ensemble": None, "validation_fraction": 0.1,
+          "random_state": 0}
 
 
 def classifier_keywords() -> list[str]:
@@ -70,6 +72,14 @@ class ClassifierCV(common.Params):
             whatever the budget it got; the best candidate is the best of those that
             trained to the end, so it need not have rank 1 when a dropped candidate's rung
             score beats every survivor's final one.
+        pbt: a :class:`~xpnet.search.pbt.PBT` schedule ranked on the validation part
+            (population-based training): the models copy and explore as it says, so a
+            candidate is the place a model started in with those values;
+            ``classifier_.history_.lineage(m)`` gives the schedule model m followed.
+            One of ``halving`` and ``pbt`` at a time.
+        ensemble: None, or k: ``predict``, ``predict_proba`` and ``score`` use the mean
+            probabilities of the k models with the best validation scores (diverged models
+            never; ``ensemble_models_`` names them, indices into ``model_params_``).
         validation_fraction: the share of ``fit``'s samples held out to score on, when
             ``fit`` gets no ``val``.
         random_state: the seed of that hold-out's shuffle.
@@ -124,6 +134,14 @@ class ClassifierCV(common.Params):
         if self.halving is not None and not isinstance(self.halving, Halving):
             raise InputError("halving must be a schedule such as xpnet.Halving(rungs=...) or "
                              f"None, got {type(self.halving).__name__}.")
+        if self.pbt is not None and not isinstance(self.pbt, PBT):
+            raise InputError("pbt must be a schedule such as xpnet.PBT(interval=...) or None, "
+                             f"got {type(self.pbt).__name__}.")
+        if self.pbt is not None and self.halving is not None:
+            raise InputError("ClassifierCV takes one population schedule at a time; pass "
+                             "halving or pbt, not both.")
+        if self.ensemble is not None:
+            inputs.whole("ensemble", self.ensemble, 1)
         fraction = self.validation_fraction
         if not (inputs.is_number(fraction) and 0 < fraction < 1):
             raise InputError(f"validation_fraction must be between 0 and 1, got {fraction!r}.")
@@ -200,8 +218,9 @@ class ClassifierCV(common.Params):
             halving = dataclasses.replace(halving, group_size=len(seeds))
         start = time.perf_counter()
         fit_X = X_tr if space is None else space[0].asarray(X_tr, device=space[1])
-        clf._fit(fit_X, codes_tr, val=None if halving is None else (X_val, codes_val),
-                 progress=False, callbacks=(), halving=halving, warn=False)
+        ranked = halving is not None or self.pbt is not None  # needs the validation part
+        clf._fit(fit_X, codes_tr, val=(X_val, codes_val) if ranked else None,
+                 progress=False, callbacks=(), halving=halving, pbt=self.pbt, warn=False)
         fit_s = time.perf_counter() - start
         start = time.perf_counter()
         self.val_scores_ = scoring.final_scores(clf, common.to_namespace(X_val, space),
@@ -261,17 +280,32 @@ class ClassifierCV(common.Params):
 
     # ---------------------------------------------------------------- inference
     def predict(self, X):
-        """The best model's labels for ``X`` ``(n, d)``: ``(n,)``, values of ``classes_``."""
+        """The best model's labels for ``X`` ``(n, d)`` (with ``ensemble``, the ensemble's):
+        ``(n,)``, values of ``classes_``."""
         row = self._best()
-        codes = common.host(self.classifier_._labels_all(X, "predict"))[row]
+        if self.ensemble is not None:
+            codes = np.argmax(common.host(self.predict_proba(X)), axis=1)
+        else:
+            codes = common.host(self.classifier_._labels_all(X, "predict"))[row]
         return common.to_namespace(common.host(self.classes_)[codes],
                                       common.input_namespace(X))
 
     def predict_proba(self, X):
-        """The best model's class probabilities ``(n, C)``, columns in ``classes_`` order."""
+        """The best model's class probabilities ``(n, C)`` (with ``ensemble``, the mean of
+        the ensemble's), columns in ``classes_`` order."""
         row = self._best()
+        if self.ensemble is not None:
+            rows = [int(np.flatnonzero(self.survivors_ == m)[0]) for m in self.ensemble_models_]
+            return self.classifier_.predict_proba_ensemble(X, rows)
         return common.to_namespace(self.classifier_._proba_all(X, "predict_proba")[row],
                                       common.input_namespace(X))
+
+    @property
+    def ensemble_models_(self) -> np.ndarray:
+        """The ``ensemble`` models with the best validation scores, best first (indices
+        into ``model_params_``; ties: the lower index); all that answer if fewer."""
+        self._fitted()
+        return scoring.best_models(self.val_scores_, self.survivors_, self.ensemble or 1)
 
     def predict_all(self, X):
         """The labels ``(M', n)`` of every model still in the network (all M unless halving

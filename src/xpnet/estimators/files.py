@@ -32,7 +32,7 @@ SAVED = ("sigma", "momentum", "optimizer", "batch_size", "n_classes", "evals_per
          "train_eval_size", "dtype")
 #: A ClassifierCV keyword that a file does not store: the load's ``device`` replaces it,
 #: and schedules are not saved (``fit`` after ``load`` uses the default, as for Classifier).
-NOT_SAVED = ("schedule", "halving", "device")
+NOT_SAVED = ("schedule", "halving", "pbt", "device")
 #: The keys of the ``search`` member, and the dtypes a ``cv_results_`` column may have.
 SEARCH_KEYS = ("params", "cv_results", "val_scores", "survivors", "best_index",
                "best_model_index")
@@ -191,8 +191,8 @@ def load_search(cls, classifier_cls, path, device="cpu"):
 
     It predicts and scores at once, with the fitted attributes ``fit`` sets
     (``cv_results_``, ``best_params_``, ``best_score_``, ``model_params_``, ...; the fit
-    and score times are those of the original fit).  ``schedule`` and ``halving`` are
-    not stored: a later ``fit`` uses the defaults unless they are set again.
+    and score times are those of the original fit).  ``schedule``, ``halving`` and ``pbt``
+    are not stored: a later ``fit`` uses the defaults unless they are set again.
     """
     contents = checkpoint.read(path, "pass a file written by ClassifierCV.save",
                                extras=("classifier", "classes", "search"))

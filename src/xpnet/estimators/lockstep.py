@@ -14,7 +14,7 @@ import numpy as np
 
 from xpnet.backend.devices import to_numpy
 from xpnet.base import inputs
-from xpnet.errors import DivergedError, DivergenceWarning
+from xpnet.errors import DivergedError, DivergenceWarning, InputError
 from xpnet.estimators import common
 
 #: Samples per forward pass in predict / predict_proba.
@@ -22,7 +22,8 @@ CHUNK = 10000
 
 
 class LockstepAnswers:
-    """``predict_all``, ``predict_proba_all`` and ``score_all`` over the M models."""
+    """``predict_all``, ``predict_proba_all`` and ``score_all`` over the M models, and the
+    models as an ensemble: ``predict_proba_ensemble``, ``predict_ensemble``."""
 
     def predict_all(self, X):
         """Each model's predicted labels: ``(M, n)`` for ``X`` ``(n, d)``.
@@ -46,6 +47,30 @@ class LockstepAnswers:
         proba = self._proba_all(X, "predict_proba_all")
         self._blank_diverged(proba, "predict_proba_all")
         return common.to_namespace(proba, self._output_space(X, "predict_proba_all"))
+
+    def predict_proba_ensemble(self, X, models=None):
+        """The ensemble's class probabilities ``(n, C)``: the mean of the probabilities of
+        ``models`` (row indices of :meth:`predict_proba_all`; default every model that did
+        not diverge).  :class:`~xpnet.errors.DivergedError` if a chosen model diverged or
+        every model did."""
+        steps = self._diverged_steps()
+        rows = np.flatnonzero(steps < 0) if models is None else _rows(models, steps.size)
+        if rows.size == 0:
+            raise DivergedError("Every model diverged in training, so there is no ensemble "
+                                "to answer; fit again with a lower learning rate.")
+        bad = rows[steps[rows] >= 0]
+        if bad.size:
+            raise DivergedError(f"Model {bad[0]} diverged in training (step {steps[bad[0]]}) "
+                                "and has no answer to average; leave it out of models.")
+        proba = self._proba_all(X, "predict_proba_ensemble")[rows].mean(axis=0)
+        return common.to_namespace(proba, self._output_space(X, "predict_proba_ensemble"))
+
+    def predict_ensemble(self, X, models=None):
+        """The ensemble's labels ``(n,)``: the class of the highest mean probability (see
+        :meth:`predict_proba_ensemble`)."""
+        proba = common.host(self.predict_proba_ensemble(X, models))
+        labels = common.host(self.classes_)[np.argmax(proba, axis=1)]
+        return common.to_namespace(labels, self._output_space(X, "predict_ensemble"))
 
     def _labels_all(self, X, method: str):
         """Every model's labels ``(M, n)``, diverged models' too (in the output's space)."""
@@ -95,6 +120,16 @@ class LockstepAnswers:
             values[steps >= 0, ...] = np.nan
             warnings.warn(f"{models_text(steps)} diverged in training, so {method} answers "
                           "NaN for them.", DivergenceWarning, stacklevel=3)
+
+
+def _rows(models, n_models: int) -> np.ndarray:
+    """``models`` as distinct row indices ``(k,)`` of the ``n_models`` models, checked."""
+    rows = inputs.numbers(models)
+    if (rows is None or rows.size == 0 or np.any(rows != np.round(rows)) or np.any(rows < 0)
+            or np.any(rows >= n_models) or np.unique(rows).size != rows.size):
+        raise InputError(f"models must be distinct indices of the {n_models} models, "
+                         f"got {models!r}.")
+    return rows.astype(np.int64).reshape(-1)
 
 
 def diverged_message(diverged_step) -> str:

@@ -24,6 +24,15 @@ def final_scores(clf, X_val, codes_val: np.ndarray) -> np.ndarray:
     return scores
 
 
+def best_models(val_scores, survivors, k: int) -> np.ndarray:
+    """The ``k`` models of ``survivors`` with the best finite ``val_scores`` (``(M,)``),
+    best first (ties: the lower index), as int64 ``(<= k,)``."""
+    scores = np.asarray(val_scores, dtype=np.float64)
+    healthy = np.array([m for m in common.host(survivors) if np.isfinite(scores[m])],
+                       dtype=np.int64)
+    return healthy[np.argsort(-scores[healthy], kind="stable")][:k]
+
+
 def rung_scores(history, final: np.ndarray, n_val: int) -> np.ndarray:
     """``final`` ``(M,)`` with each model halving dropped given its validation accuracy
     at its rung, from the History (NaN still if it diverged).  The History's accuracy is

@@ -78,12 +78,7 @@ class Halving(PopulationSchedule):
             value = inputs.whole(f"Halving {name}", getattr(self, name),
                                  2 if name == "eta" else 1)
             object.__setattr__(self, name, value)
-        # What train records: a misspelt metric is refused here rather than at the first rung.
-        split, _, kind = self.metric.partition("_") if isinstance(self.metric, str) else ("",) * 3
-        if split not in ("train", "val") or kind not in METRICS:
-            keys = ", ".join(f"{s}_{k}" for s in ("train", "val") for k in METRICS)
-            raise XpnetError(f"Halving metric must be a History key, one of {keys}, got "
-                             f"{self.metric!r}.")
+        check_metric("Halving", self.metric)
 
     @property
     def higher_is_better(self) -> bool:
@@ -178,6 +173,16 @@ class Halving(PopulationSchedule):
         return (f"halving rung {rung} at step {step}: {mean} {shown} ranked "
                 f"{int(self.ranks(scores)[position]) + 1} of {n_groups} {what}, "
                 f"{self.n_keep(len(scores))} kept")
+
+
+def check_metric(owner: str, metric) -> None:
+    """Refuse a ``metric`` that :func:`train` does not record (at construction, rather
+    than at the first action point)."""
+    split, _, kind = metric.partition("_") if isinstance(metric, str) else ("",) * 3
+    if split not in ("train", "val") or kind not in METRICS:
+        keys = ", ".join(f"{s}_{k}" for s in ("train", "val") for k in METRICS)
+        raise XpnetError(f"{owner} metric must be a History key, one of {keys}, got "
+                         f"{metric!r}.")
 
 
 def geometric_rungs(record_at, n_rungs: int, eta: int = 3) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from xpnet.base.codec import to_float_array, to_jsonable
+from xpnet.errors import XpnetError
 
 
 @dataclasses.dataclass
@@ -31,6 +32,13 @@ class History:
     one line per model ("" if never dropped) and ``survivors`` the original indices of
     the models still in the network at the end (model j of the net is ``survivors[j]``).
     All three are None for a run without halving.
+
+    With population-based training (:mod:`xpnet.search.pbt`) ``pbt_steps`` lists the steps
+    it acted at (its interval's ends snapped to record points), ``pbt_events`` one dict
+    per exploit (``step``, ``child`` and ``parent`` places, the child's hyper-parameters
+    ``before`` and ``after`` by name) and ``pbt_hyper`` each per-model hyper-parameter by
+    name as ``(1 + len(pbt_steps), M)`` lists: the population's values at step 0, then
+    after each action.  :meth:`lineage` reads them; all three are None without PBT.
     """
 
     steps: list = dataclasses.field(default_factory=list)
@@ -42,6 +50,9 @@ class History:
     dropped_step: np.ndarray | None = None
     dropped_reason: list | None = None
     survivors: np.ndarray | None = None
+    pbt_steps: list | None = None
+    pbt_events: list | None = None
+    pbt_hyper: dict | None = None
 
     def record(self, step, epoch, eta, values: dict) -> None:
         self.steps.append(int(step))
@@ -62,6 +73,33 @@ class History:
                 out[m] = finite[-1]
         return out
 
+    def lineage(self, place: int) -> dict:
+        """The ancestry of the model that ends in column ``place`` of a PBT run, and the
+        hyper-parameter schedule it followed.
+
+        Returns a dict: ``ancestry``, ``[[step, place], ...]`` in order: from ``step`` on,
+        the model's state was trained in ``place`` (the first entry at step 0, each next
+        one an exploit that copied the state on into the next place); ``steps`` (0 and
+        each of ``pbt_steps``), ``places`` (where the model's ancestor was from each of
+        those steps on) and, per hyper-parameter name, the value it trained with from
+        each of those steps on (a piecewise constant schedule).
+        """
+        if self.pbt_events is None:
+            raise XpnetError("This history has no lineage; it is not that of a PBT run.")
+        ancestry, current, before = [], int(place), np.inf
+        for event in sorted(self.pbt_events, key=lambda e: -e["step"]):
+            if event["child"] == current and event["step"] < before:
+                ancestry.append([int(event["step"]), current])
+                current, before = int(event["parent"]), event["step"]
+        ancestry.append([0, current])
+        ancestry.reverse()
+        steps = [0, *self.pbt_steps]
+        places = [max((a for a in ancestry if a[0] <= s), key=lambda a: a[0])[1] for s in steps]
+        out = {"ancestry": ancestry, "steps": steps, "places": places}
+        for name, rows in (self.pbt_hyper or {}).items():
+            out[name] = [float(rows[k][p]) for k, p in enumerate(places) if k < len(rows)]
+        return out
+
     @property
     def diverged(self) -> np.ndarray:
         return self.diverged_step >= 0
@@ -74,6 +112,9 @@ class History:
         if self.dropped_step is not None:  # halving runs only: other records keep their form
             out.update(dropped_step=self.dropped_step, dropped_reason=self.dropped_reason,
                        survivors=self.survivors)
+        if self.pbt_events is not None:  # PBT runs only
+            out.update(pbt_steps=self.pbt_steps, pbt_events=self.pbt_events,
+                       pbt_hyper=self.pbt_hyper)
         return to_jsonable(out)
 
     @classmethod
@@ -86,7 +127,9 @@ class History:
                    np.asarray(d["diverged_step"], dtype=np.int64), d.get("stopped_step"),
                    ints("dropped_step"),
                    None if d.get("dropped_reason") is None else list(d["dropped_reason"]),
-                   ints("survivors"))
+                   ints("survivors"), d.get("pbt_steps"), d.get("pbt_events"),
+                   None if d.get("pbt_hyper") is None else {
+                       k: to_float_array(v).tolist() for k, v in d["pbt_hyper"].items()})
 
 
 class Callback:

@@ -54,7 +54,8 @@ def record_steps(total: int, cycle_length: int, evals_per_cycle: int) -> set[int
 def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit | None = None,
           config: TrainConfig | None = None, *, shuffle_seeds=None, callbacks=(),
           progress: bool = True, desc: str = "train", halving: PopulationSchedule | None = None,
-          checkpoint=None, checkpoint_every: float = resume.EVERY_S) -> History:
+          pbt: PopulationSchedule | None = None, checkpoint=None,
+          checkpoint_every: float = resume.EVERY_S) -> History:
     """Train ``net`` (all its M models) in place and return its :class:`History`.
 
     Args:
@@ -68,14 +69,21 @@ def train(net: Network, schedule, train_data: DeviceSplit, val_data: DeviceSplit
         callbacks: :class:`Callback` objects; ``progress=True`` adds a :class:`ProgressBar`.
         halving: a :class:`~xpnet.search.halving.Halving` schedule: at its rungs the losing
             models leave ``net`` (which ends with ``len(history.survivors)`` models).
+        pbt: a :class:`~xpnet.search.pbt.PBT` schedule: at its action points the worst
+            models take the best ones' state and explore their hyper-parameters (the
+            history records each exploit).  One population schedule at a time: ``halving``
+            or ``pbt``.
         checkpoint: a file path: the run saves its whole state there at record points, at
             most every ``checkpoint_every`` seconds (0: never), resumes from it when called
             again with a network made as this one was, and removes it once it ends (see
             :mod:`xpnet.training.resume`).
     """
+    if halving is not None and pbt is not None:
+        raise XpnetError("train takes one population schedule at a time; pass halving or "
+                         "pbt, not both.")
     callbacks = [*callbacks, *([ProgressBar(desc)] if progress else [])]
     run = TrainingRun(net, schedule, train_data, val_data, config,
-                      shuffle_seeds=shuffle_seeds, population=halving)
+                      shuffle_seeds=shuffle_seeds, population=halving or pbt)
     if checkpoint is not None:
         return resume.run(run, checkpoint, checkpoint_every, callbacks)
     return run.run(callbacks)

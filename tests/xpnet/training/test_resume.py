@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.problems import blobs
-from xpnet import ConstantLR, Halving, Network, NetworkConfig, to_numpy
+from xpnet import PBT, ConstantLR, Halving, Network, NetworkConfig, to_numpy
 from xpnet.errors import CheckpointError, OutputError
 from xpnet.training import Callback, DeviceSplit, TrainConfig, TrainingRun, resume, train
 from xpnet.training.optim import SGD, Adam, AdamW
@@ -42,6 +42,10 @@ CASES = {
     "adamw": ({}, {"optimizer": AdamW(weight_decay=(0.0, 0.01, 0.1))}, None, None),
     "momentum": ({}, {"optimizer": SGD(momentum=(0.5, 0.8, 0.9))}, None, None),
     "copy": ({"dropout": 0.1}, {"momentum": 0.5}, Copy(), None),
+    "pbt": ({"dropout": 0.1}, {"momentum": 0.5},
+            PBT(3, fraction=0.34, metric="train_accuracy", resample=0.3,
+                space={"rate_scale": (0.3, 3.0), "lam": (1e-4, 0.1), "dropout": [0.0, 0.2],
+                       "momentum": [0.5, 0.8]}), None),
     "per-model-rates": ({}, {}, None, CyclicalLR(eta_min=1e-4, eta_max=(0.05, 0.1, 0.2),
                                                  n_s=6, cycles=2)),
 }
