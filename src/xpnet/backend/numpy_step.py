@@ -53,7 +53,8 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
     h = X
     for l in range(1, K + 1):
         inputs.append(h)
-        s = np.matmul(h, p[f"W{l}"])  # a fresh array: everything below may work in place
+        # A fresh array: everything below may work in place.
+        s = _first_layer(h, p["W1"]) if l == 1 else np.matmul(h, p[f"W{l}"])
         b = p.get(f"b{l}")
         if b is not None:
             s += b
@@ -104,12 +105,48 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
                 for k, grad in param_grads.items():
                     grads[f"{k}{l}"] = grad
         x = inputs[l - 1]
-        grads[f"W{l}"] = np.matmul(x.swapaxes(-1, -2), dout)
+        grads[f"W{l}"] = (_first_layer_grad(x, dout, p["W1"]) if l == 1
+                          else np.matmul(x.swapaxes(-1, -2), dout))
         if f"b{l}" in p:
             grads[f"b{l}"] = _sum(dout, axis=-2, keepdims=True)
         if l > 1:
             dout = np.matmul(dout, p[f"W{l}"].swapaxes(-1, -2))
     return loss, grads
+
+
+def _wide(W1):
+    """The stored ``Wt`` ``(M * d_out, d_in)`` behind ``W1`` ``(M, d_in, d_out)`` (the flat
+    layout's transposed head, :mod:`xpnet.step.flat`), or None when ``W1`` is laid out
+    otherwise (a user's array)."""
+    Wt = W1.swapaxes(-1, -2)
+    if not Wt.flags.c_contiguous:
+        return None
+    return Wt.reshape(-1, Wt.shape[-1])
+
+
+def _first_layer(X, W1):
+    """``X @ W1`` ``(M, n, d_out)``, fresh and contiguous.  A shared batch ``X`` ``(n, d)``
+    meets all M models' weights in one wide product ``X @ Wt^T`` ``(n, M * d_out)``
+    (:mod:`xpnet.step.wide`), one GEMM where the batched product is M; its small output is
+    then laid out per model."""
+    Wt = _wide(W1) if X.ndim == 2 else None
+    if Wt is None:
+        return np.matmul(X, W1)
+    M, n = W1.shape[0], X.shape[0]
+    wide = np.matmul(X, Wt.T)
+    return np.ascontiguousarray(wide.reshape(n, M, -1).swapaxes(0, 1))
+
+
+def _first_layer_grad(x, dout, W1):
+    """``W1``'s gradient ``(M, d_in, d_out)`` as the transposed view of a contiguous
+    ``dout^T @ x`` ``(M, d_out, d_in)``: the flat head's layout, so the update adds it
+    without a copy.  With a shared batch ``x`` ``(n, d)``, one wide product
+    ``[dout_1^T; ...; dout_M^T] @ x`` ``(M * d_out, d_in)``."""
+    M, n, h = dout.shape
+    if x.ndim == 2:
+        dWt = np.matmul(dout.swapaxes(-1, -2).reshape(M * h, n), x)
+        return dWt.reshape(M, h, -1).swapaxes(-1, -2)
+    return np.matmul(dout.swapaxes(-1, -2), x).swapaxes(-1, -2)
 
 
 def _forms(entry, xp):

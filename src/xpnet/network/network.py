@@ -35,9 +35,11 @@ class Network:
     Build one with :meth:`Network.create`.  ``params`` and ``buffers`` are dicts of
     device arrays named as in the module docstring; ``lam`` is the device ``(M,)``
     array of L2 strengths and ``bn_eps`` the device ``(M,)`` array of batch norm's
-    epsilon (``config.bn_eps`` unless given per model).  The parameters are views of one
-    array, ``flat_params.flat`` ``(M, 1, P)`` (:mod:`xpnet.step.flat`), so that an optimizer
-    updates them all at once.
+    epsilon (``config.bn_eps`` unless given per model).  The parameters are views of two
+    arrays, ``flat_params.parts`` (:mod:`xpnet.step.flat`): ``W1`` stored transposed as the
+    wide ``(M * d_1, d_in)`` of models side by side, the others in one ``(M, 1, P')``, so
+    that an optimizer updates them all at once and models that share a batch compute their
+    first layer in one product.
     """
 
     def __init__(self, config: NetworkConfig, params: dict, buffers: dict, lam,
@@ -71,8 +73,9 @@ class Network:
         self.lay_out_params()
 
     def lay_out_params(self) -> None:
-        """Lay the parameters side by side in one array (:class:`~xpnet.step.flat.FlatParams`),
-        the weight matrices first; ``params`` then holds views of it."""
+        """Lay the parameters out flat (:class:`~xpnet.step.flat.FlatParams`): ``W1``
+        transposed on its own, the others side by side, weight matrices first; ``params``
+        then holds views of them."""
         layout = FlatLayout.of(self.params, [n for n in self.params if l2.is_penalised(n)])
         self.flat_params = FlatParams(self.xp, self.params, layout)
 

@@ -190,11 +190,9 @@ class SGDUpdate:
     def step(self, params: dict, grads: dict, eta, *, flat=None) -> None:
         """Apply one update to every entry of ``params`` that has a gradient."""
         if _on_flat(self, params, grads, flat):
-            velocity = (self.layout.parts(self._velocity_flat)
-                        if self.velocity is not None else None)
+            velocity = self._velocity_flat
             parts = self.layout.gradient_parts(self.xp, grads)
-            for i, (p, (g, n_decayed)) in enumerate(
-                    zip(self.layout.parts(flat.flat), parts, strict=True)):
+            for i, (p, (g, n_decayed)) in enumerate(zip(flat.parts, parts, strict=True)):
                 self._update(p, g, None if velocity is None else velocity[i], n_decayed, eta)
             return
         for name, grad in grads.items():
@@ -236,10 +234,10 @@ class SGDUpdate:
             shrink = 1.0 - eta * self.decay
         if _on_flat(self, params, updates, flat):
             if self.decay is not None:
-                decayed = flat.flat[..., :self.layout.n_decayed]
-                decayed *= shrink
+                for decayed in self.layout.decayed_parts(flat.parts):
+                    decayed *= shrink
             parts = self.layout.gradient_parts(self.xp, updates)
-            for p, (update, _) in zip(self.layout.parts(flat.flat), parts, strict=True):
+            for p, (update, _) in zip(flat.parts, parts, strict=True):
                 p += update
             return
         for name, update in updates.items():
@@ -315,8 +313,8 @@ class AdamUpdate:
         if _on_flat(self, params, grads, flat):
             layout = self.layout
             entries = [(i, p, g, m, v, n_decayed) for i, (p, (g, n_decayed), m, v) in enumerate(
-                zip(layout.parts(flat.flat), layout.gradient_parts(self.xp, grads),
-                    layout.parts(self._m_flat), layout.parts(self._v_flat), strict=True))]
+                zip(flat.parts, layout.gradient_parts(self.xp, grads), self._m_flat,
+                    self._v_flat, strict=True))]
         else:
             entries = [(name, params[name], g, self.m[name], self.v[name],
                         -1 if name in self.decay_names else 0) for name, g in grads.items()]
@@ -384,11 +382,12 @@ def _decayed(a, n_decayed):
 
 
 def _zeros_like(xp, params: dict, layout):
-    """Optimizer state of zeros like ``params``: ``(flat, views)`` with a layout (the
-    views slices of ``flat`` ``(M, 1, P)``), else ``(None, dict)``."""
+    """Optimizer state of zeros like ``params``: ``(parts, views)`` with a layout (the
+    views slices of the parts, :meth:`~xpnet.step.flat.FlatLayout.flatten`), else
+    ``(None, dict)``."""
     if layout is None:
         return None, {k: 0.0 * v for k, v in params.items()}
-    flat = 0.0 * layout.flatten(xp, params)
+    flat = [0.0 * part for part in layout.flatten(xp, params)]
     return flat, layout.views(xp, flat)
 
 
@@ -396,5 +395,5 @@ def _take_state(xp, flat, views: dict, layout, keep):
     """:func:`_take` of optimizer state kept as :func:`_zeros_like` made it."""
     if flat is None:
         return None, {k: _take(v, keep) for k, v in views.items()}
-    flat = _take(flat, keep)
+    flat = [_take(part, keep) for part in flat]
     return flat, layout.views(xp, flat)
