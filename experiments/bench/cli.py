@@ -39,6 +39,7 @@ Run ``python -m experiments.bench --device cpu`` (or ``cuda``, ``torch``, ``torc
   the best model of each (:mod:`experiments.bench.halving`).
 * **scaling** (``--scaling 1,2``) -- instead of all of the above, the wall time of a
   slice of the real suite per number of Dask workers: :mod:`experiments.bench.scaling`.
+* **share of peak** (``--peak``, ``--compare``) -- instead: :mod:`experiments.bench.peak`.
 
 Timings are the best of ``--repeats`` runs of ``--epochs`` epochs each, after a
 warm-up, taken round-robin across the contenders (:mod:`experiments.bench.runners`).
@@ -134,9 +135,8 @@ def parse_args(argv=None):
                    help="instead: time the first layer's forward product and weight gradient "
                         "for K models sharing a batch as one wide product against the "
                         "batched form (e.g. 8,64)")
-    p.add_argument("--peak", action="store_true",
-                   help="instead: each step's useful FLOPs as a share of this device's GEMM "
-                        "peak, measured in the same run, for --models (default 1,8,64,256)")
+    p.add_argument("--peak", action="store_true", help="instead: each step's share of the "
+                   "GEMM peak measured in the same run, for --models (default 1,8,64,256)")
     p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), default=None,
                    help="instead: the shares of --peak --json files before/after (F1,F2 F3)")
     p.add_argument("--check-syncs", action="store_true",

@@ -4,6 +4,8 @@ head's gradient, exact take_models with repeated rows, and a user's own W1 still
 
 from __future__ import annotations
 
+import weakref
+
 import array_api_compat.numpy as xp
 import numpy as np
 import pytest
@@ -78,3 +80,20 @@ def test_a_users_contiguous_w1_takes_the_batched_products():
     for name in ref:
         np.testing.assert_allclose(grads[name], ref[name], rtol=1e-10, atol=1e-14,
                                    err_msg=name)
+
+
+def test_the_gradient_buffer_is_reused_only_once_nothing_holds_it():
+    net = _net()
+    X, Y = _batch(True)
+    _, held = numpy_step.loss_and_data_gradients(net, X, Y, update_stats=False)
+    kept = held["W1"].copy()
+    X2, _ = _batch(True, seed=1)
+    _, other = numpy_step.loss_and_data_gradients(net, X2, Y, update_stats=False)
+    np.testing.assert_array_equal(held["W1"], kept)  # the caller's gradient is its own
+    assert not np.shares_memory(held["W1"], other["W1"])
+    buffer = weakref.ref(other["W1"].base)  # a weak reference does not hold it
+    del other
+    _, again = numpy_step.loss_and_data_gradients(net, X2, Y, update_stats=False)
+    assert again["W1"].base is buffer()  # the same array, written again
+    _, fresh = numpy_step.loss_and_data_gradients(_net(), X2, Y, update_stats=False)
+    np.testing.assert_allclose(again["W1"], fresh["W1"], rtol=1e-12)
