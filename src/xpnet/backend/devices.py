@@ -52,7 +52,7 @@ class Backend:
     xp: Any
     device: Any
     data_gradients: Callable = dataclasses.field(default=None, repr=False, compare=False)
-    #: The in-place form of one Adam step (:meth:`xpnet.training.optim.AdamUpdate._update`
+    #: The in-place form of one Adam step (``xpnet.training.optim.AdamUpdate._update``
     #: is the reference), or None: the reference form.
     adam_update: Callable | None = dataclasses.field(default=None, repr=False, compare=False,
                                                       kw_only=True)

@@ -189,7 +189,7 @@ def adam_update(p, g, m, v, *, scratch: list, beta1: float, beta2: float, eps: f
                 root_c2: float) -> None:
     """One Adam (AdamW with ``weight_decay``) step of one array ``p``, in place in NumPy.
 
-    The maths of :meth:`xpnet.training.optim.AdamUpdate._update`, its array-API
+    The maths of ``xpnet.training.optim.AdamUpdate._update``, its array-API
     reference (tested against it): the same arguments, plus ``scratch``, a list this
     function keeps up to two work arrays like ``p`` in (pass the same list for the same
     ``p`` every step).  The reference makes a fresh temporary per operation, at

@@ -282,7 +282,7 @@ class AdamUpdate:
     ``layout``, updates run on the flat parameters as :class:`SGDUpdate`'s do.  With
     ``inplace`` (a backend's ``adam_update``, such as
     :func:`xpnet.backend.numpy_step.adam_update`), each array's update runs in that form;
-    :meth:`_update` is its array-API reference (design rule 2).
+    ``AdamUpdate._update`` is its array-API reference (design rule 2).
     """
 
     prescaled = False
