@@ -22,10 +22,14 @@ def _net(backend, lam):
     return Network.create(config, seeds=[0, 1, 2], lam=lam, device=backend, dtype="float64")
 
 
+@pytest.mark.parametrize("numbers", [numpy_step.ADAM_SLICE, 21])
 @pytest.mark.parametrize("flat", [True, False])
 @pytest.mark.parametrize("lam", [[0.0, 0.01, 0.1], 0.0])
 @pytest.mark.parametrize("which", list(OPTIONS))
-def test_inplace_adam_equals_the_reference(which, lam, flat):
+def test_inplace_adam_equals_the_reference(which, lam, flat, numbers, monkeypatch):
+    """Also cut in slices of 21 numbers (7 columns of the flat parts' 3 rows): slices that
+    end inside the tail's decayed columns are split there, and a last slice is narrower."""
+    monkeypatch.setattr(numpy_step, "ADAM_SLICE", numbers)
     fast = get_backend("cpu")
     assert fast.adam_update is numpy_step.adam_update
     reference = dataclasses.replace(fast, adam_update=None)
