@@ -204,16 +204,18 @@ class CountingNamespace(types.SimpleNamespace):
     Attributes that are not functions (dtypes, constants) pass through unchanged.
     """
 
-    def __init__(self, counter: CallCounter, module=None, prefix: str = ""):
+    def __init__(self, counter: CallCounter, module=None, prefix: str = "", root=None):
         import array_api_compat.numpy
 
         module = module if module is not None else array_api_compat.numpy
-        super().__init__(counter=counter, _module=module, _prefix=prefix)
-        self.linalg = None if prefix else CountingNamespace(counter, module.linalg, "linalg.")
+        # Arrays the linalg part returns belong to the whole namespace (one namespace).
+        super().__init__(counter=counter, _module=module, _prefix=prefix, _root=root or self)
+        self.linalg = None if prefix else CountingNamespace(counter, module.linalg, "linalg.",
+                                                            root=self)
 
     def _wrap(self, value):
         if isinstance(value, (np.ndarray, np.generic)):
-            return CountedArray(np.asarray(value), self)
+            return CountedArray(np.asarray(value), self._root)
         if isinstance(value, tuple):
             return tuple(self._wrap(v) for v in value)
         if isinstance(value, list):

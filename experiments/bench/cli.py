@@ -39,6 +39,7 @@ Run ``python -m experiments.bench --device cpu`` (or ``cuda``, ``torch``, ``torc
   the best model of each (:mod:`experiments.bench.halving`).
 * **scaling** (``--scaling 1,2``) -- instead of all of the above, the wall time of a
   slice of the real suite per number of Dask workers: :mod:`experiments.bench.scaling`.
+* **share of peak** (``--peak``, ``--compare``) -- instead: :mod:`experiments.bench.peak`.
 
 Timings are the best of ``--repeats`` runs of ``--epochs`` epochs each, after a
 warm-up, taken round-robin across the contenders (:mod:`experiments.bench.runners`).
@@ -60,6 +61,7 @@ import sys
 
 from experiments.bench.calls import NETS, calls_line, calls_per_step
 from experiments.bench.machine import machine_info, torch_available
+from experiments.bench.peak import compare_lines, read_results, run_peak
 from experiments.bench.runners import (
     D_IN,
     DTYPE,
@@ -133,6 +135,10 @@ def parse_args(argv=None):
                    help="instead: time the first layer's forward product and weight gradient "
                         "for K models sharing a batch as one wide product against the "
                         "batched form (e.g. 8,64)")
+    p.add_argument("--peak", action="store_true", help="instead: each step's share of the "
+                   "GEMM peak measured in the same run, for --models (default 1,8,64,256)")
+    p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), default=None,
+                   help="instead: the shares of --peak --json files before/after (F1,F2 F3)")
     p.add_argument("--check-syncs", action="store_true",
                    help="run only the host-sync check of the training step (cuda, torch "
                         "devices)")
@@ -200,6 +206,9 @@ def run(args):
         if args.json:
             write_json(args.json, result)
         return 0 if all(row["same_numbers"] for row in result["rows"]) else 1
+    if args.compare:
+        print("\n".join(compare_lines(*(read_results(p) for p in args.compare))))
+        return 0
     if args.json is not None:
         _check_json_folder(args.json)
     if args.halving:
@@ -242,6 +251,11 @@ def run(args):
                          "data": source, "epochs": args.epochs, "repeats": args.repeats,
                          "eta": ETA, "lam": LAM}}
 
+    if args.peak:
+        result["peak"] = run_peak(backend, split, args)
+        if args.json:
+            write_json(args.json, result)
+        return 0
     if args.check_syncs:
         res = _sync_check(backend, split, B)
         result["sync_check"] = res

@@ -87,13 +87,15 @@ def test_calls_per_step_are_fixed_whatever_m_and_within_the_baseline(net):
     assert one.total <= REACHED[net], f"{net}: {one.total} calls per step, more than reached"
 
 
-#: What issue 28 reached (63 % and 58 % of the baseline): a guard against regressions.
-REACHED = {"3-layer": 71, "9-layer": 203}
+#: What issue 28 reached (63 % and 58 % of the baseline), plus one call since issue 38
+#: stored W1 apart as the wide transposed head (its L2 decay is a multiply of its own): a
+#: guard against regressions.
+REACHED = {"3-layer": 72, "9-layer": 204}
 
 
 @pytest.mark.parametrize("net", [
     pytest.param("3-layer", marks=pytest.mark.xfail(
-        strict=True, reason="71 calls, 63 %: two hidden layers leave too few to share")),
+        strict=True, reason="72 calls, 64 %: two hidden layers leave too few to share")),
     "9-layer"])
 def test_calls_per_step_meet_the_goal(net):
     assert calls.calls_per_step(net, 1).total <= GOAL * BASELINE[net]

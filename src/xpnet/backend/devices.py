@@ -52,6 +52,10 @@ class Backend:
     xp: Any
     device: Any
     data_gradients: Callable = dataclasses.field(default=None, repr=False, compare=False)
+    #: The in-place form of one Adam step (``xpnet.training.optim.AdamUpdate._update``
+    #: is the reference), or None: the reference form.
+    adam_update: Callable | None = dataclasses.field(default=None, repr=False, compare=False,
+                                                      kw_only=True)
     #: The device flag this backend answers to (``"torch:cuda"``, ``"strict:device1"``...);
     #: ``name`` by default.
     flag: str = ""
@@ -160,7 +164,8 @@ def get_backend(device: str = "cpu") -> Backend:
     if device == "cpu":
         import array_api_compat.numpy as xp
 
-        return Backend("cpu", xp, "cpu", numpy_step.loss_and_data_gradients)
+        return Backend("cpu", xp, "cpu", numpy_step.loss_and_data_gradients,
+                       adam_update=numpy_step.adam_update)
     if device == "strict" or device.startswith("strict:"):
         return _strict_backend(device.partition(":")[2] or "CPU_DEVICE")
     if device == "cuda":

@@ -35,9 +35,9 @@ class Network:
     Build one with :meth:`Network.create`.  ``params`` and ``buffers`` are dicts of
     device arrays named as in the module docstring; ``lam`` is the device ``(M,)``
     array of L2 strengths and ``bn_eps`` the device ``(M,)`` array of batch norm's
-    epsilon (``config.bn_eps`` unless given per model).  The parameters are views of one
-    array, ``flat_params.flat`` ``(M, 1, P)`` (:mod:`xpnet.step.flat`), so that an optimizer
-    updates them all at once.
+    epsilon (``config.bn_eps`` unless given per model).  The parameters are views of
+    ``flat_params.parts`` (:mod:`xpnet.step.flat`: ``W1`` stored transposed on its own, the
+    rest side by side), for one update of all and one wide first-layer product.
     """
 
     def __init__(self, config: NetworkConfig, params: dict, buffers: dict, lam,
@@ -71,8 +71,8 @@ class Network:
         self.lay_out_params()
 
     def lay_out_params(self) -> None:
-        """Lay the parameters side by side in one array (:class:`~xpnet.step.flat.FlatParams`),
-        the weight matrices first; ``params`` then holds views of it."""
+        """Lay the parameters out flat (:class:`~xpnet.step.flat.FlatParams`); ``params``
+        then holds views of the parts."""
         layout = FlatLayout.of(self.params, [n for n in self.params if l2.is_penalised(n)])
         self.flat_params = FlatParams(self.xp, self.params, layout)
 

@@ -41,7 +41,7 @@ def dense_forward(x, W, b=None):
     return out, (x, W)
 
 
-def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None):
+def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None, head=False):
     """Gradients of the affine map.
 
     Args:
@@ -50,6 +50,9 @@ def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None):
         need_dx: False for the first layer, whose input gradient nobody uses
             (it is the most expensive product of the step).
         need_db: False when the layer has no bias.
+        head: True for the first layer's weights, which :mod:`xpnet.step.flat` stores
+            transposed: ``dW`` is then the transposed view of a contiguous
+            ``dout^T @ x`` ``(M, d_out, d_in)``, which lines up with them without a copy.
 
     Returns:
         ``(dx, dW, db)``: ``dx`` ``(M, n, d_in)`` or None, ``dW`` ``(M, d_in, d_out)``,
@@ -60,8 +63,9 @@ def dense_backward(dout, cache, need_dx=True, need_db=True, xp=None):
     T = xp.linalg.matrix_transpose
     # dW = x^T @ dout, contiguous: the optimizer adds it into the flat parameters
     # (xpnet.step.flat), where a transposed view would be copied first.  A shared 2-D x
-    # broadcasts: (d_in, n) @ (M, n, d_out) -> (M, d_in, d_out).
-    dW = T(x) @ dout
+    # broadcasts: (d_in, n) @ (M, n, d_out) -> (M, d_in, d_out).  The head is stored
+    # transposed: its gradient comes out as (dout^T @ x)^T, the same products.
+    dW = T(T(dout) @ x) if head else T(x) @ dout
     db = xp.sum(dout, axis=-2, keepdims=True) if need_db else None
     dx = dout @ T(W) if need_dx else None
     return dx, dW, db

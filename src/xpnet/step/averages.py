@@ -31,7 +31,7 @@ class RunningAverages:
     def __init__(self, xp, buffers: dict, names, momentum, dtype, device):
         self.xp = xp
         self.layout = FlatLayout.of({name: buffers[name] for name in names}, ())
-        self.flat = self.layout.flatten(xp, buffers)
+        self.flat = self.layout.flatten(xp, buffers)[0]
         self._place(buffers)
         if isinstance(momentum, (int, float)):
             m = float(momentum)
@@ -40,7 +40,7 @@ class RunningAverages:
             self.weights = xp.concat([momentum, 1.0 - momentum], axis=-1)  # (M, 1, 2)
 
     def _place(self, buffers: dict) -> None:
-        self._views = self.layout.views(self.xp, self.flat)
+        self._views = self.layout.views(self.xp, [self.flat])
         buffers.update(self._views)
 
     def fold(self, buffers: dict, batch: dict) -> None:
@@ -53,7 +53,7 @@ class RunningAverages:
         xp = self.xp
         old = self.flat
         if any(buffers[name] is not view for name, view in self._views.items()):
-            old = self.layout.flatten(xp, buffers)
+            old = self.layout.flatten(xp, buffers)[0]
         both = xp.concat([old, *(batch[name] for name in self.layout.names)],
                          axis=-1)  # (M, 1, 2 D)
         self.flat = self.weights @ xp.reshape(both, (both.shape[0], 2, old.shape[-1]))

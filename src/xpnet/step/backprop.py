@@ -50,7 +50,7 @@ def loss_and_data_gradients(net, X, Y, *, update_stats: bool = True, scale=None,
                 grads[f"{name}{l}"] = grad
         has_b = f"b{l}" in p
         dout, grads[f"W{l}"], db = layers.dense_backward(
-            dout, dense_cache, need_dx=l > 1, need_db=has_b, xp=xp)
+            dout, dense_cache, need_dx=l > 1, need_db=has_b, xp=xp, head=l == 1)
         if has_b:
             grads[f"b{l}"] = db
     return loss, grads

@@ -1,21 +1,30 @@
-"""Every parameter of M models in one array, so that an optimizer updates them all at once.
+"""Every parameter of M models in two arrays, so that an optimizer updates them all at once.
 
 A network's parameters are a dozen small arrays (``W1``... ``(M, d_in, d_out)``,
 ``gamma1``... ``(M, 1, d)``).  Updated one by one, each costs its own array calls, on a
-GPU its own kernel launches (issue 28).  :class:`FlatLayout` lays them side by side in one
-array ``flat`` ``(M, 1, P)`` and makes each parameter a view of it, reshaped to its own
-shape, so that an update touches many parameters per call.
+GPU its own kernel launches (issue 28).  :class:`FlatLayout` lays them out in *parts*, a
+list of at most two arrays ``(M, 1, n)``, and makes each parameter a view of its part,
+reshaped to its own shape, so that an update touches many parameters per call:
 
-The order is ``W1``, the other weight matrices, then the rest, so that the weights L2
-decay applies to are the slice ``flat[..., :n_decayed]``.  ``W1`` (the *head*: the input
-layer's weights, ``(M, 3072, d_1)`` for CIFAR-10, by far the largest array) is updated on
-its own, in ``flat[..., :n_head]``: laying its gradient beside the others would copy the
-largest gradient of the step (measured on PyTorch's CPU at M = 64: 19 ms a step, more
-than the update).  The others' gradients, small, are laid side by side in one ``concat``
-(:meth:`FlatLayout.flatten_tail`) that lines up with ``flat[..., n_head:]``.
+* the **head**, ``W1`` (the input layer's weights, ``(M, 3072, d_1)`` for CIFAR-10, by
+  far the largest array), in a part of its own ``(M, 1, d_in * d_out)``, *transposed*:
+  each model's ``W1^T`` ``(d_out, d_in)`` row by row, the models one after the other.  The
+  part is then the wide ``Wt`` ``(M * d_out, d_in)`` of :mod:`xpnet.step.wide`, so models
+  that share a batch compute their first layer's forward product and weight gradient
+  as one wide product each, straight on the stored weights and into the gradient's
+  layout (:mod:`xpnet.backend.numpy_step`).  ``params["W1"]`` stays ``(M, d_in, d_out)``, a
+  transposed view; a gradient of ``W1`` that is the transposed view of a contiguous
+  ``(M, d_out, d_in)`` array (what both steps return) lines up with the head without a
+  copy, and copying the largest gradient beside the others would cost more than the
+  update (measured on PyTorch's CPU at M = 64: 19 ms a step);
+* the **tail**, every other parameter side by side ``(M, 1, P - n_head)``: the other
+  weight matrices first, so that the weights L2 decay applies to are its leading
+  columns, then the rest.  Their gradients, small, are laid side by side in one
+  ``concat`` (:meth:`FlatLayout.flatten_tail`) that lines up with it.
 
-The layout is metadata only (names, shapes, offsets): it does not depend on M, so it
-survives successive halving, which re-lays the kept models out.
+A layout without ``W1`` among its decayed arrays has no head: one part.  The layout is
+metadata only (names, shapes, offsets): it does not depend on M, so it survives
+successive halving and population changes, which re-lay the kept models out.
 """
 
 from __future__ import annotations
@@ -65,50 +74,55 @@ class FlatLayout:
         """The parameter updated on its own, or None."""
         return self.names[0] if self.n_head else None
 
-    def flatten(self, xp, arrays: dict):
-        """``arrays`` (one per name, ``(M, ...)``) side by side: ``(M, 1, P)``, one call."""
-        return _side_by_side(xp, arrays, self.names)
+    def flatten(self, xp, arrays: dict) -> list:
+        """``arrays`` (one per name, ``(M, ...)``) laid out: the parts ``[head, tail]``
+        (``[all]`` without a head), each ``(M, 1, n)``, fresh arrays."""
+        if not self.n_head:
+            return [_side_by_side(xp, arrays, self.names)]
+        W = arrays[self.head]
+        head = xp.reshape(xp.linalg.matrix_transpose(W), (W.shape[0], 1, -1), copy=True)
+        return [head, *([self.flatten_tail(xp, arrays)] if len(self.names) > 1 else [])]
 
     def flatten_tail(self, xp, arrays: dict):
         """All but the head side by side, ``(M, 1, P - n_head)``: one ``concat``, lined up
-        with ``flat[..., n_head:]``.
+        with the tail part.
 
         Each array is reshaped to ``(M, 1, -1)`` first: a view for a contiguous array (what
         the steps produce for these); a strided one would be copied there.
         """
         return _side_by_side(xp, arrays, self.names[1:] if self.n_head else self.names)
 
-    def views(self, xp, flat) -> dict:
-        """Each name's view of ``flat`` ``(M, 1, P)``, reshaped to ``(M, *shape)``."""
-        M = flat.shape[0]
-        out, start = {}, 0
+    def views(self, xp, parts: list) -> dict:
+        """Each name's view of the ``parts``, reshaped to ``(M, *shape)`` (the head's
+        transposed back)."""
+        M = parts[0].shape[0]
+        out, start, part = {}, 0, parts[-1]
         for name, shape in zip(self.names, self.shapes, strict=True):
             size = math.prod(shape)
-            out[name] = xp.reshape(flat[..., start:start + size], (M, *shape))
+            if name == self.head:
+                out[name] = xp.linalg.matrix_transpose(
+                    xp.reshape(parts[0], (M, shape[1], shape[0])))
+                continue
+            out[name] = xp.reshape(part[..., start:start + size], (M, *shape))
             start += size
         return out
 
-    def parts(self, flat) -> list:
-        """``flat`` (parameters or optimizer state, ``(M, 1, P)``) as an update runs over
-        it: the head's columns, then the others' (just ``[flat]`` without a head).
-
-        Slices of ``flat``, not the parameters' ``(M, d_in, d_out)`` views: NumPy adds
-        into a strided 3-D view 4x slower than into the same memory seen as
-        ``(M, 1, n)`` (measured at M = 64: 15 ms against 3.5 ms).
-        """
+    def decayed_parts(self, parts: list) -> list:
+        """The decayed columns of each part (views), for the L2 decay's one multiply each."""
         if not self.n_head:
-            return [flat]
-        tail = [flat[..., self.n_head:]] if len(self.names) > 1 else []
-        return [flat[..., :self.n_head], *tail]
+            return [parts[0][..., :self.n_decayed]]
+        tail = self.n_decayed - self.n_head
+        return [parts[0], *([parts[1][..., :tail]] if tail else [])]
 
     def gradient_parts(self, xp, grads: dict) -> list[tuple]:
-        """The gradients lined up with :meth:`parts`, each with the number of its leading
-        decayed columns (-1: all of it): ``[(head's gradient as (M, 1, -1), -1), (the
-        others side by side, n_decayed - n_head)]``; every one a view of the step's
-        contiguous gradients but the ``concat``."""
+        """The gradients lined up with the parts, each with the number of its leading
+        decayed columns (-1: all of it): ``[(head's gradient, transposed, as (M, 1, -1),
+        -1), (the others side by side, n_decayed - n_head)]``; the head's a view of a
+        gradient laid out as the steps lay it out (see the module docstring), the others'
+        the ``concat``."""
         out = []
         if self.n_head:
-            g = grads[self.head]
+            g = xp.linalg.matrix_transpose(grads[self.head])
             out.append((xp.reshape(g, (g.shape[0], 1, -1)), -1))
         if len(self.names) > (1 if self.n_head else 0):
             out.append((self.flatten_tail(xp, grads), self.n_decayed - self.n_head))
@@ -121,17 +135,18 @@ def _side_by_side(xp, arrays: dict, names):
 
 
 class FlatParams:
-    """A params dict laid out flat: ``flat`` ``(M, 1, P)`` and the views ``params`` holds.
+    """A params dict laid out flat: the ``parts`` (:meth:`FlatLayout.flatten`) and the
+    views ``params`` holds.
 
     :meth:`current` tells whether ``params`` still holds exactly these views (an entry
-    replaced, by a load or a user, makes the flat array stale: optimizers then update
+    replaced, by a load or a user, makes the flat arrays stale: optimizers then update
     entry by entry).
     """
 
     def __init__(self, xp, params: dict, layout: FlatLayout):
         self.layout = layout
-        self.flat = layout.flatten(xp, params)
-        self.views = layout.views(xp, self.flat)
+        self.parts = layout.flatten(xp, params)
+        self.views = layout.views(xp, self.parts)
         params.update(self.views)
 
     def current(self, params: dict) -> bool:

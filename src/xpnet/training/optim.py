@@ -80,7 +80,8 @@ class Adam(_Options):
 
     def build(self, net) -> AdamUpdate:
         return AdamUpdate(net.params, self.beta1, self.beta2, self.eps, decay=_decay(net),
-                          decay_names=_penalised(net), layout=_layout(net))
+                          decay_names=_penalised(net), layout=_layout(net),
+                          inplace=net.backend.adam_update)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +93,8 @@ class AdamW(Adam):
     def build(self, net) -> AdamUpdate:
         return AdamUpdate(net.params, self.beta1, self.beta2, self.eps, decay=_decay(net),
                           decay_names=_penalised(net), layout=_layout(net),
-                          weight_decay=_column(self.weight_decay, net, "weight_decay"))
+                          weight_decay=_column(self.weight_decay, net, "weight_decay"),
+                          inplace=net.backend.adam_update)
 
 
 #: Optimizer option classes by name, as a spec writes them.
@@ -188,11 +190,9 @@ class SGDUpdate:
     def step(self, params: dict, grads: dict, eta, *, flat=None) -> None:
         """Apply one update to every entry of ``params`` that has a gradient."""
         if _on_flat(self, params, grads, flat):
-            velocity = (self.layout.parts(self._velocity_flat)
-                        if self.velocity is not None else None)
+            velocity = self._velocity_flat
             parts = self.layout.gradient_parts(self.xp, grads)
-            for i, (p, (g, n_decayed)) in enumerate(
-                    zip(self.layout.parts(flat.flat), parts, strict=True)):
+            for i, (p, (g, n_decayed)) in enumerate(zip(flat.parts, parts, strict=True)):
                 self._update(p, g, None if velocity is None else velocity[i], n_decayed, eta)
             return
         for name, grad in grads.items():
@@ -234,10 +234,10 @@ class SGDUpdate:
             shrink = 1.0 - eta * self.decay
         if _on_flat(self, params, updates, flat):
             if self.decay is not None:
-                decayed = flat.flat[..., :self.layout.n_decayed]
-                decayed *= shrink
+                for decayed in self.layout.decayed_parts(flat.parts):
+                    decayed *= shrink
             parts = self.layout.gradient_parts(self.xp, updates)
-            for p, (update, _) in zip(self.layout.parts(flat.flat), parts, strict=True):
+            for p, (update, _) in zip(flat.parts, parts, strict=True):
                 p += update
             return
         for name, update in updates.items():
@@ -279,13 +279,16 @@ class AdamUpdate:
 
     The step count ``t`` (for the bias correction) is shared by the lockstep models and
     kept on the host, so the correction is two Python floats per step.  With a
-    ``layout``, updates run on the flat parameters as :class:`SGDUpdate`'s do.
+    ``layout``, updates run on the flat parameters as :class:`SGDUpdate`'s do.  With
+    ``inplace`` (a backend's ``adam_update``, such as
+    :func:`xpnet.backend.numpy_step.adam_update`), each array's update runs in that form;
+    ``AdamUpdate._update`` is its array-API reference (design rule 2).
     """
 
     prescaled = False
 
     def __init__(self, params: dict, beta1: float, beta2: float, eps: float, *, decay=None,
-                 decay_names=None, weight_decay=None, layout=None):
+                 decay_names=None, weight_decay=None, layout=None, inplace=None):
         """``decay`` (L2, ``(M, 1, 1)``) and ``weight_decay`` (decoupled: a float or
         ``(M, 1, 1)``) apply to the names in ``decay_names`` (default: all of ``params``)."""
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
@@ -298,6 +301,8 @@ class AdamUpdate:
         self._m_flat, self.m = _zeros_like(self.xp, params, layout)
         self._v_flat, self.v = _zeros_like(self.xp, params, layout)
         self.t = 0
+        self.inplace = inplace
+        self._scratch = {}  # the in-place form's work arrays, per updated array
 
     def step(self, params: dict, grads: dict, eta, *, flat=None) -> None:
         """One Adam step of every entry of ``params`` that has a gradient."""
@@ -307,15 +312,20 @@ class AdamUpdate:
         root_c2 = math.sqrt(1.0 - b2 ** self.t)
         if _on_flat(self, params, grads, flat):
             layout = self.layout
-            entries = [(p, g, m, v, n_decayed) for p, (g, n_decayed), m, v in zip(
-                layout.parts(flat.flat), layout.gradient_parts(self.xp, grads),
-                layout.parts(self._m_flat), layout.parts(self._v_flat),
-                strict=True)]
+            entries = [(i, p, g, m, v, n_decayed) for i, (p, (g, n_decayed), m, v) in enumerate(
+                zip(flat.parts, layout.gradient_parts(self.xp, grads), self._m_flat,
+                    self._v_flat, strict=True))]
         else:
-            entries = [(params[name], g, self.m[name], self.v[name],
+            entries = [(name, params[name], g, self.m[name], self.v[name],
                         -1 if name in self.decay_names else 0) for name, g in grads.items()]
-        for p, g, m, v, n_decayed in entries:
-            self._update(p, g, m, v, n_decayed, eta, step_size, root_c2)
+        for key, p, g, m, v, n_decayed in entries:
+            if self.inplace is None:
+                self._update(p, g, m, v, n_decayed, eta, step_size, root_c2)
+            else:
+                self.inplace(p, g, m, v, scratch=self._scratch.setdefault(key, []),
+                             beta1=b1, beta2=b2, eps=self.eps, decay=self.decay,
+                             weight_decay=self.weight_decay, n_decayed=n_decayed, eta=eta,
+                             step_size=step_size, root_c2=root_c2)
 
     def _update(self, p, g, m, v, n_decayed, eta, step_size, root_c2) -> None:
         """Adam on one array ``p``; its leading ``n_decayed`` columns decay (-1: all)."""
@@ -343,6 +353,7 @@ class AdamUpdate:
         """Model i takes the state of model ``keep[i]`` (host int64 indices; repeats
         allowed, models left out are dropped)."""
         self.decay, self.weight_decay = _take(self.decay, keep), _take(self.weight_decay, keep)
+        self._scratch = {}
         self._m_flat, self.m = _take_state(self.xp, self._m_flat, self.m, self.layout, keep)
         self._v_flat, self.v = _take_state(self.xp, self._v_flat, self.v, self.layout, keep)
 
@@ -371,11 +382,12 @@ def _decayed(a, n_decayed):
 
 
 def _zeros_like(xp, params: dict, layout):
-    """Optimizer state of zeros like ``params``: ``(flat, views)`` with a layout (the
-    views slices of ``flat`` ``(M, 1, P)``), else ``(None, dict)``."""
+    """Optimizer state of zeros like ``params``: ``(parts, views)`` with a layout (the
+    views slices of the parts, :meth:`~xpnet.step.flat.FlatLayout.flatten`), else
+    ``(None, dict)``."""
     if layout is None:
         return None, {k: 0.0 * v for k, v in params.items()}
-    flat = 0.0 * layout.flatten(xp, params)
+    flat = [0.0 * part for part in layout.flatten(xp, params)]
     return flat, layout.views(xp, flat)
 
 
@@ -383,5 +395,5 @@ def _take_state(xp, flat, views: dict, layout, keep):
     """:func:`_take` of optimizer state kept as :func:`_zeros_like` made it."""
     if flat is None:
         return None, {k: _take(v, keep) for k, v in views.items()}
-    flat = _take(flat, keep)
+    flat = [_take(part, keep) for part in flat]
     return flat, layout.views(xp, flat)

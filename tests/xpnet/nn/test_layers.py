@@ -119,3 +119,8 @@ def test_dense_backward_gives_a_contiguous_weight_gradient(shared):
     assert dW.flags.c_contiguous and dW.shape == (2, 8, 3)
     np.testing.assert_allclose(dW, np.swapaxes(x, -1, -2) @ dout, rtol=1e-12)
     np.testing.assert_allclose(dx, dout @ np.swapaxes(W, -1, -2), rtol=1e-12)
+    # The first layer's (the flat layout's transposed head): the transpose is contiguous.
+    dx, dW, _ = layers.dense_backward(dout, (x, W), need_dx=False, need_db=False, xp=xp,
+                                      head=True)
+    assert dx is None and dW.shape == (2, 8, 3) and np.swapaxes(dW, -1, -2).flags.c_contiguous
+    np.testing.assert_allclose(dW, np.swapaxes(x, -1, -2) @ dout, rtol=1e-12)

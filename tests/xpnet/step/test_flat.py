@@ -32,10 +32,12 @@ def test_parameters_are_views_of_one_array_weights_first(any_backend):
     assert layout.names[:3] == ("W1", "W2", "W3")
     assert layout.n_decayed == 6 * 5 + 5 * 4 + 4 * 3
     assert layout.size == layout.n_decayed + 3 + 2 * (5 + 4)  # b3, gamma and beta
-    assert tuple(flat.flat.shape) == (2, 1, layout.size) and flat.current(net.params)
+    head, tail = flat.parts
+    assert tuple(head.shape) == (2, 1, layout.n_head) and flat.current(net.params)
+    assert tuple(tail.shape) == (2, 1, layout.size - layout.n_head)
     before = {k: to_numpy(v).copy() for k, v in net.params.items()}
-    region = flat.flat[..., :layout.n_decayed]
-    region *= 2.0  # through the flat array: every weight matrix, nothing else
+    for region in layout.decayed_parts(flat.parts):
+        region *= 2.0  # through the flat arrays: every weight matrix, nothing else
     for name, value in net.params.items():
         factor = 2.0 if name.startswith("W") else 1.0
         np.testing.assert_array_equal(to_numpy(value), factor * before[name], err_msg=name)
@@ -52,10 +54,9 @@ def test_the_head_gradient_is_added_as_it_is_the_others_laid_side_by_side():
     assert np.shares_memory(head, grads["W1"]) and all_of_it == -1
     assert tail.shape == (2, 1, layout.size - layout.n_head)
     assert n_decayed == 5 * 4 + 4 * 3 and layout.n_head == 6 * 5
-    flat = net.flat_params.flat
-    head_part, tail_part = layout.parts(flat)
+    head_part, tail_part = net.flat_params.parts
     assert head_part.shape == (2, 1, 30) and np.shares_memory(head_part, net.params["W1"])
-    assert tail_part.shape == tail.shape and np.shares_memory(tail_part, flat)
+    assert tail_part.shape == tail.shape and np.shares_memory(tail_part, net.params["W2"])
 
 
 def test_a_replaced_entry_makes_the_flat_array_stale():
@@ -100,14 +101,17 @@ def test_take_models_keeps_the_layout_and_the_optimizer_state_flat():
     net = Network.create(CONFIG, seeds=[1, 2, 3], lam=0.1, device="cpu")
     update = Adam().build(net)
     update.step(net.params, _grads(net, 0), 0.1, flat=net.flat_params)
-    m_before = to_numpy(update._m_flat).copy()
+    m_before = [to_numpy(part).copy() for part in update._m_flat]
     net.take_models(np.array([2, 0]))
     update.take_models(np.array([2, 0]))
-    assert net.flat_params.current(net.params) and net.flat_params.flat.shape[0] == 2
-    np.testing.assert_array_equal(to_numpy(update._m_flat), m_before[[2, 0]])
-    assert all(np.shares_memory(update.m[k], update._m_flat) for k in update.m)
+    assert net.flat_params.current(net.params)
+    assert [part.shape[0] for part in net.flat_params.parts] == [2, 2]
+    for part, before in zip(update._m_flat, m_before, strict=True):
+        np.testing.assert_array_equal(to_numpy(part), before[[2, 0]])
+    assert all(any(np.shares_memory(update.m[k], part) for part in update._m_flat)
+               for k in update.m)
     update.step(net.params, _grads(net, 1), 0.1, flat=net.flat_params)  # still the flat path
-    assert np.shares_memory(net.params["W1"], net.flat_params.flat)
+    assert np.shares_memory(net.params["W1"], net.flat_params.parts[0])
 
 
 def test_step_rates_fold_the_batch_size_and_the_decay_on_the_host():
