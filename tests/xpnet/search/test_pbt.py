@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from tests.problems import blobs
-from xpnet import PBT, ConstantLR, Halving, Network, NetworkConfig, to_numpy
+from tests.xpnet.training.test_population import _state
+from xpnet import PBT, ConstantLR, Halving, Network, NetworkConfig
 from xpnet.backend.devices import get_backend
 from xpnet.errors import XpnetError
 from xpnet.training import DeviceSplit, History, TrainConfig, TrainingRun, record_steps, train
@@ -38,18 +39,6 @@ def _run(backend, dtype="float32", *, seeds=SEEDS, lam=LAM, pbt=None, stop_at=No
                       population=pbt)
     run.run(until=stop_at)
     return run
-
-
-def _state(run, m):
-    """Every per-model array of model m of a run, as host float64."""
-    net, opt = run.net, run.optimizer
-    out = {f"param/{k}": to_numpy(v)[m] for k, v in net.params.items()}
-    out.update({f"buffer/{k}": to_numpy(v)[m] for k, v in net.buffers.items()})
-    out.update({f"velocity/{k}": to_numpy(v)[m] for k, v in opt.velocity.items()})
-    out["live"] = to_numpy(run.liveness.live)[m]
-    out["lam"] = net.lam_host[m]
-    out.update({f"option/{k}": v[m] for k, v in net.per_model_host.items()})
-    return out
 
 
 # ---------------------------------------------------------------- the schedule
