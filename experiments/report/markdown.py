@@ -35,7 +35,7 @@ import numpy as np
 from xpnet.base.atomic import write_text_atomic
 
 QUICK_BANNER = (
-    "> **Smoke test (`--quick`).** Data and schedules were shrunk: the whole suite took 64 s "
+    "> **Smoke test (`--quick`).** Data and schedules were shrunk: the whole suite took 84 s "
     "on an idle 2-core machine (237 s on a busy one); the numbers below are NOT comparable "
     "to the reports'."
 )
