@@ -30,7 +30,12 @@ import numpy as np
 from xpnet.base import inputs
 from xpnet.errors import XpnetError
 from xpnet.training.loop import METRICS
-from xpnet.training.population import PopulationChange, PopulationSchedule, PopulationView
+from xpnet.training.population import (
+    PopulationChange,
+    PopulationSchedule,
+    PopulationView,
+    nearest_record_point,
+)
 
 UNITS = ("steps", "epochs")
 
@@ -80,17 +85,13 @@ class Halving(PopulationSchedule):
             object.__setattr__(self, name, value)
         check_metric("Halving", self.metric)
 
-    @property
-    def higher_is_better(self) -> bool:
-        return self.metric.endswith("accuracy")
-
     def rung_steps(self, record_at, steps_per_epoch: int) -> list[int]:
         """The rungs as steps, each a record point in ``record_at`` before the last step."""
         points = sorted(record_at)
         last = points[-1]
         if self.unit == "epochs":
             wanted = [round(r * steps_per_epoch) for r in self.rungs]
-            steps = [min(points, key=lambda p, w=w: (abs(p - w), -p)) for w in wanted]
+            steps = [nearest_record_point(points, w) for w in wanted]
         else:
             steps = list(self.rungs)
             off = [s for s in steps if s not in record_at]

@@ -32,7 +32,12 @@ import numpy as np
 from xpnet.base import inputs
 from xpnet.errors import XpnetError
 from xpnet.search.halving import UNITS, check_metric
-from xpnet.training.population import PopulationChange, PopulationSchedule, PopulationView
+from xpnet.training.population import (
+    PopulationChange,
+    PopulationSchedule,
+    PopulationView,
+    nearest_record_point,
+)
 
 #: The hyper-parameters PBT may explore, and the range a perturbed value is kept in.
 EXPLORABLE = {"rate_scale": (0.0, math.inf), "lam": (0.0, math.inf), "dropout": (0.0, 0.9),
@@ -109,16 +114,12 @@ class PBT(PopulationSchedule):
         """The hyper-parameters explore changes."""
         return DEFAULT_EXPLORED if self.space is None else tuple(n for n, _, _ in self.space)
 
-    @property
-    def higher_is_better(self) -> bool:
-        return self.metric.endswith("accuracy")
-
     def action_steps(self, record_at, steps_per_epoch: int) -> list[int]:
         points = sorted(record_at)
         last = points[-1]
         every = self.interval * (steps_per_epoch if self.unit == "epochs" else 1)
         wanted = [round(k * every) for k in range(1, int(last / every) + 1)]
-        steps = sorted({min(points, key=lambda p, w=w: (abs(p - w), -p)) for w in wanted})
+        steps = sorted({nearest_record_point(points, w) for w in wanted})
         steps = [s for s in steps if s < last]
         if not steps:
             raise XpnetError(f"PBT interval {self.interval} {self.unit} gives no record point "

@@ -91,6 +91,11 @@ class PopulationSchedule(abc.ABC):
     #: The History key the schedule ranks by.
     metric: str = "val_accuracy"
 
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a higher :attr:`metric` ranks first (accuracies; a loss ranks lowest first)."""
+        return self.metric.endswith("accuracy")
+
     @abc.abstractmethod
     def action_steps(self, record_at, steps_per_epoch: int) -> list[int]:
         """The steps (record points of ``record_at``, before the last) where it acts."""
@@ -107,6 +112,12 @@ class PopulationSchedule(abc.ABC):
     @abc.abstractmethod
     def decide(self, step: int, view: PopulationView) -> PopulationChange | None:
         """The change at ``step`` (one of :meth:`action_steps`), or None for none."""
+
+
+def nearest_record_point(points, wanted: int) -> int:
+    """The record point of ``points`` nearest step ``wanted`` (the later one on a tie): where
+    a schedule given in epochs or intervals acts."""
+    return min(points, key=lambda p: (abs(p - wanted), -p))
 
 
 @dataclasses.dataclass(frozen=True)
