@@ -3,18 +3,12 @@ never split; the lambda_halving study end to end on tiny data with --quick."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.studies.quick_run import quick_run
 from xpnet import Halving
 
-REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -53,17 +47,7 @@ def test_spec_has_halving_only_when_given_and_halving_runs_are_not_split(tiny_da
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
-    from xpnet.data.synthetic import write_cifar_batches
-
-    root = tmp_path_factory.mktemp("tiny-halving")
-    write_cifar_batches(root, n_per_batch=200, seed=3)
-    out = tmp_path_factory.mktemp("halving") / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.run", "--quick", "--only", "lambda_halving",
-         "--workers", "1", "--no-progress", "--data-dir", str(root), "--out", str(out)],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out, json.loads((out / "results.json").read_text(encoding="utf-8"))
+    return quick_run(tmp_path_factory, "lambda_halving")
 
 
 def test_quick_study_trains_the_grid_in_full_and_with_halving(quick_study):

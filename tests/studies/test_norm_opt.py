@@ -4,35 +4,19 @@ test, the dropout x lambda grid in one run, and the report's tables and figures.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from experiments.studies import norm_opt
+from tests.studies.quick_run import quick_run
 from xpnet import NetworkConfig
 
-REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
-    from xpnet.data.synthetic import write_cifar_batches
-
-    root = tmp_path_factory.mktemp("tiny-norm-opt")
-    write_cifar_batches(root, n_per_batch=200, seed=3)
-    out = tmp_path_factory.mktemp("norm-opt") / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.run", "--quick", "--only", "norm_opt", "--seeds",
-         "2", "--workers", "1", "--no-progress", "--data-dir", str(root), "--out", str(out)],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out, json.loads((out / "results.json").read_text(encoding="utf-8"))
+    return quick_run(tmp_path_factory, "norm_opt", "--seeds", "2")
 
 
 def test_each_setting_is_one_lockstep_run_and_adam_takes_its_range_tests_rate(quick_study):

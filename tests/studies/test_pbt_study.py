@@ -4,17 +4,13 @@ such runs are never split; the ensemble's accuracy; the pbt study end to end wit
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.studies.quick_run import quick_run
 from xpnet import PBT
 
-REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -78,17 +74,7 @@ def test_the_ensemble_accuracy_averages_the_best_models_probabilities():
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
-    from xpnet.data.synthetic import write_cifar_batches
-
-    root = tmp_path_factory.mktemp("tiny-pbt")
-    write_cifar_batches(root, n_per_batch=200, seed=3)
-    out = tmp_path_factory.mktemp("pbt") / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.run", "--quick", "--only", "pbt",
-         "--workers", "1", "--no-progress", "--data-dir", str(root), "--out", str(out)],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out, json.loads((out / "results.json").read_text(encoding="utf-8"))
+    return quick_run(tmp_path_factory, "pbt")
 
 
 def test_quick_study_trains_each_population_with_and_without_pbt(quick_study):
